@@ -1,0 +1,18 @@
+"""Exceptions that mean "the user can act on this", each with its exit code.
+
+`main.py` catches them, prints the message as a single line and exits with
+`exit_code`, so bad flags or bad data never surface as a TensorFlow traceback.
+Raise them with a message that names the file or flag and says what to do.
+"""
+
+
+class UserError(Exception):
+    """A problem with the user's input (flags, files, checkpoints), not a bug."""
+
+    exit_code = 2
+
+
+class TrainingDiverged(UserError):
+    """A loss became NaN/Inf; the run stopped without saving the bad weights."""
+
+    exit_code = 3

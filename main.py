@@ -1,0 +1,129 @@
+"""Entry point: flags -> one Config -> train, visualize or export.
+
+    python main.py --dataset mnist --train          # train (resumes if checkpoints exist)
+    python main.py --dataset mnist                  # visualize the newest checkpoint
+    python main.py --dataset mnist --export DIR     # SavedModel of the generator
+"""
+
+import dataclasses
+import logging
+import sys
+
+import config as config_lib
+from errors import UserError
+from tf_runtime import tf  # first: sets up TensorFlow's environment before it loads
+
+flags = tf.compat.v1.flags
+FLAGS = flags.FLAGS
+
+HELP = {
+    "dataset": "mnist, fashion, celebA, or the name of a folder of images under --data_dir",
+    "data_dir": "folder holding one sub-folder per dataset",
+    "input_fname_pattern": "comma-separated globs of image files (searched recursively)",
+    "train_size": "use only the first N images (0 = all)",
+    "input_height": "centre-crop height with --crop (0 = dataset default: 108 celebA, 28 mnist, else output)",
+    "input_width": "centre-crop width (0 = input_height)",
+    "output_height": "generated image height (0 = 28 for mnist/fashion, else 64); multiple of 16",
+    "output_width": "generated image width (0 = output_height)",
+    "crop": "centre-crop input_height x input_width before resizing (default: on for celebA)",
+    "c_dim": "image channels, 1 or 3 (0 = from the data)",
+    "y_dim": "number of classes for a conditional model (0 = unconditional; mnist/fashion: 10)",
+    "z_dim": "dimension of z",
+    "z_dist": "distribution of z: uniform (in [-1, 1]) or gaussian",
+    "gf_dim": "generator filters in the last transposed conv layer",
+    "df_dim": "discriminator filters in the first conv layer",
+    "gfc_dim": "generator fully connected units (conditional model)",
+    "dfc_dim": "discriminator fully connected units (conditional model)",
+    "data_format": "NHWC (CPU) or NCHW (often faster on NVIDIA GPUs)",
+    "train": "train (resuming from the newest checkpoint); without it, visualize",
+    "epoch": "epochs to train",
+    "max_steps": "stop after this many steps instead (0 = epoch * steps per epoch)",
+    "batch_size": "images per batch",
+    "learning_rate": "Adam learning rate",
+    "beta1": "Adam beta1 (0.5 per the DCGAN paper)",
+    "d_steps": "discriminator updates per step",
+    "g_steps": "generator updates per step (carpedm20 uses 2 so D does not win outright)",
+    "real_label": "target for real images; 0.9 = one-sided label smoothing",
+    "feature_matching": "add the feature matching loss to G (Salimans et al. 2016)",
+    "seed": "random seed (same seed + same machine = same run)",
+    "mixed_precision": "use the mixed-precision graph rewrite (GPU)",
+    "xla": "compile with XLA",
+    "out_dir": "root folder for checkpoint/, samples/ and logs/",
+    "checkpoint_dir": "checkpoint folder (under out_dir)",
+    "sample_dir": "samples folder (under out_dir)",
+    "summary_dir": "TensorBoard folder (under out_dir)",
+    "sample_freq": "save a sample grid every N steps",
+    "ckpt_freq": "save a checkpoint every N steps",
+    "summary_freq": "write TensorBoard summaries every N steps",
+    "log_freq": "print a progress line every N steps",
+    "max_to_keep": "checkpoints kept",
+    "n_samples": "images per sample grid and visualization (independent of batch size)",
+    "visualize_option": "comma-separated: " + ",".join(config_lib.VISUALIZE_OPTIONS),
+    "export": "write the generator as a SavedModel to this folder and exit",
+    "freeze": "write the generator as a frozen GraphDef .pb to this path and exit",
+}
+
+
+def define_flags():
+    """One flag per Config field, with the Config's default."""
+    for field in dataclasses.fields(config_lib.Config):
+        name, default = field.name, field.default
+        if name == "crop":
+            flags.DEFINE_boolean(name, None, HELP[name])
+        elif isinstance(default, bool):
+            flags.DEFINE_boolean(name, default, HELP[name])
+        elif isinstance(default, int):
+            flags.DEFINE_integer(name, default, HELP[name])
+        elif isinstance(default, float):
+            flags.DEFINE_float(name, default, HELP[name])
+        else:
+            flags.DEFINE_string(name, default, HELP[name])
+
+
+def config_from_flags():
+    values = {field.name: getattr(FLAGS, field.name) for field in dataclasses.fields(config_lib.Config)}
+    return config_lib.resolve(config_lib.Config(**values))
+
+
+def run(config):
+    if config.train:
+        import train
+
+        train.train(config)
+    elif config.export or config.freeze:
+        import export
+
+        if config.export:
+            export.export_saved_model(config, config.export)
+        if config.freeze:
+            export.freeze_graph(config, config.freeze)
+    else:
+        import visualize
+
+        visualize.visualize(config)
+
+
+def setup_logging():
+    """Plain timestamped lines on stderr for the project's logger (absl's
+    handler, installed by app.run, would prefix every line with file:line)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    logger = logging.getLogger("dcgan")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def main(argv):
+    del argv
+    setup_logging()
+    try:
+        run(config_from_flags())
+    except UserError as e:
+        print(f"main.py: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+
+
+if __name__ == "__main__":
+    define_flags()
+    tf.compat.v1.app.run(main)

@@ -1,0 +1,128 @@
+"""Layers built from `tf.compat.v1.get_variable` and `tf.nn` ops.
+
+`tf.compat.v1.layers` and `tf.contrib` are gone in TF 2.21 (Keras 3), so each
+layer here is a small function under its own variable scope, in the spirit of
+carpedm20/DCGAN-tensorflow's ops.py.  Every function takes `data_format`
+("NHWC" for CPUs, "NCHW" is usually faster on NVIDIA GPUs) so one graph
+definition serves both.
+"""
+
+import tensorflow as tf
+
+v1 = tf.compat.v1
+
+# DCGAN paper: "All weights were initialized from a zero-centered Normal
+# distribution with standard deviation 0.02."
+WEIGHT_STDDEV = 0.02
+
+
+def channel_axis(data_format):
+    return 1 if data_format == "NCHW" else 3
+
+
+def _spatial_strides(stride, data_format):
+    return [1, 1, stride, stride] if data_format == "NCHW" else [1, stride, stride, 1]
+
+
+def lrelu(x, leak=0.2, name="lrelu"):
+    """LeakyReLU; 0.2 is the DCGAN paper's slope for the discriminator."""
+    return tf.nn.leaky_relu(x, alpha=leak, name=name)
+
+
+def linear(x, output_size, stddev=WEIGHT_STDDEV, bias_start=0.0, name="linear"):
+    """Fully connected layer on a [batch, features] tensor."""
+    with v1.variable_scope(name):
+        weights = v1.get_variable(
+            "w", [x.shape[-1], output_size], tf.float32, v1.random_normal_initializer(stddev=stddev)
+        )
+        bias = v1.get_variable("b", [output_size], initializer=v1.constant_initializer(bias_start))
+        return tf.matmul(x, weights) + bias
+
+
+def conv2d(x, output_channels, kernel=5, stride=2, stddev=WEIGHT_STDDEV, data_format="NHWC", name="conv2d"):
+    """Strided convolution ("SAME" padding): the DCGAN replacement for pooling."""
+    with v1.variable_scope(name):
+        in_channels = x.shape[channel_axis(data_format)]
+        weights = v1.get_variable(
+            "w", [kernel, kernel, in_channels, output_channels],
+            initializer=v1.truncated_normal_initializer(stddev=stddev),
+        )
+        bias = v1.get_variable("b", [output_channels], initializer=v1.zeros_initializer())
+        strides = _spatial_strides(stride, data_format)
+        y = tf.nn.conv2d(x, weights, strides=strides, padding="SAME", data_format=data_format)
+        return tf.nn.bias_add(y, bias, data_format=data_format)
+
+
+def deconv2d(x, output_hwc, kernel=5, stride=2, stddev=WEIGHT_STDDEV, data_format="NHWC", name="deconv2d"):
+    """Transposed convolution to a static (height, width, channels) output.
+
+    The batch dimension is taken from `x` at run time, so an exported generator
+    accepts any number of z vectors.
+    """
+    height, width, out_channels = output_hwc
+    with v1.variable_scope(name):
+        in_channels = x.shape[channel_axis(data_format)]
+        weights = v1.get_variable(
+            "w", [kernel, kernel, out_channels, in_channels], initializer=v1.random_normal_initializer(stddev=stddev)
+        )
+        bias = v1.get_variable("b", [out_channels], initializer=v1.zeros_initializer())
+        batch = tf.shape(x)[0]
+        if data_format == "NCHW":
+            output_shape = tf.stack([batch, out_channels, height, width])
+        else:
+            output_shape = tf.stack([batch, height, width, out_channels])
+        y = tf.nn.conv2d_transpose(
+            x, weights, output_shape, strides=_spatial_strides(stride, data_format), data_format=data_format
+        )
+        y = tf.nn.bias_add(y, bias, data_format=data_format)
+        if data_format == "NCHW":
+            y.set_shape([None, out_channels, height, width])
+        else:
+            y.set_shape([None, height, width, out_channels])
+        return y
+
+
+def batch_norm(x, is_training, update_moving_stats=True, momentum=0.9, epsilon=1e-5, data_format="NHWC", name="bn"):
+    """Batch normalization with moving averages registered in UPDATE_OPS.
+
+    Training normalizes with the batch statistics (fused kernel for 4-D input);
+    inference uses the moving averages.  The moving-average assignments are put
+    in `tf.GraphKeys.UPDATE_OPS` under this layer's scope, so the model can hand
+    each network's updates to that network's own train op (the carpedm20 bug
+    this project fixes).  Pass `update_moving_stats=False` for a second call that
+    shares the variables (e.g. D on fake images) so the averages track one input.
+    """
+    is_4d = x.shape.ndims == 4
+    channels = x.shape[channel_axis(data_format) if is_4d else -1]
+    with v1.variable_scope(name):
+        scale = v1.get_variable("scale", [channels], initializer=v1.ones_initializer())
+        offset = v1.get_variable("offset", [channels], initializer=v1.zeros_initializer())
+        moving_mean = v1.get_variable("moving_mean", [channels], initializer=v1.zeros_initializer(), trainable=False)
+        moving_var = v1.get_variable("moving_variance", [channels], initializer=v1.ones_initializer(), trainable=False)
+        if not is_training:
+            if is_4d:
+                y, _, _ = v1.nn.fused_batch_norm(
+                    x, scale, offset, moving_mean, moving_var, epsilon, data_format=data_format, is_training=False
+                )
+                return y
+            return tf.nn.batch_normalization(x, moving_mean, moving_var, offset, scale, epsilon)
+        if is_4d:
+            y, mean, variance = v1.nn.fused_batch_norm(x, scale, offset, epsilon=epsilon, data_format=data_format)
+        else:
+            mean, variance = tf.nn.moments(x, axes=[0])
+            y = tf.nn.batch_normalization(x, mean, variance, offset, scale, epsilon)
+        if update_moving_stats:
+            decay = 1.0 - momentum
+            for moving, batch_value in ((moving_mean, mean), (moving_var, variance)):
+                update = moving.assign_sub(decay * (moving - batch_value), read_value=False)
+                v1.add_to_collection(v1.GraphKeys.UPDATE_OPS, update)
+        return y
+
+
+def conv_cond_concat(x, y, data_format="NHWC"):
+    """Appends a one-hot label vector `y` [batch, classes] to every pixel of `x`."""
+    if data_format == "NCHW":
+        y_maps = y[:, :, tf.newaxis, tf.newaxis] * tf.ones_like(x[:, :1, :, :])
+    else:
+        y_maps = y[:, tf.newaxis, tf.newaxis, :] * tf.ones_like(x[:, :, :, :1])
+    return tf.concat([x, y_maps], axis=channel_axis(data_format))

@@ -1,0 +1,89 @@
+"""Bad input gets one clear line and exit code 2, and nothing saved is touched."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO, tiny_config
+
+import config as config_lib
+import main
+import train
+from errors import UserError
+
+
+def run_main(*args, cwd):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, str(REPO / "main.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_missing_dataset_folder_exits_2_with_one_line(tmp_path):
+    result = run_main("--dataset", "faces", "--train", "--data_dir", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"main.py: error: {tmp_path / 'faces'}: no such folder; put the images there or pass --data_dir/--dataset "
+        "(python download.py celebA mnist fashion cifar10 fetches the standard sets)"]
+    assert not (tmp_path / "checkpoint").exists()
+
+
+def test_visualize_without_checkpoint_exits_2(tmp_path):
+    result = run_main("--dataset", "mnist", cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no checkpoint in checkpoint/mnist_64_28_28" in lines[0]
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (dict(dataset="celebA", output_height=50), "--output_height=50: this generator needs a multiple of 16"),
+    (dict(dataset="mnist", output_width=30), "--output_width=30: this generator needs a multiple of 4"),
+    (dict(batch_size=0), "--batch_size must be at least 1"),
+    (dict(z_dist="cauchy"), "--z_dist must be uniform or gaussian"),
+    (dict(visualize_option="samples,movie"), "--visualize_option: unknown ['movie']"),
+])
+def test_impossible_flags_are_refused(overrides, message):
+    with pytest.raises(UserError) as error:
+        config_lib.resolve(config_lib.Config(**overrides))
+    assert message in str(error.value)
+
+
+def test_empty_folder_and_non_images(tmp_path):
+    (tmp_path / "faces").mkdir()
+    config = tiny_config(tmp_path, dataset="faces", data_dir=str(tmp_path), c_dim=3, train=True)
+    with pytest.raises(UserError, match="no images matching"):
+        main.run(config)
+    (tmp_path / "faces" / "notes.jpg").write_text("not a picture")
+    with pytest.raises(UserError, match="no images matching"):
+        main.run(config)
+
+
+def test_batch_larger_than_data(tmp_path, celeba_dir):
+    config = tiny_config(tmp_path, dataset="celebA", data_dir=str(celeba_dir), input_height=54, batch_size=32,
+                         train=True)
+    with pytest.raises(UserError, match="24 examples is fewer than one batch .--batch_size=32"):
+        main.run(config)
+
+
+def test_crop_larger_than_images(tmp_path, celeba_dir):
+    config = tiny_config(tmp_path, dataset="celebA", data_dir=str(celeba_dir), train=True)  # default crop 108
+    with pytest.raises(UserError, match="108x108 is larger than the images .* is 109x89"):
+        main.run(config)
+
+
+def test_checkpoint_from_another_architecture_is_refused_and_untouched(tmp_path):
+    config = tiny_config(tmp_path, max_steps=1)
+    train.train(config)
+    files = {p: os.path.getmtime(os.path.join(config.checkpoint_path, p)) for p in os.listdir(config.checkpoint_path)}
+    other = tiny_config(tmp_path, max_steps=2, gf_dim=8, train=True)
+    with pytest.raises(UserError, match=r"built with gf_dim=4 \(now 8\); pass the same flags"):
+        main.run(other)
+    after = {p: os.path.getmtime(os.path.join(config.checkpoint_path, p)) for p in os.listdir(config.checkpoint_path)}
+    assert after == files
+
+
+def test_help_lists_the_flags():
+    result = subprocess.run([sys.executable, str(REPO / "main.py"), "--helpfull"], capture_output=True, text=True,
+                            timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    for flag in ("--dataset", "--sample_freq", "--ckpt_freq", "--max_to_keep", "--z_dist", "--export", "--freeze"):
+        assert flag in result.stdout

@@ -1,0 +1,121 @@
+import csv
+import os
+
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import tiny_config
+
+import losses
+import train
+from checkpoints import checkpoint_paths
+from errors import TrainingDiverged
+
+v1 = tf.compat.v1
+
+
+def event_tags(log_path):
+    tags = set()
+    for name in os.listdir(log_path):
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(log_path, name)):
+            tags.update(value.tag for value in event.summary.value)
+    return tags
+
+
+def checkpoint_values(path):
+    reader = tf.train.load_checkpoint(path)
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+
+
+def test_training_writes_samples_checkpoints_summaries_and_curves(tmp_path):
+    config = tiny_config(tmp_path, max_steps=3)
+    assert train.train(config) == 3
+
+    samples = sorted(f for f in os.listdir(config.sample_path) if f.startswith("train_"))
+    assert samples == ["train_00_0001.png", "train_00_0002.png", "train_00_0003.png"]
+    grid = imageio.imread(os.path.join(config.sample_path, samples[-1]))
+    # 6 samples of 16x16 -> 2 rows x 3 columns with 1 px padding
+    assert grid.shape[:2] == (2 * 16 + 1, 3 * 16 + 2)
+    assert len(np.unique(grid)) > 2  # a real picture, not a blank
+
+    curves = imageio.imread(os.path.join(config.sample_path, "loss_curves.png"))
+    assert curves.ndim == 3 and curves.shape[0] > 100
+    with open(os.path.join(config.sample_path, "losses.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3]
+    assert all(np.isfinite(float(r["d_loss"])) for r in rows)
+
+    assert [os.path.basename(p) for p in checkpoint_paths(config.checkpoint_path)] == [
+        "DCGAN.model-3", "DCGAN.model-2", "DCGAN.model-1"]
+    tags = event_tags(config.log_path)
+    for tag in ("d_loss", "d_loss_real", "d_loss_fake", "g_loss", "D_x", "D_G_z", "D_x_histogram",
+                "D_G_z_histogram", "G_z"):
+        assert tag in tags, f"summary {tag} missing from {sorted(tags)}"
+
+
+def test_resume_continues_from_saved_step_with_identical_state(tmp_path):
+    config = tiny_config(tmp_path, max_steps=2)
+    train.train(config)
+    saved = checkpoint_values(checkpoint_paths(config.checkpoint_path)[0])
+    assert int(saved["global_step"]) == 2
+    assert any("adam" in name.lower() for name in saved)  # optimizer slots are saved
+
+    # Restarting with nothing left to do restores and leaves the checkpoint as it was.
+    assert train.train(config) == 2
+    assert [os.path.basename(p) for p in checkpoint_paths(config.checkpoint_path)][0] == "DCGAN.model-2"
+
+    # The restored session holds exactly the saved values, bit for bit.
+    from checkpoints import Checkpoints
+    from model import DCGAN
+    with tf.Graph().as_default():
+        images = tf.zeros([4, 16, 16, 1])
+        gan = DCGAN(config, images, tf.zeros([4], tf.int64))
+        with v1.Session() as session:
+            session.run(v1.global_variables_initializer())
+            Checkpoints(config.checkpoint_path, gan.saver, config.architecture()).restore(session)
+            restored = {v.op.name: session.run(v) for v in v1.global_variables()}
+    assert set(restored) == set(saved)
+    for name, value in saved.items():
+        assert np.array_equal(restored[name], value), name
+
+    # Training further resumes at step 2, not 0.
+    longer = tiny_config(tmp_path, max_steps=4)
+    assert train.train(longer) == 4
+    with open(os.path.join(config.sample_path, "losses.csv")) as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f)]
+    assert steps == [1, 2, 3, 4]
+
+
+def test_same_seed_gives_same_first_losses(tmp_path):
+    first_rows = []
+    for run in ("a", "b"):
+        config = tiny_config(tmp_path / run, max_steps=2, seed=7)
+        train.train(config)
+        with open(os.path.join(config.sample_path, "losses.csv")) as f:
+            first_rows.append(next(csv.DictReader(f)))
+    assert first_rows[0] == first_rows[1]
+
+
+def test_image_folder_dataset_trains_unconditionally(tmp_path, celeba_dir):
+    config = tiny_config(tmp_path, dataset="celebA", data_dir=str(celeba_dir), input_height=54, crop=True,
+                         output_height=16, max_steps=2)
+    assert not config.conditional
+    train.train(config)
+    grid = imageio.imread(os.path.join(config.sample_path, "train_00_0002.png"))
+    assert grid.shape == (33, 50, 3)
+
+
+def test_nan_loss_stops_without_saving_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    config = tiny_config(tmp_path, max_steps=2)
+    train.train(config)
+    good = checkpoint_values(checkpoint_paths(config.checkpoint_path)[0])
+
+    original = losses.generator_loss
+    monkeypatch.setattr(losses, "generator_loss", lambda logits: original(logits) * np.nan)
+    with pytest.raises(TrainingDiverged, match=r"step 3: .*g_loss=nan.*DCGAN.model-2 \(step 2\)"):
+        train.train(tiny_config(tmp_path, max_steps=5))
+    paths = checkpoint_paths(config.checkpoint_path)
+    assert os.path.basename(paths[0]) == "DCGAN.model-2"
+    after = checkpoint_values(paths[0])
+    assert all(np.array_equal(good[k], after[k]) for k in good)
