@@ -1,24 +1,40 @@
 """Saving and restoring checkpoints so that no run is ever lost or mixed up.
 
-TensorFlow's V2 Saver writes the data and index files through temporaries and
-rewrites the `checkpoint` state file last, so a crash mid-save leaves the
-previous checkpoint as the newest complete one.  On top of that this module
-  * stores the architecture beside the checkpoints and refuses, in one line,
-    to restore into a network built with different flags;
-  * falls back to the next older checkpoint if the newest one is unreadable.
+A save is a sequence of writes, and a killed process may stop after any one:
+  1. TensorFlow's Saver writes the data and index files (through `.tempstate`
+     temporaries that it renames into place);
+  2. a manifest, `<prefix>.manifest.json`, records the size and SHA-256 of
+     those files; it is written atomically, and from then on the checkpoint
+     is complete;
+  3. the `checkpoint` state file, read by TensorFlow's own tools, is rewritten
+     to list the kept checkpoints;
+  4. checkpoints beyond --max_to_keep are deleted, each one's manifest last.
+Restoring therefore trusts manifests rather than the state file: the newest
+checkpoint whose files match its manifest is restored even if the process died
+before step 3, and one that does not match falls back to the next older one
+with a warning.  Checkpoints written before manifests existed are known by
+being in the state file and are checked by TensorFlow's per-tensor checksums.
+
+A training run holds `train.lock` in the folder, so two runs never write the
+same checkpoints, and while holding it deletes the temporaries a killed save
+left.  The architecture is stored beside the checkpoints and a mismatch is
+refused in one line.
 """
 
 import contextlib
 import dataclasses
+import fcntl
+import glob
+import hashlib
 import json
 import logging
 import os
 import re
-
-import tensorflow as tf
+import socket
 
 from errors import UserError
 from model import GENERATOR_SCOPE, InferenceGenerator, scope_variables
+from tf_runtime import tf
 from utils import write_atomically
 
 v1 = tf.compat.v1
@@ -26,6 +42,13 @@ log = logging.getLogger("dcgan")
 
 ARCHITECTURE_FILE = "architecture.json"
 CHECKPOINT_PREFIX = "DCGAN.model"
+STATE_FILE = "checkpoint"  # TensorFlow's name: tf.train.latest_checkpoint reads it
+MANIFEST_SUFFIX = ".manifest.json"
+LOCK_FILE = "train.lock"
+# What a killed save leaves: TF's SaveV2 writes `<file>.tempstate<digits>` (the
+# Saver here is not sharded, so no `<prefix>_temp/` folders), utils.write_atomically
+# `<file>.tmp<pid>` and TF's own atomic writes `<file>.tmp<hex>`.
+TEMPORARY_NAME = re.compile(r"(\.tempstate\d+|\.tmp[0-9a-f]+)$")
 
 
 def read_architecture(directory):
@@ -44,15 +67,93 @@ def checkpoint_step(path):
     return int(match.group(1)) if match else 0
 
 
-def checkpoint_paths(directory):
-    """Checkpoint prefixes listed in the state file, newest first."""
+def checkpoint_files(prefix):
+    """The index and data files of the checkpoint at `prefix` that exist, sorted."""
+    pattern = glob.escape(prefix)
+    return sorted(glob.glob(pattern + ".index") + glob.glob(pattern + ".data-?????-of-?????"))
+
+
+def _listed_paths(directory):
+    """Prefixes named by the state file (which may hold absolute paths from before the folder was moved)."""
     state = v1.train.get_checkpoint_state(directory)
     if state is None:
         return []
-    # The state file may hold absolute paths from before the folder was moved.
     listed = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
-    paths = [os.path.join(directory, os.path.basename(p)) for p in listed]
-    return sorted(set(paths), key=checkpoint_step, reverse=True)
+    return [os.path.join(directory, os.path.basename(p)) for p in listed]
+
+
+def checkpoint_paths(directory):
+    """Checkpoints that claim to be complete (a manifest, or a place in the state file), newest first."""
+    manifests = glob.glob(os.path.join(glob.escape(directory), f"{CHECKPOINT_PREFIX}-*{MANIFEST_SUFFIX}"))
+    manifested = [path[: -len(MANIFEST_SUFFIX)] for path in manifests]
+    return sorted(set(manifested + _listed_paths(directory)), key=checkpoint_step, reverse=True)
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(prefix):
+    """Records the size and SHA-256 of each of the checkpoint's files: the mark of a complete save."""
+    files = {os.path.basename(p): {"bytes": os.path.getsize(p), "sha256": _sha256(p)} for p in checkpoint_files(prefix)}
+    write_atomically(prefix + MANIFEST_SUFFIX, json.dumps({"files": files}, indent=2))
+
+
+def verify(prefix):
+    """Why the checkpoint at `prefix` cannot be trusted, or None if its files match its manifest.
+
+    One without a manifest can only be a listed checkpoint from before
+    manifests; it is left to TensorFlow's checksums (None).
+    """
+    manifest = prefix + MANIFEST_SUFFIX
+    if not os.path.exists(manifest):
+        return None
+    try:
+        with open(manifest) as f:
+            expected = {name: (entry["bytes"], entry["sha256"]) for name, entry in json.load(f)["files"].items()}
+        present = {os.path.basename(p) for p in checkpoint_files(prefix)}
+        if present != set(expected) or not any(name.endswith(".index") for name in present):
+            return f"files {sorted(present)} on disk, {sorted(expected)} in the manifest"
+        directory = os.path.dirname(prefix)
+        for name, (size, sha256) in sorted(expected.items()):
+            path = os.path.join(directory, name)
+            if os.path.getsize(path) != size or _sha256(path) != sha256:
+                return f"{name} differs from the manifest"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        return f"unreadable manifest or files ({e})"
+    return None
+
+
+def _state_text(paths):
+    """The state file for `paths` (newest last), relative to the folder so that it can be moved."""
+    names = [os.path.basename(p) for p in paths]
+    lines = [f'model_checkpoint_path: "{names[-1]}"'] + [f'all_model_checkpoint_paths: "{n}"' for n in names]
+    return "\n".join(lines) + "\n"
+
+
+def delete_checkpoint(prefix):
+    """Deletes a checkpoint, manifest last: cut short, it leaves a manifest that
+    fails verification (and is deleted by the next save), never unlisted files."""
+    for path in checkpoint_files(prefix) + [prefix + MANIFEST_SUFFIX]:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+
+
+def remove_temporaries(directory):
+    """Deletes the temporaries killed saves left in `directory` and its
+    subfolders; returns their paths.  Only while holding the lock: a running
+    save's temporaries look the same."""
+    removed = []
+    for root, _, files in os.walk(directory):
+        for name in files:
+            if TEMPORARY_NAME.search(name):
+                removed.append(os.path.join(root, name))
+                os.remove(removed[-1])
+    return removed
 
 
 class Checkpoints:
@@ -79,13 +180,56 @@ class Checkpoints:
                 "or a different --checkpoint_dir to start a new run"
             )
 
+    @contextlib.contextmanager
+    def exclusive(self):
+        """Holds the folder's lock for one training run and clears stale temporaries.
+
+        flock is released by the kernel however the process ends (kill -9
+        included), so a lock whose holder died is simply taken over; the file
+        names the holder only for the refusal message.
+        """
+        path = os.path.join(self.directory, LOCK_FILE)
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+            lock = open(path, "a+")
+        except OSError as e:
+            raise UserError(f"cannot write to {self.directory} ({e.strerror}); "
+                            "make it writable or pass another --out_dir") from None
+        with lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.seek(0)
+                raise UserError(f"{self.directory} is in use by another training run ({lock.read().strip()}); "
+                                "wait for it to end, stop it, or pass another --out_dir") from None
+            lock.seek(0)
+            previous = lock.read().strip()
+            if previous:
+                log.warning("%s was held by %s, which ended without releasing it; taking it over", path, previous)
+            lock.truncate(0)
+            lock.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+            lock.flush()
+            removed = remove_temporaries(self.directory)
+            if removed:
+                log.info("removed %d temporary files left by an interrupted save: %s", len(removed),
+                         ", ".join(sorted(os.path.basename(p) for p in removed)))
+            try:
+                yield
+            finally:
+                with contextlib.suppress(OSError):
+                    lock.truncate(0)  # released cleanly: nobody to name as a dead holder
+
     def restore(self, session):
-        """Restores the newest readable checkpoint; returns its path or None."""
+        """Restores the newest complete checkpoint; returns its path or None."""
         paths = checkpoint_paths(self.directory)
         if not paths:
             return None
         self.check_architecture()
         for path in paths:
+            problem = verify(path)
+            if problem:
+                log.warning("checkpoint %s is incomplete or damaged (%s); trying an older one", path, problem)
+                continue
             try:
                 self.saver.restore(session, path)
                 return path
@@ -104,23 +248,54 @@ class Checkpoints:
         raise UserError(f"{self.directory}: no checkpoint in it can be read; move the folder away to start over")
 
     def save(self, session, step):
+        """Writes checkpoint `step` (steps 1-4 of the module docstring) and returns its prefix.
+
+        Any failed write (full disk, read-only folder) raises OSError, whichever
+        layer failed, and leaves every older checkpoint as it was.
+        """
         os.makedirs(self.directory, exist_ok=True)
         if read_architecture(self.directory) is None:
             write_atomically(os.path.join(self.directory, ARCHITECTURE_FILE), json.dumps(self.architecture, indent=2))
-        return self.saver.save(
-            session, os.path.join(self.directory, CHECKPOINT_PREFIX), global_step=step, write_meta_graph=False
-        )
+        prefix = os.path.join(self.directory, f"{CHECKPOINT_PREFIX}-{step}")
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(prefix + MANIFEST_SUFFIX)  # it must never vouch for files that are being rewritten
+        try:
+            self.saver.save(session, prefix, write_meta_graph=False, write_state=False)
+        except tf.errors.OpError as e:  # e.g. ResourceExhaustedError for ENOSPC; the line naming the file says it
+            lines = e.message.splitlines()
+            raise OSError(next((line.strip() for line in lines if self.directory in line), lines[0])) from None
+        write_manifest(prefix)
+        # Kept: this one and the newest older ones.  Newer ones can only be
+        # damaged checkpoints that restore() skipped; this run has replaced them.
+        max_to_keep = self.saver.saver_def.max_to_keep
+        candidates = checkpoint_paths(self.directory)
+        older = [p for p in candidates if checkpoint_step(p) < step]
+        kept = older[: max_to_keep - 1] if max_to_keep else older
+        write_atomically(os.path.join(self.directory, STATE_FILE), _state_text([*reversed(kept), prefix]))
+        for path in candidates:
+            if path != prefix and path not in kept:
+                delete_checkpoint(path)
+        return prefix
+
+
+@dataclasses.dataclass
+class RestoredGenerator:
+    session: object
+    generator: InferenceGenerator
+    config: object  # the run's Config with the architecture read from the checkpoint folder
+    path: str  # the checkpoint restored
 
 
 @contextlib.contextmanager
-def restored_generator(config):
-    """Yields (session, InferenceGenerator, config) with G restored from the
-    newest checkpoint of `config`'s run, in a fresh graph.
+def restored_generator(config, checkpoint=None):
+    """Yields a RestoredGenerator: G restored from the newest checkpoint of
+    `config`'s run (of its best/ folder with --best, or the given `checkpoint`
+    prefix of that run), in a fresh graph.
 
     The architecture comes from the checkpoint folder, so visualizing needs no
     data and only the flags that name the run (dataset, batch and output size).
     """
-    directory = config.checkpoint_path
+    directory = os.path.join(config.checkpoint_path, "best") if config.best else config.checkpoint_path
     architecture = read_architecture(directory)
     if architecture is None or not checkpoint_paths(directory):
         raise UserError(f"no checkpoint in {directory}; train first with the same flags and --train")
@@ -129,6 +304,10 @@ def restored_generator(config):
         generator = InferenceGenerator(config)
         saver = v1.train.Saver(scope_variables(GENERATOR_SCOPE, v1.GraphKeys.GLOBAL_VARIABLES))
         with v1.Session() as session:
-            path = Checkpoints(directory, saver, config.architecture()).restore(session)
+            if checkpoint:
+                saver.restore(session, checkpoint)
+                path = checkpoint
+            else:
+                path = Checkpoints(directory, saver, config.architecture()).restore(session)
             log.info("restored generator from %s", path)
-            yield session, generator, config
+            yield RestoredGenerator(session, generator, config, path)

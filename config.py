@@ -13,6 +13,10 @@ from errors import UserError
 
 MNIST_LIKE = ("mnist", "fashion")
 VISUALIZE_OPTIONS = ("samples", "sweeps", "interpolation", "sweep_gifs", "merged_gif")
+NAN_POLICIES = ("stop", "skip")
+# With --nan_policy skip, this many non-finite steps in a row mean the run has
+# diverged rather than hit a bad batch, and it stops as with --nan_policy stop.
+NAN_SKIP_LIMIT = 10
 
 # Fields that define the network's variables: a checkpoint written with other
 # values cannot be restored, so they are stored beside it and compared.
@@ -35,6 +39,7 @@ class Config:
     crop: bool | None = None  # None = dataset default (celebA crops)
     c_dim: int = 0  # 0 = from the data
     y_dim: int = 0  # 0 = unconditional; mnist/fashion use 10
+    cache: str = ""  # decoded images: "" = not cached, "memory", or a file path prefix
     # Architecture
     z_dim: int = 100
     z_dist: str = "uniform"
@@ -54,6 +59,7 @@ class Config:
     g_steps: int = 2
     real_label: float = 1.0
     feature_matching: bool = False
+    nan_policy: str = "stop"  # non-finite loss/gradient: "stop" the run, or "skip" that update
     seed: int = 0
     mixed_precision: bool = False
     xla: bool = False
@@ -68,6 +74,13 @@ class Config:
     log_freq: int = 10
     max_to_keep: int = 5
     n_samples: int = 64
+    # Quality metrics
+    eval: bool = False
+    eval_samples: int = 10000
+    fid_every: int = 0  # 0 = never during training
+    keep_best: bool = False
+    inception_graph: str = ""
+    best: bool = False
     # Other modes
     visualize_option: str = ",".join(VISUALIZE_OPTIONS)
     export: str = ""
@@ -129,6 +142,9 @@ def resolve(config):
     elif c.dataset.lower() == "celeba":
         c.input_height = c.input_height or 108
         c.crop = True if c.crop is None else c.crop
+    elif c.dataset == "cifar10":  # unconditional 32x32 RGB unless asked otherwise
+        c.output_height = c.output_height or 32
+        c.c_dim = c.c_dim or 3
     c.output_height = c.output_height or 64
     c.input_height = c.input_height or c.output_height
     c.input_width = c.input_width or c.input_height
@@ -136,14 +152,16 @@ def resolve(config):
     c.crop = bool(c.crop)
 
     for name in ("batch_size", "epoch", "z_dim", "gf_dim", "df_dim", "gfc_dim", "dfc_dim", "d_steps", "g_steps",
-                 "sample_freq", "ckpt_freq", "summary_freq", "log_freq", "max_to_keep", "n_samples"):
+                 "sample_freq", "ckpt_freq", "summary_freq", "log_freq", "max_to_keep", "n_samples",
+                 "eval_samples"):
         _require(getattr(c, name) >= 1, f"--{name} must be at least 1 (got {getattr(c, name)})")
-    for name in ("train_size", "max_steps", "seed"):
+    for name in ("train_size", "max_steps", "seed", "fid_every"):
         _require(getattr(c, name) >= 0, f"--{name} must be 0 or more (got {getattr(c, name)})")
     _require(c.learning_rate > 0, f"--learning_rate must be positive (got {c.learning_rate})")
     _require(0 <= c.beta1 < 1, f"--beta1 must be in [0, 1) (got {c.beta1})")
     _require(0.5 < c.real_label <= 1, f"--real_label must be in (0.5, 1] (got {c.real_label}); 0.9 is usual smoothing")
     _require(c.z_dist in ("uniform", "gaussian"), f"--z_dist must be uniform or gaussian (got {c.z_dist!r})")
+    _require(c.nan_policy in NAN_POLICIES, f"--nan_policy must be {' or '.join(NAN_POLICIES)} (got {c.nan_policy!r})")
     _require(c.data_format in ("NHWC", "NCHW"), f"--data_format must be NHWC or NCHW (got {c.data_format!r})")
     _require(c.c_dim in (0, 1, 3), f"--c_dim must be 1 (grayscale) or 3 (RGB) (got {c.c_dim})")
     _require(c.y_dim >= 0, f"--y_dim must be 0 or more (got {c.y_dim})")
@@ -156,5 +174,6 @@ def resolve(config):
             f"--{name}={value}: this generator needs a multiple of {multiple} "
             f"(e.g. {max(multiple, round(value / multiple) * multiple)})",
         )
+    _require(not c.keep_best or c.fid_every, "--keep_best needs --fid_every N (how often to measure FID)")
     c.visualize_options()
     return c

@@ -10,10 +10,9 @@ import os
 import shutil
 import tempfile
 
-import tensorflow as tf
-
 from checkpoints import restored_generator
 from errors import UserError
+from tf_runtime import tf
 from utils import write_atomically
 
 v1 = tf.compat.v1
@@ -34,7 +33,8 @@ def export_saved_model(config, directory):
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
     try:
-        with restored_generator(config) as (session, generator, _):
+        with restored_generator(config) as restored:
+            session, generator = restored.session, restored.generator
             inputs = {"z": v1.saved_model.build_tensor_info(generator.z)}
             if generator.labels is not None:
                 inputs["labels"] = v1.saved_model.build_tensor_info(generator.labels)
@@ -57,9 +57,9 @@ def export_saved_model(config, directory):
 def freeze_graph(config, path):
     """Writes a frozen GraphDef: feed `z:0` (and `labels:0`), fetch `images_uint8:0`."""
     _refuse_existing(path, "freeze")
-    with restored_generator(config) as (session, _, _):
+    with restored_generator(config) as restored:
         frozen = v1.graph_util.convert_variables_to_constants(
-            session, session.graph.as_graph_def(), [OUTPUT_NODE]
+            restored.session, restored.session.graph.as_graph_def(), [OUTPUT_NODE]
         )
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     write_atomically(path, frozen.SerializeToString(), mode="wb")

@@ -4,7 +4,7 @@ Each takes tensors and returns tensors, owns no variables and reads no config,
 so it can be tested on constants and swapped without touching the model.
 """
 
-import tensorflow as tf
+from tf_runtime import tf
 
 
 def _sigmoid_cross_entropy(logits, label):

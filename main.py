@@ -17,17 +17,19 @@ flags = tf.compat.v1.flags
 FLAGS = flags.FLAGS
 
 HELP = {
-    "dataset": "mnist, fashion, celebA, or the name of a folder of images under --data_dir",
+    "dataset": "mnist, fashion, cifar10, celebA, or the name of a folder of images under --data_dir",
     "data_dir": "folder holding one sub-folder per dataset",
     "input_fname_pattern": "comma-separated globs of image files (searched recursively)",
     "train_size": "use only the first N images (0 = all)",
     "input_height": "centre-crop height with --crop (0 = dataset default: 108 celebA, 28 mnist, else output)",
     "input_width": "centre-crop width (0 = input_height)",
-    "output_height": "generated image height (0 = 28 for mnist/fashion, else 64); multiple of 16",
+    "output_height": "generated image height (0 = 28 for mnist/fashion, 32 cifar10, else 64); multiple of 16",
     "output_width": "generated image width (0 = output_height)",
     "crop": "centre-crop input_height x input_width before resizing (default: on for celebA)",
     "c_dim": "image channels, 1 or 3 (0 = from the data)",
     "y_dim": "number of classes for a conditional model (0 = unconditional; mnist/fashion: 10)",
+    "cache": "image folders: keep decoded, resized images after the first epoch in 'memory' or in files "
+             "at this path prefix (a digest of the files and flags is appended); default: decode every epoch",
     "z_dim": "dimension of z",
     "z_dist": "distribution of z: uniform (in [-1, 1]) or gaussian",
     "gf_dim": "generator filters in the last transposed conv layer",
@@ -45,6 +47,8 @@ HELP = {
     "g_steps": "generator updates per step (carpedm20 uses 2 so D does not win outright)",
     "real_label": "target for real images; 0.9 = one-sided label smoothing",
     "feature_matching": "add the feature matching loss to G (Salimans et al. 2016)",
+    "nan_policy": "on a NaN/Inf loss or gradient: stop (exit 3, nothing saved) or skip that update "
+                  f"(stops after {config_lib.NAN_SKIP_LIMIT} steps in a row)",
     "seed": "random seed (same seed + same machine = same run)",
     "mixed_precision": "use the mixed-precision graph rewrite (GPU)",
     "xla": "compile with XLA",
@@ -58,6 +62,12 @@ HELP = {
     "log_freq": "print a progress line every N steps",
     "max_to_keep": "checkpoints kept",
     "n_samples": "images per sample grid and visualization (independent of batch size)",
+    "eval": "print FID, KID, IS, precision/recall of the newest checkpoint and save them as JSON",
+    "eval_samples": "generated (and real) images per evaluation",
+    "fid_every": "during training, measure FID/KID every N steps and log them to TensorBoard (0 = never)",
+    "keep_best": "keep the checkpoint with the best FID in checkpoint/<run>/best/ (needs --fid_every)",
+    "inception_graph": "TTUR's classify_image_graph_def.pb for Inception features (python download.py inception)",
+    "best": "visualize/eval/export the best-FID checkpoint (checkpoint/<run>/best/) instead of the newest",
     "visualize_option": "comma-separated: " + ",".join(config_lib.VISUALIZE_OPTIONS),
     "export": "write the generator as a SavedModel to this folder and exit",
     "freeze": "write the generator as a frozen GraphDef .pb to this path and exit",
@@ -90,6 +100,10 @@ def run(config):
         import train
 
         train.train(config)
+    elif config.eval:
+        import evaluation
+
+        evaluation.run_eval(config)
     elif config.export or config.freeze:
         import export
 

@@ -36,12 +36,11 @@ import zipfile
 import numpy as np
 from google.protobuf.message import DecodeError
 from scipy import linalg, special
-from tensorflow.core.protobuf import rewriter_config_pb2
 
 from data import load_mnist_like
 from errors import UserError
 from ops import conv2d, linear, lrelu
-from tf_runtime import tf
+from tf_runtime import session_config, tf
 from utils import write_atomically
 
 v1 = tf.compat.v1
@@ -545,11 +544,7 @@ def train_classifier(dataset, train_data, test_data, checkpoint_dir="checkpoint"
         train_op = v1.train.AdamOptimizer(decayed).minimize(loss, global_step=global_step)
         saver = v1.train.Saver(v1.trainable_variables(CLASSIFIER_SCOPE))
         rng = np.random.default_rng(seed)
-        # Grappler's remapper fails on the LeakyRelu gradients ("Mutation::Apply error"), logging an error and
-        # slowing every step (train.py measured 1.8x on D); training without it is the same math.
-        session_config = v1.ConfigProto()
-        session_config.graph_options.rewrite_options.remapping = rewriter_config_pb2.RewriterConfig.OFF
-        with v1.Session(graph=graph, config=session_config) as session:
+        with v1.Session(graph=graph, config=session_config()) as session:
             session.run(v1.global_variables_initializer())
             order = np.array([], dtype=np.int64)
             for step in range(1, steps + 1):

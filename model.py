@@ -10,10 +10,10 @@ belongs to neither (TF-GAN's rule, and the fix for carpedm20's var_list bug).
 """
 
 import numpy as np
-import tensorflow as tf
 
 import losses
 import ops
+from tf_runtime import tf
 
 v1 = tf.compat.v1
 
@@ -163,14 +163,39 @@ class DCGAN:
         self.sampler = InferenceGenerator(config)
         self.d_summary, self.g_summary = self._summaries(real_logits, fake_logits)
         self.saver = v1.train.Saver(max_to_keep=config.max_to_keep)
+        # Checked before every save, so no checkpoint on disk ever holds a NaN/Inf.
+        self.variables_finite = {
+            v.op.name: tf.reduce_all(tf.math.is_finite(v)) for v in v1.global_variables() if v.dtype.is_floating
+        }
 
     def _train_op(self, loss, scope, update_ops):
+        """Adam on `scope`'s variables, applied only if the loss and the global
+        gradient norm are finite; evaluates to True when it was applied.
+
+        A skipped update leaves the weights and Adam's moments as they were, so
+        --nan_policy skip can carry on past a bad batch and --nan_policy stop
+        stops with weights that never saw it.  BatchNorm moving averages (not
+        trained, run by the same op) still update; the training loop checks
+        every variable is finite before saving.  With --mixed_precision only
+        the loss is checked: the loss-scale optimizer skips overflowing
+        gradients itself and must see them to lower its scale.
+        """
         variables = scope_variables(scope)
         optimizer = v1.train.AdamOptimizer(self.config.learning_rate, beta1=self.config.beta1, name=f"{scope}_adam")
         if self.config.mixed_precision:
             optimizer = v1.mixed_precision.enable_mixed_precision_graph_rewrite(optimizer)
         with tf.control_dependencies(update_ops):
-            return optimizer.minimize(loss, var_list=variables, name=f"{scope}_train")
+            gradients = optimizer.compute_gradients(loss, var_list=variables)
+            finite = tf.math.is_finite(loss)
+            if not self.config.mixed_precision:
+                norm = tf.linalg.global_norm([g for g, _ in gradients])
+                finite = tf.logical_and(finite, tf.math.is_finite(norm))
+
+            def apply():
+                with tf.control_dependencies([optimizer.apply_gradients(gradients)]):
+                    return tf.constant(True)
+
+            return tf.cond(finite, apply, lambda: tf.constant(False), name=f"{scope}_train")
 
     def _summaries(self, real_logits, fake_logits):
         d_summary = v1.summary.merge([

@@ -7,7 +7,7 @@ carpedm20/DCGAN-tensorflow's ops.py.  Every function takes `data_format`
 definition serves both.
 """
 
-import tensorflow as tf
+from tf_runtime import tf
 
 v1 = tf.compat.v1
 

@@ -1,45 +1,36 @@
 """The training loop: session, resume, progress, samples, checkpoints, summaries.
 
 Kept apart from `model.py` (which only builds the graph) in the manner of
-NVlabs/stylegan's training loop.  A run is never lost: it resumes from the
-newest complete checkpoint, saves on Ctrl-C / SIGTERM, and stops on a NaN loss
-before the bad weights reach disk.
+NVlabs/stylegan's training loop.  A run is never lost: it holds its checkpoint
+folder's lock, resumes from the newest complete checkpoint, saves on Ctrl-C /
+SIGTERM, never saves a NaN/Inf weight (--nan_policy stops, or skips updates
+with a non-finite loss or gradient), and ends with one line, its last
+checkpoint intact, when the disk is full or read-only.
 """
 
+import contextlib
 import csv
 import dataclasses
 import logging
 import math
 import os
 import signal
+import threading
 import time
 
-import numpy as np
-import tensorflow as tf
-from tensorflow.core.protobuf import rewriter_config_pb2
-
 import data
+import evaluation
 import utils
 from checkpoints import Checkpoints, checkpoint_step
-from errors import TrainingDiverged
+from config import NAN_SKIP_LIMIT
+from errors import TrainingDiverged, UserError
 from model import DCGAN, fixed_z, sample_labels
+from tf_runtime import session_config, tf
 
 v1 = tf.compat.v1
 log = logging.getLogger("dcgan")
 
 LOSS_COLUMNS = ("step", "d_loss", "g_loss", "d_real", "d_fake")
-
-
-def session_config(config):
-    """Soft placement so the same graph runs on CPU or GPU; XLA if asked."""
-    session = v1.ConfigProto(allow_soft_placement=True)
-    session.gpu_options.allow_growth = True
-    # Grappler's remapper fails on the D graph here ("Mutation::Apply error") and
-    # the failed attempt made each step ~1.8x slower (bench/step_time.py).
-    session.graph_options.rewrite_options.remapping = rewriter_config_pb2.RewriterConfig.OFF
-    if config.xla:
-        session.graph_options.optimizer_options.global_jit_level = v1.OptimizerOptions.ON_1
-    return session
 
 
 def format_duration(seconds):
@@ -85,6 +76,59 @@ class StopRequest:
             signal.signal(s, handler)
 
 
+@contextlib.contextmanager
+def _as_os_error():
+    """Re-raises the summary writer's failures as the OSError every other write raises."""
+    try:
+        yield
+    except (RuntimeError, tf.errors.OpError) as e:
+        raise OSError(str(e).splitlines()[0]) from None
+
+
+@contextlib.contextmanager
+def _summary_thread_quiet():
+    """Silences TF's own report of a failed event write, a thread traceback and
+    an error log line: SummaryWriter re-raises the failure and the loop reports
+    it in one line."""
+    excepthook, tf_logger = threading.excepthook, tf.get_logger()
+
+    def hook(args):
+        if getattr(args.thread, "name", None) != "EventLoggerThread":
+            excepthook(args)
+
+    def keep(record):
+        return not record.getMessage().startswith("EventFileWriter writer thread error")
+
+    threading.excepthook = hook
+    tf_logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        threading.excepthook = excepthook
+        tf_logger.removeFilter(keep)
+
+
+class SummaryWriter(v1.summary.FileWriter):
+    """TensorBoard's FileWriter, failing like every other output: with OSError.
+
+    TF writes events on a background thread; when a write fails (full disk,
+    read-only folder) the next call re-raises it as a RuntimeError, and a
+    folder that cannot be created raises a tf.errors.OpError.
+    """
+
+    def __init__(self, *args):
+        with _as_os_error():
+            super().__init__(*args)
+
+    def add_summary(self, *args):
+        with _as_os_error():
+            super().add_summary(*args)
+
+    def close(self):
+        with _as_os_error():
+            super().close()
+
+
 class LossHistory:
     """Appends losses to samples/<run>/losses.csv and plots them as a PNG."""
 
@@ -124,7 +168,7 @@ def train(config):
         model = DCGAN(config, batches.images, batches.labels)
         checkpoints = Checkpoints(config.checkpoint_path, model.saver, config.architecture())
         checkpoints.check_architecture()
-        with v1.Session(config=session_config(config)) as session:
+        with checkpoints.exclusive(), v1.Session(config=session_config(config.xla)) as session:
             session.run(v1.global_variables_initializer())
             session.run(batches.initializer, batches.feed_dict)
             restored = checkpoints.restore(session)
@@ -144,27 +188,49 @@ class _Loop:
         self.sample_labels = sample_labels(config.n_samples, config)
         self.history = LossHistory(config.sample_path)
         self.last_saved_step = None
+        self.skipped = self.skipped_in_a_row = 0  # steps with a non-finite update (--nan_policy skip)
+        self.quality = evaluation.QualityMeter(config) if config.fid_every else None
+        self.best = evaluation.BestCheckpoint(config, v1.train.Saver(max_to_keep=1)) if config.keep_best else None
 
     def _saved_description(self):
         latest = self.checkpoints.latest()
         return f"{latest} (step {checkpoint_step(latest)})" if latest else "none (nothing was saved yet)"
 
+    def _diverged(self, what):
+        return TrainingDiverged(f"{what}; stopped without saving. Last good checkpoint: {self._saved_description()}. "
+                                "Try a lower --learning_rate")
+
+    @contextlib.contextmanager
+    def _write_errors(self):
+        """A failed write (full disk, read-only folder) ends the run in one line;
+        saves write the new checkpoint before touching older ones, so the last
+        one named is intact."""
+        try:
+            yield
+        except OSError as e:
+            raise UserError(f"cannot write {e.filename or 'output'}: {e.strerror or e}; free some space or make "
+                            "the folder writable and run again. "
+                            f"Last good checkpoint: {self._saved_description()}") from None
+
     def run(self):
         config, session = self.config, self.session
-        os.makedirs(config.sample_path, exist_ok=True)
         step = int(session.run(self.model.global_step))
         self.last_saved_step = step
-        writer = v1.summary.FileWriter(config.log_path, session.graph if step == 0 else None)
         log.info("training %s: step %d of %d (%d per epoch), batch %d", config.run_name, step,
                  self.total_steps, self.steps_per_epoch, config.batch_size)
-        try:
-            with StopRequest() as stop:
-                step = self._steps(step, writer, stop)
-        finally:
-            writer.close()
-        if stop.signal_name:
-            log.info("interrupted by %s at step %d: saving", stop.signal_name, step)
-        self._checkpoint(step)
+        with self._write_errors(), _summary_thread_quiet():
+            os.makedirs(config.sample_path, exist_ok=True)
+            writer = SummaryWriter(config.log_path, session.graph if step == 0 else None)
+            try:
+                with StopRequest() as stop:
+                    step = self._steps(step, writer, stop)
+                writer.close()
+            finally:
+                with contextlib.suppress(OSError):
+                    writer.close()  # leaving on an error: a second failure would only hide the first
+            if stop.signal_name:
+                log.info("interrupted by %s at step %d: saving", stop.signal_name, step)
+            self._checkpoint(step)
         log.info("done at step %d; checkpoint %s", step, self._saved_description())
         return step
 
@@ -173,18 +239,17 @@ class _Loop:
         window_start, window_step = time.time(), step
         while step < self.total_steps and not stop.signal_name:
             want_summary = (step + 1) % config.summary_freq == 0
+            applied = []  # each train op evaluates to whether its (finite) update was applied
             for _ in range(config.d_steps):
                 d_results = session.run([model.d_train_op, model.d_loss, model.d_real]
                                         + ([model.d_summary] if want_summary else []))
+                applied.append(d_results[0])
             for _ in range(config.g_steps):
                 g_results = session.run([model.g_train_op, model.g_loss, model.d_fake]
                                         + ([model.g_summary] if want_summary else []))
+                applied.append(g_results[0])
             d_loss, d_real, g_loss, d_fake = d_results[1], d_results[2], g_results[1], g_results[2]
-            if not all(np.isfinite([d_loss, g_loss])):
-                raise TrainingDiverged(
-                    f"step {step + 1}: d_loss={d_loss} g_loss={g_loss}; stopped without saving. "
-                    f"Last good checkpoint: {self._saved_description()}. Try a lower --learning_rate"
-                )
+            self._count_non_finite(step + 1, all(applied), d_loss, g_loss)
             step = int(session.run(model.advance_step))
             if want_summary:
                 writer.add_summary(d_results[3], step)
@@ -197,9 +262,27 @@ class _Loop:
                 self._log_progress(step, steps_per_second, d_loss, g_loss, d_real, d_fake)
             if step % config.sample_freq == 0:
                 self._sample(step, writer)
+            if config.fid_every and step % config.fid_every == 0:
+                self._measure_quality(step, writer)
             if step % config.ckpt_freq == 0:
                 self._checkpoint(step)
         return step
+
+    def _count_non_finite(self, step, all_applied, d_loss, g_loss):
+        """Raises TrainingDiverged for a step with a skipped (non-finite) update,
+        unless --nan_policy skip allows it: fewer than NAN_SKIP_LIMIT in a row."""
+        if all_applied:
+            self.skipped_in_a_row = 0
+            return
+        self.skipped += 1
+        self.skipped_in_a_row += 1
+        what = f"step {step}: non-finite loss or gradient (d_loss={d_loss} g_loss={g_loss})"
+        if self.config.nan_policy != "skip":
+            raise self._diverged(what)
+        if self.skipped_in_a_row >= NAN_SKIP_LIMIT:
+            raise self._diverged(f"{what}, {self.skipped_in_a_row} steps in a row")
+        log.warning("%s: update skipped (%d steps skipped so far, %d in a row; stopping at %d in a row)",
+                    what, self.skipped, self.skipped_in_a_row, NAN_SKIP_LIMIT)
 
     def _log_progress(self, step, steps_per_second, d_loss, g_loss, d_real, d_fake):
         config = self.config
@@ -212,6 +295,15 @@ class _Loop:
             d_loss, g_loss, d_real, d_fake,
         )
 
+    def _measure_quality(self, step, writer):
+        results = self.quality.measure(self.session, self.model.sampler)
+        writer.add_summary(evaluation.metric_summary(results), step)
+        log.info("step %d quality: FID %.3f KID %.4g IS %.3f precision %.3f recall %.3f [%s, n=%d]", step,
+                 results["fid"], results["kid_mean"], results["is_mean"], results["precision"], results["recall"],
+                 results["extractor"], results["n_samples"])
+        if self.best is not None:
+            self.best.offer(self.session, step, results)
+
     def _sample(self, step, writer):
         sampler = self.model.sampler
         images = self.session.run(sampler.images_uint8, sampler.feed(self.sample_z, self.sample_labels))
@@ -223,6 +315,10 @@ class _Loop:
     def _checkpoint(self, step):
         if step == self.last_saved_step and self.checkpoints.latest():
             return
+        finite = self.session.run(self.model.variables_finite)
+        bad = sorted(name for name, ok in finite.items() if not ok)
+        if bad:  # e.g. a BatchNorm moving average that averaged a non-finite batch
+            raise self._diverged(f"step {step}: {len(bad)} variables hold NaN/Inf (first {bad[0]})")
         path = self.checkpoints.save(self.session, step)
         self.last_saved_step = step
         self.history.plot()

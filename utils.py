@@ -4,6 +4,7 @@ Pure NumPy + Pillow + imageio (no `scipy.misc`, removed in SciPy 1.3), so the
 visualizations work on any Python 3 install of the requirements.
 """
 
+import contextlib
 import math
 import os
 
@@ -13,13 +14,26 @@ from PIL import Image, ImageDraw
 
 
 def write_atomically(path, data, mode="w"):
-    """Writes to a temporary file in the same folder, then renames it into place."""
+    """Writes to a temporary file in the same folder, then renames it into place,
+    so readers (and a crash) see the old file or the new one, never half of one.
+
+    A failed write (e.g. a full disk) deletes the temporary before re-raising:
+    left behind, it would hold on to the space that ran out.  An OSError from
+    write() or fsync(), which names no file, is re-raised naming `path`.
+    """
     temporary = f"{path}.tmp{os.getpid()}"
-    with open(temporary, mode) as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(temporary, mode) as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        if isinstance(e, OSError) and e.filename is None:
+            raise OSError(e.errno, e.strerror, path) from None
+        raise
 
 
 def to_uint8(images):

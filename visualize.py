@@ -51,7 +51,8 @@ def _sweep_values(count):
 def visualize(config):
     """Writes the requested visualizations under samples/<run>/; returns the paths."""
     options = config.visualize_options()
-    with restored_generator(config) as (session, generator, config):
+    with restored_generator(config) as restored:
+        session, generator, config = restored.session, restored.generator, restored.config
         out = config.sample_path
         rng_seed = config.seed + 1  # differs from the training sample grid's z
         n = config.n_samples

@@ -23,6 +23,7 @@ example a trained generator after 1 vs 5 epochs) are one more function there.
 """
 
 import argparse
+import glob
 import os
 import sys
 import time
@@ -33,6 +34,9 @@ sys.path.insert(0, REPO_DIR)
 import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
+import checkpoints  # noqa: E402
+import config as config_lib  # noqa: E402
+import evaluation  # noqa: E402
 import metrics  # noqa: E402  (sets the TensorFlow environment before importing it)
 from errors import UserError  # noqa: E402
 
@@ -57,20 +61,43 @@ def blur(images, radius):
 
 def real_vs_real_rows(train, test, n):
     return "real vs real", [(f"train B = [{n}, {2 * n}) vs reference", train[n:2 * n]),
-                            (f"test [0, {n}) vs reference", test[:n])], False
+                            (f"test [0, {n}) vs reference", test[:n])], None
 
 
 def noise_rows(train, test, n):
-    return "Gaussian noise", [(f"train B + noise σ={s}", add_noise(train[n:2 * n], s)) for s in NOISE_SIGMAS], True
+    rows = [(f"train B + noise σ={s}", add_noise(train[n:2 * n], s)) for s in NOISE_SIGMAS]
+    return "Gaussian noise", rows, "increasing"
 
 
 def blur_rows(train, test, n):
-    return "Gaussian blur", [(f"train B blurred r={r}", blur(train[n:2 * n], r)) for r in BLUR_RADII], True
+    return "Gaussian blur", [(f"train B blurred r={r}", blur(train[n:2 * n], r)) for r in BLUR_RADII], "increasing"
 
 
-def row_groups():
-    """The comparisons to run, in table order; each returns (title, [(label, images)], must_increase)."""
-    return [real_vs_real_rows, noise_rows, blur_rows]
+def generator_rows(run_out_dir, n):
+    """A trained MNIST generator at each of its run's checkpoints (oldest first)."""
+    config = config_lib.resolve(config_lib.Config(dataset="mnist", out_dir=run_out_dir))
+    rows = []
+    # Every checkpoint on disk, not only those the state file lists (a resumed run lists its own).
+    paths = [p[:-len(".index")] for p in glob.glob(os.path.join(config.checkpoint_path, "*.index"))]
+    for path in sorted(paths, key=checkpoints.checkpoint_step):
+        with checkpoints.restored_generator(config, checkpoint=path) as restored:
+            images = evaluation.generate_uint8(restored.session, restored.generator, restored.config, n, seed=2)
+        step = checkpoints.checkpoint_step(path)
+        rows.append((f"G at step {step} ({step * config.batch_size / 60000:.2f} epochs)", images))
+    return "Trained generator", rows, "last_is_best"
+
+
+def row_groups(run_out_dir=None):
+    """The comparisons to run, in table order.
+
+    Each returns (title, [(label, images)], expectation): "increasing" (FID and
+    KID must grow row by row), "last_is_best" (the last row has a lower FID
+    than the first) or None.
+    """
+    groups = [real_vs_real_rows, noise_rows, blur_rows]
+    if run_out_dir:
+        groups.append(lambda train, test, n: generator_rows(run_out_dir, n))
+    return groups
 
 
 def increases(values):
@@ -83,6 +110,8 @@ def main(argv=None):
                         help="folder holding mnist/ (falls back to the repo's embedded_data/mnist)")
     parser.add_argument("--checkpoint_dir", default="checkpoint", help="where the MNIST classifier is (or goes)")
     parser.add_argument("--n", type=int, default=10000, help="images per set (train has 60000, so at most 30000)")
+    parser.add_argument("--generator_run", default="",
+                        help="--out_dir of a `main.py --dataset mnist --train` run: score each of its checkpoints")
     args = parser.parse_args(argv)
 
     if not metrics.classifier_is_trained(args.checkpoint_dir, "mnist"):
@@ -97,16 +126,19 @@ def main(argv=None):
     print(f"data: {directory}; reference: train [0, {args.n}); features: {extractor.name}\n")
 
     rows, checks = [], []
-    for group in row_groups():
-        title, images_by_label, must_increase = group(train, test, args.n)
+    for group in row_groups(args.generator_run):
+        title, images_by_label, expectation = group(train, test, args.n)
         start = time.time()
         results = [(label, metrics.evaluate(images, reference, extractor)) for label, images in images_by_label]
         rows += results
         print(f"{title}: {len(results)} rows in {time.time() - start:.0f} s", file=sys.stderr)
-        if must_increase:
+        if expectation == "increasing":
             for key, metric in (("fid", "FID"), ("kid_mean", "KID")):
                 verdict = "yes" if increases([r[key] for _, r in results]) else "NO"
                 checks.append(f"- {metric} increases at every step of {title.lower()}: {verdict}")
+        elif expectation == "last_is_best":
+            verdict = "yes" if results[-1][1]["fid"] < results[0][1]["fid"] else "NO"
+            checks.append(f"- the last generator checkpoint has a lower FID than the first: {verdict}")
     print(metrics.format_table(rows))
     print()
     print("\n".join(checks))

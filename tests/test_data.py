@@ -1,5 +1,7 @@
 import gzip
+import logging
 import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -7,6 +9,7 @@ import tensorflow as tf
 from conftest import EMBEDDED_MNIST, tiny_config
 from PIL import Image
 
+import config as config_lib
 import data
 import utils
 from errors import UserError
@@ -57,19 +60,178 @@ def test_folder_listing_is_recursive_sorted_and_skips_non_images(tmp_path, caplo
     (folder / "empty.jpg").write_bytes(b"")
     (folder / "text.png").write_text("hello")
     (folder / "ignored.txt").write_text("not matched")
-    files = data.list_image_files(str(folder), "*.jpg,*.png")
-    assert [p.split("pics/")[1] for p in files] == ["b.png", "sub/a.JPG"]
-    assert "skipped 2 of 4 files" in caplog.text
+    listing = data.list_image_files(str(folder), "*.jpg,*.png")
+    assert [p.split("pics/")[1] for p in listing.files] == ["b.png", "sub/a.JPG"]
+    assert listing.sizes == [(8, 8), (8, 8)]
+    assert "skipped 2 of 4 files" in caplog.text and "1 zero-byte, 1 not an image" in caplog.text
+
+
+def png_claiming(width, height):
+    """A valid PNG signature and header claiming width x height pixels, with no pixel data."""
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(
+        b"IEND", b"")
+
+
+def test_decompression_bombs_and_undecodable_formats_are_skipped_by_their_headers(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(data, "MAX_IMAGE_PIXELS", 40 * 40)
+    Image.new("RGB", (40, 40)).save(tmp_path / "at_limit.png")
+    Image.new("RGB", (41, 40)).save(tmp_path / "over_limit.png")
+    (tmp_path / "bomb.png").write_bytes(png_claiming(100_000, 100_000))  # Pillow's own bomb error
+    Image.new("RGB", (8, 8)).convert("P").save(tmp_path / "palette.bmp")  # TF would ignore the palette
+    Image.new("RGB", (8, 8)).save(tmp_path / "image.tif", format="TIFF")
+    listing = data.list_image_files(str(tmp_path), "*")
+    assert [p.rsplit("/", 1)[1] for p in listing.files] == ["at_limit.png"]
+    assert "skipped 4 of 5 files" in caplog.text
+    assert "2 over the pixel limit, 1 not an image, 1 unsupported BMP" in caplog.text
+
+
+def test_nothing_usable_or_less_than_a_batch_after_skipping_is_one_clear_error(tmp_path):
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    (folder / "empty.jpg").write_bytes(b"")
+    config = tiny_config(tmp_path, dataset="pics", data_dir=str(tmp_path), c_dim=3)
+    with pytest.raises(UserError, match=r"no images matching .*\(skipped 1 zero-byte; first .*empty.jpg: zero-byte\)"):
+        data.open_source(config)
+    Image.new("RGB", (8, 8)).save(folder / "one.png")
+    with pytest.raises(UserError, match="1 examples is fewer than one batch"):
+        data.open_source(config)
+
+
+def test_train_size_stops_the_listing_early(tmp_path):
+    for index in range(6):
+        Image.new("L", (8, 8), index).save(tmp_path / f"{index}.png")
+    assert len(data.list_image_files(str(tmp_path), "*.png", limit=4).files) == 4
+
+
+def write_image(path, image, **options):
+    image.save(path, **options)
+    return path
+
+
+@pytest.mark.parametrize("c_dim,mode,fmt,expected_mode", [
+    (3, "RGBA", "PNG", "RGB"),  # alpha dropped
+    (3, "L", "PNG", "RGB"),  # gray repeated
+    (3, "RGB", "BMP", "RGB"),
+    (1, "RGB", "PNG", "L"),
+    (1, "RGB", "BMP", "L"),  # TF's BMP decoder has no 1-channel output
+    (1, "L", "JPEG", "L"),
+])
+def test_images_are_converted_to_the_models_channels(tmp_path, c_dim, mode, fmt, expected_mode):
+    pixels = np.random.default_rng(0).integers(0, 256, (16, 16, 4), dtype=np.uint8)
+    image = Image.fromarray(pixels, "RGBA").convert(mode)
+    path = write_image(tmp_path / f"image.{fmt.lower()}", image, format=fmt)
+    config = tiny_config(tmp_path, dataset="pics", c_dim=c_dim)
+    with tf.Graph().as_default(), v1.Session() as session:
+        result = session.run(data._load_image(str(path), config))
+    expected = np.asarray(Image.open(path).convert(expected_mode)).reshape(16, 16, c_dim)
+    assert result.shape == (16, 16, c_dim) and result.dtype == np.uint8
+    # RGB -> L is ITU-R 601 in both, rounded differently; TF decodes JPEG with the fast integer IDCT.
+    assert np.abs(result.astype(int) - expected).max() <= (2 if fmt == "JPEG" else 1)
+
+
+def test_animated_gif_gives_its_first_frame(tmp_path):
+    frames = [Image.new("RGB", (16, 16), color) for color in ("red", "blue")]
+    path = write_image(tmp_path / "anim.gif", frames[0], save_all=True, append_images=frames[1:])
+    with tf.Graph().as_default(), v1.Session() as session:
+        result = session.run(data._load_image(str(path), tiny_config(tmp_path, dataset="pics", c_dim=3)))
+    assert (result == [255, 0, 0]).all()
+
+
+@pytest.fixture
+def messy_folder(celeba_dir):
+    """24 real CelebA jpgs plus every kind of file a scraped folder holds: 3 to skip, 3 to use."""
+    folder = celeba_dir / "celebA"
+    real = (folder / "000001.jpg").read_bytes()
+    (folder / "a_zero_byte.jpg").write_bytes(b"")
+    (folder / "b_text.jpg").write_text("<html>404 Not Found</html>")
+    (folder / "c_truncated.jpg").write_bytes(real[: len(real) // 2])
+    (folder / "d_trailing_data.jpg").write_bytes(real + b"\0" * 100)  # valid: data after the end marker
+    Image.new("RGB", (40, 50), "green").save(folder / "e_smaller.png")
+    Image.open(folder / "000002.jpg").convert("L").save(folder / "f_gray.jpg")
+    return celeba_dir
+
+
+@pytest.mark.parametrize("cache", ["", "memory", "file"])
+def test_messy_folder_skips_bad_files_with_counts_and_iterates_epochs(tmp_path, messy_folder, caplog, cache):
+    caplog.set_level(logging.INFO, logger="dcgan")
+    config = tiny_config(tmp_path, dataset="celebA", data_dir=str(messy_folder), input_height=54, crop=True, c_dim=3,
+                         cache=str(tmp_path / "cache" / "celebA") if cache == "file" else cache)
+    source = data.open_source(config)
+    assert source.num_examples == 27
+    assert "skipped 3 of 30 files" in caplog.text
+    assert "1 zero-byte, 1 not an image, 1 truncated/corrupt (first " in caplog.text
+    assert "1 of 27 images are smaller than the 54x54 crop" in caplog.text
+    assert "images come in 2 sizes (26 of 27 are 109x89)" in caplog.text
+    with tf.Graph().as_default():
+        batches = data.input_batches(source, config)
+        with v1.Session() as session:
+            session.run(batches.initializer, batches.feed_dict)
+            images = np.concatenate([session.run(batches.images) for _ in range(14)])  # 2 epochs and more
+    assert images.shape == (56, 16, 16, 3) and images.min() >= -1 and images.max() <= 1
+    assert len({image.tobytes() for image in images}) == 26  # d_trailing_data.jpg is 000001.jpg
+    if cache == "file":
+        assert any(p.name.startswith("celebA-") for p in (tmp_path / "cache").iterdir())
+
+
+def test_file_that_passes_the_listing_but_fails_to_decode_is_dropped(tmp_path, monkeypatch):
+    for index in range(4):
+        Image.new("RGB", (16, 16), (index, 0, 0)).save(tmp_path / f"{index}.png")
+    (tmp_path / "4.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    monkeypatch.setattr(data, "_inspect_image", lambda path: ((16, 16), None))
+    config = tiny_config(tmp_path, dataset=tmp_path.name, data_dir=str(tmp_path.parent), c_dim=3)
+    source = data.open_source(config)
+    assert source.num_examples == 5
+    with tf.Graph().as_default():
+        batches = data.input_batches(source, config)
+        with v1.Session() as session:
+            session.run(batches.initializer)
+            images = np.concatenate([session.run(batches.images) for _ in range(3)])
+    assert sorted({int(round((v + 1) * 127.5)) for v in images[:, 0, 0, 0]}) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("cache", ["memory", "file"])
+def test_cache_serves_later_epochs_without_reading_the_files(tmp_path, cache):
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    for index in range(8):
+        Image.new("RGB", (16, 16), (index * 10, 0, 0)).save(folder / f"{index}.png")
+    config = tiny_config(tmp_path, dataset="pics", data_dir=str(tmp_path), c_dim=3,
+                         cache="memory" if cache == "memory" else str(tmp_path / "cache" / "pics"))
+    source = data.open_source(config)
+    with tf.Graph().as_default():
+        batches = data.input_batches(source, config)
+        with v1.Session() as session:
+            session.run(batches.initializer)
+            session.run(batches.images)  # the shuffle buffer after the cache holds all 8 images now
+            for path in folder.iterdir():
+                path.unlink()
+            reds = np.concatenate([session.run(batches.images)[:, 0, 0, 0] for _ in range(8)])
+    assert sorted(set(np.round((reds + 1) * 127.5).astype(int))) == list(range(0, 80, 10))
+
+
+def test_cache_file_name_changes_with_the_files_and_the_preprocessing(tmp_path):
+    image = tmp_path / "a.png"
+    Image.new("RGB", (16, 16)).save(image)
+    config = tiny_config(tmp_path, dataset="pics", c_dim=3, cache=str(tmp_path / "c"))
+    first = data.cache_path(config, [str(image)])
+    assert first == data.cache_path(config, [str(image)]) and first.startswith(str(tmp_path / "c-"))
+    assert first != data.cache_path(tiny_config(tmp_path, dataset="pics", c_dim=3, cache=str(tmp_path / "c"),
+                                                output_height=32), [str(image)])
+    Image.new("RGB", (16, 16), "white").save(image)
+    assert first != data.cache_path(config, [str(image)])
+    assert data.cache_path(tiny_config(tmp_path, dataset="pics", cache="memory"), [str(image)]) == ""
 
 
 def test_pipeline_crop_and_resize_match_the_pillow_reference(tmp_path, celeba_dir):
     config = tiny_config(tmp_path, dataset="celebA", data_dir=str(celeba_dir), input_height=54, crop=True,
                          output_height=32, c_dim=3)
-    files = data.list_image_files(str(celeba_dir / "celebA"), config.input_fname_pattern)[:4]
+    files = data.list_image_files(str(celeba_dir / "celebA"), config.input_fname_pattern).files[:4]
     with tf.Graph().as_default(), v1.Session() as session:
         path = v1.placeholder(tf.string, [])
         image = data._load_image(path, config)
-        piped = [session.run(image, {path: f}) for f in files]
+        piped = [session.run(image, {path: f}) / 127.5 - 1.0 for f in files]
     for f, result in zip(files, piped, strict=True):
         reference = utils.center_crop_resize(np.asarray(Image.open(f)), 54, 54, 32, 32)
         assert result.shape == reference.shape == (32, 32, 3)
@@ -89,3 +251,82 @@ def test_mnist_batches_are_scaled_and_labelled(tmp_path):
             images, labels = session.run([batches.images, batches.labels])
     assert images.shape == (8, 28, 28, 1) and labels.shape == (8,)
     assert images.min() >= -1 and images.max() <= 1 and images.min() < -0.99
+
+
+def write_idx_dataset(directory, count):
+    directory.mkdir(parents=True)
+    images = np.random.default_rng(0).integers(0, 256, (count, 28, 28), dtype=np.uint8)
+    (directory / "train-images-idx3-ubyte").write_bytes(idx_bytes(images))
+    (directory / "train-labels-idx1-ubyte").write_bytes(idx_bytes(np.arange(count) % 10))
+
+
+def test_fashion_is_found_in_fashion_mnist_and_a_missing_file_names_its_download(tmp_path):
+    config = tiny_config(tmp_path, dataset="fashion", data_dir=str(tmp_path))
+    with pytest.raises(UserError, match=r"fashion: no train-images-idx3-ubyte\[.gz\] found; put the fashion IDX files "
+                                        r"there \(python download.py fashion fetches them\)"):
+        data.open_source(config)
+    write_idx_dataset(tmp_path / "fashion-mnist", 8)
+    source = data.open_source(config)
+    assert source.num_examples == 8 and "fashion-mnist" in source.description
+
+
+def cifar_records(images_chw, labels):
+    return np.concatenate([np.asarray(labels, np.uint8)[:, None], images_chw.reshape(len(labels), -1)], axis=1)
+
+
+@pytest.fixture
+def cifar_dir(tmp_path):
+    """data_dir with cifar10/cifar-10-batches-bin/: five 2-image training batches and a test batch."""
+    folder = tmp_path / "data" / "cifar10" / "cifar-10-batches-bin"
+    folder.mkdir(parents=True)
+    images = np.random.default_rng(0).integers(0, 256, (12, 3, 32, 32), dtype=np.uint8)
+    labels = np.arange(12) % 10
+    for batch in range(5):
+        (folder / f"data_batch_{batch + 1}.bin").write_bytes(
+            cifar_records(images[2 * batch:2 * batch + 2], labels[2 * batch:2 * batch + 2]).tobytes())
+    (folder / "test_batch.bin").write_bytes(cifar_records(images[10:], labels[10:]).tobytes())
+    return tmp_path / "data", images.transpose(0, 2, 3, 1), labels
+
+
+def test_cifar10_binary_batches_load_as_hwc_images_with_labels(cifar_dir):
+    data_dir, expected_images, expected_labels = cifar_dir
+    images, labels = data.load_cifar10(str(data_dir / "cifar10"))
+    assert images.shape == (10, 32, 32, 3) and images.dtype == np.uint8 and labels.dtype == np.int64
+    assert np.array_equal(images, expected_images[:10]) and np.array_equal(labels, expected_labels[:10])
+    test_images, test_labels = data.load_cifar10(str(data_dir / "cifar10"), split="test")
+    assert np.array_equal(test_images, expected_images[10:]) and list(test_labels) == [0, 1]
+
+
+def test_cifar10_trains_unconditionally_at_32x32_rgb_by_default(tmp_path, cifar_dir):
+    data_dir, expected_images, _ = cifar_dir
+    resolved = config_lib.resolve(config_lib.Config(dataset="cifar10"))
+    assert (resolved.output_height, resolved.output_width, resolved.c_dim, resolved.y_dim, resolved.crop) == (
+        32, 32, 3, 0, False)
+    config = tiny_config(tmp_path, dataset="cifar10", data_dir=str(data_dir), output_height=32)
+    source = data.open_source(config)
+    with tf.Graph().as_default():
+        batches = data.input_batches(source, config)
+        with v1.Session() as session:
+            session.run(batches.initializer, batches.feed_dict)
+            images = session.run(batches.images)
+    assert batches.labels is None and images.shape == (4, 32, 32, 3)
+    pixels = np.round((images + 1) * 127.5).astype(np.uint8)
+    assert all(any(np.array_equal(p, e) for e in expected_images) for p in pixels)
+
+
+@pytest.mark.parametrize("size,message", [
+    (3073 * 2 + 5, "6151 bytes is not a whole number of 3073-byte CIFAR-10 records"),
+    (0, "0 bytes is not a whole number"),
+])
+def test_cifar10_file_of_the_wrong_size_is_a_clear_error(cifar_dir, size, message):
+    data_dir = cifar_dir[0]
+    (data_dir / "cifar10" / "cifar-10-batches-bin" / "data_batch_3.bin").write_bytes(b"\0" * size)
+    with pytest.raises(UserError, match=f"data_batch_3.bin: {message}.*python download.py cifar10"):
+        data.load_cifar10(str(data_dir / "cifar10"))
+
+
+def test_cifar10_missing_batch_names_the_file_and_the_download(cifar_dir):
+    data_dir = cifar_dir[0]
+    (data_dir / "cifar10" / "cifar-10-batches-bin" / "data_batch_5.bin").unlink()
+    with pytest.raises(UserError, match=r"data_batch_5.bin: not found; .*\(python download.py cifar10 fetches it"):
+        data.load_cifar10(str(data_dir / "cifar10"))

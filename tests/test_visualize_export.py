@@ -54,8 +54,8 @@ def test_without_checkpoint_visualize_says_so(tmp_path):
 
 
 def reference_images(config, z, labels):
-    with restored_generator(config) as (session, generator, _):
-        return session.run(generator.images_uint8, generator.feed(z, labels))
+    with restored_generator(config) as restored:
+        return restored.session.run(restored.generator.images_uint8, restored.generator.feed(z, labels))
 
 
 def test_saved_model_and_frozen_graph_reproduce_the_generator(trained, tmp_path):
