@@ -7,6 +7,7 @@ architecture cannot build, with a one-line `UserError` naming the flag.
 """
 
 import dataclasses
+import math
 import os
 
 from errors import UserError
@@ -157,7 +158,7 @@ def resolve(config):
         _require(getattr(c, name) >= 1, f"--{name} must be at least 1 (got {getattr(c, name)})")
     for name in ("train_size", "max_steps", "seed", "fid_every"):
         _require(getattr(c, name) >= 0, f"--{name} must be 0 or more (got {getattr(c, name)})")
-    _require(c.learning_rate > 0, f"--learning_rate must be positive (got {c.learning_rate})")
+    _require(0 < c.learning_rate < math.inf, f"--learning_rate must be a positive number (got {c.learning_rate})")
     _require(0 <= c.beta1 < 1, f"--beta1 must be in [0, 1) (got {c.beta1})")
     _require(0.5 < c.real_label <= 1, f"--real_label must be in (0.5, 1] (got {c.real_label}); 0.9 is usual smoothing")
     _require(c.z_dist in ("uniform", "gaussian"), f"--z_dist must be uniform or gaussian (got {c.z_dist!r})")

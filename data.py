@@ -12,12 +12,15 @@ import dataclasses
 import fnmatch
 import gzip
 import hashlib
+import io
 import json
 import logging
+import math
 import os
 import struct
 import typing
 import warnings
+import zlib
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -60,8 +63,10 @@ def parse_idx(raw, source="IDX data"):
         raise UserError(f"{source}: truncated IDX header")
     shape = struct.unpack(">" + "I" * ndim, raw[4:header_len])
     dtype = np.dtype(_IDX_DTYPES[type_code])
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if expected > _IDX_MAX_BYTES:
+    # Python ints cannot overflow; zero dimensions are counted as 1 so a header like
+    # (0, 2**31, 2**31) cannot slip past as "0 bytes" and break NumPy's reshape.
+    expected = math.prod(shape) * dtype.itemsize
+    if math.prod(max(d, 1) for d in shape) * dtype.itemsize > _IDX_MAX_BYTES:
         raise UserError(f"{source}: IDX header claims {expected} bytes, refusing (limit {_IDX_MAX_BYTES})")
     if len(raw) - header_len != expected:
         raise UserError(
@@ -77,9 +82,13 @@ def read_idx(path):
         with open(path, "rb") as f:
             raw = f.read()
         if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise UserError(f"{path}: cannot read ({e})") from None
+            # Read at most one byte past the limit: a gzip bomb stops here, not in memory.
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as compressed:
+                raw = compressed.read(_IDX_MAX_BYTES + 1)
+    except (OSError, EOFError, zlib.error) as e:
+        raise UserError(f"{path}: cannot read ({e}); the file is corrupt, download it again") from None
+    if len(raw) > _IDX_MAX_BYTES:
+        raise UserError(f"{path}: decompresses to more than {_IDX_MAX_BYTES} bytes, refusing")
     return parse_idx(raw, source=path)
 
 

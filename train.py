@@ -180,6 +180,7 @@ def train(config):
 class _Loop:
     def __init__(self, config, source, model, checkpoints, session):
         self.config, self.model, self.checkpoints, self.session = config, model, checkpoints, session
+        self.source_description = source.description
         batches_per_epoch = source.num_examples // config.batch_size
         self.steps_per_epoch = max(1, batches_per_epoch // config.d_steps)
         self.total_steps = config.max_steps or config.epoch * self.steps_per_epoch
@@ -225,6 +226,12 @@ class _Loop:
                 with StopRequest() as stop:
                     step = self._steps(step, writer, stop)
                 writer.close()
+            except tf.errors.OutOfRangeError:
+                # The repeated dataset ends only if every file failed to decode (ignore_errors dropped them all).
+                raise UserError(
+                    f"{self.source_description}: no image could be decoded; check the files, "
+                    "or pass --input_fname_pattern to select the real images"
+                ) from None
             finally:
                 with contextlib.suppress(OSError):
                     writer.close()  # leaving on an error: a second failure would only hide the first

@@ -87,3 +87,19 @@ def test_help_lists_the_flags():
                             timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     for flag in ("--dataset", "--sample_freq", "--ckpt_freq", "--max_to_keep", "--z_dist", "--export", "--freeze"):
         assert flag in result.stdout
+
+
+def test_folder_whose_images_all_fail_to_decode_gets_one_line(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    for i in range(8):
+        path = folder / f"{i}.bmp"
+        Image.new("RGB", (1, 1), "red").save(path)
+        with open(path, "ab") as f:
+            f.write(b"\x00")  # Pillow still reads it; TensorFlow's BMP decoder refuses the size mismatch
+    config = tiny_config(tmp_path, dataset="broken", data_dir=str(tmp_path), input_fname_pattern="*.bmp",
+                         train=True)
+    with pytest.raises(UserError, match="no image could be decoded"):
+        main.run(config)

@@ -330,3 +330,22 @@ def test_cifar10_missing_batch_names_the_file_and_the_download(cifar_dir):
     (data_dir / "cifar10" / "cifar-10-batches-bin" / "data_batch_5.bin").unlink()
     with pytest.raises(UserError, match=r"data_batch_5.bin: not found; .*\(python download.py cifar10 fetches it"):
         data.load_cifar10(str(data_dir / "cifar10"))
+
+
+def test_idx_header_whose_size_overflows_int64_is_refused(tmp_path):
+    # 2**31 cubed elements: the product wraps around in int64 arithmetic
+    path = tmp_path / "huge-idx"
+    path.write_bytes(struct.pack(">BBBBIIII", 0, 0, 0x08, 4, 2**31, 2**31, 2**31, 4))
+    with pytest.raises(UserError, match="refusing"):
+        data.read_idx(str(path))
+
+
+@pytest.mark.parametrize("raw,message", [
+    (struct.pack(">BBBBIII", 0, 0, 0x08, 3, 0, 2**31, 2**31), "refusing"),
+    (gzip.compress(b"\x00" * 64)[:-12] + b"\x00" * 12, "corrupt"),
+])
+def test_zero_dimension_headers_and_corrupt_gzip_get_clear_errors(tmp_path, raw, message):
+    path = tmp_path / "bad-idx.gz"
+    path.write_bytes(raw)
+    with pytest.raises(UserError, match=message):
+        data.read_idx(str(path))
