@@ -138,11 +138,14 @@ class LossHistory:
 
     def append(self, row):
         new = not os.path.exists(self.path)
-        with open(self.path, "a", newline="") as f:
-            writer = csv.writer(f)
-            if new:
-                writer.writerow(LOSS_COLUMNS)
-            writer.writerow([row[0]] + [f"{v:.6g}" for v in row[1:]])
+        try:
+            with open(self.path, "a", newline="") as f:
+                writer = csv.writer(f)
+                if new:
+                    writer.writerow(LOSS_COLUMNS)
+                writer.writerow([row[0]] + [f"{v:.6g}" for v in row[1:]])
+        except OSError as e:  # raised at flush/close it names no file: name it
+            raise OSError(e.errno, e.strerror, self.path) from None
 
     def plot(self):
         if not os.path.exists(self.path):
@@ -309,6 +312,7 @@ class _Loop:
                  results["fid"], results["kid_mean"], results["is_mean"], results["precision"], results["recall"],
                  results["extractor"], results["n_samples"])
         if self.best is not None:
+            self._check_finite(step)
             self.best.offer(self.session, step, results)
 
     def _sample(self, step, writer):
@@ -319,13 +323,17 @@ class _Loop:
         grid = utils.save_grid(images, path)
         writer.add_summary(image_summary("G_z", grid), step)
 
-    def _checkpoint(self, step):
-        if step == self.last_saved_step and self.checkpoints.latest():
-            return
+    def _check_finite(self, step):
+        """No checkpoint, newest or best, may hold a NaN/Inf weight."""
         finite = self.session.run(self.model.variables_finite)
         bad = sorted(name for name, ok in finite.items() if not ok)
         if bad:  # e.g. a BatchNorm moving average that averaged a non-finite batch
             raise self._diverged(f"step {step}: {len(bad)} variables hold NaN/Inf (first {bad[0]})")
+
+    def _checkpoint(self, step):
+        if step == self.last_saved_step and self.checkpoints.latest():
+            return
+        self._check_finite(step)
         path = self.checkpoints.save(self.session, step)
         self.last_saved_step = step
         self.history.plot()
