@@ -326,14 +326,13 @@ class Source:
     arrays: tuple = None  # MNIST-like and CIFAR-10 (uint8 images, int64 labels)
 
 
-def dataset_directory(config):
+def dataset_directory(dataset, data_dir):
     """data_dir/dataset (or an alias folder); MNIST falls back to the copy embedded in the repo."""
-    candidates = [os.path.join(config.data_dir, name)
-                  for name in _FOLDER_ALIASES.get(config.dataset, (config.dataset,))]
+    candidates = [os.path.join(data_dir, name) for name in _FOLDER_ALIASES.get(dataset, (dataset,))]
     for directory in candidates:
         if os.path.isdir(directory):
             return directory
-    embedded = os.path.join(EMBEDDED_DATA_DIR, config.dataset)
+    embedded = os.path.join(EMBEDDED_DATA_DIR, dataset)
     if os.path.isdir(embedded):
         log.info("%s not found; using the embedded copy in %s", candidates[0], embedded)
         return embedded
@@ -361,7 +360,7 @@ def _folder_source(config, directory):
 
 def open_source(config):
     """Finds and checks the data for `config`; raises UserError if unusable."""
-    directory = dataset_directory(config)
+    directory = dataset_directory(config.dataset, config.data_dir)
     if config.dataset == "cifar10":
         source = _array_source(config, f"CIFAR-10 binary batches in {directory}", *load_cifar10(directory))
     elif config.dataset in MNIST_LIKE:

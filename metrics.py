@@ -37,7 +37,7 @@ import numpy as np
 from google.protobuf.message import DecodeError
 from scipy import linalg, special
 
-from data import load_mnist_like
+from data import dataset_directory, load_mnist_like
 from errors import UserError
 from ops import conv2d, linear, lrelu
 from tf_runtime import session_config, tf
@@ -45,7 +45,6 @@ from utils import write_atomically
 
 v1 = tf.compat.v1
 
-REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 CLASSIFIER_DATASETS = {"mnist": "MNIST", "fashion": "Fashion-MNIST"}
 CLASSIFIER_SCOPE = "classifier"
 CLASSIFIER_FEATURES = 128
@@ -511,14 +510,6 @@ def format_table(results):
 # ---------------------------------------------------------------------------
 
 
-def classifier_data_directory(dataset, data_dir):
-    """`<data_dir>/<dataset>` (download.py's layout); MNIST falls back to the copy shipped in the repo."""
-    directory = os.path.join(data_dir, dataset)
-    if not os.path.isdir(directory) and dataset == "mnist":
-        return os.path.join(REPO_DIR, "embedded_data", "mnist")
-    return directory
-
-
 def train_classifier(dataset, train_data, test_data, checkpoint_dir="checkpoint", steps=3000, batch_size=64,
                      learning_rate=1e-3, seed=0, log=print):
     """Trains the classifier on (images uint8, labels), measures test accuracy, saves both.
@@ -572,8 +563,9 @@ def train_classifier(dataset, train_data, test_data, checkpoint_dir="checkpoint"
 
 def train_classifier_from_directory(dataset, data_dir="data", checkpoint_dir="checkpoint", steps=3000, log=print):
     """Reads the dataset's IDX files and trains the classifier (the CLI's and the benchmark's entry)."""
-    directory = classifier_data_directory(dataset, data_dir)
-    return train_classifier(dataset, load_mnist_like(directory, "train"), load_mnist_like(directory, "test"),
+    directory = dataset_directory(dataset, data_dir)
+    return train_classifier(dataset, load_mnist_like(directory, "train", dataset),
+                            load_mnist_like(directory, "test", dataset),
                             checkpoint_dir=checkpoint_dir, steps=steps, log=log)
 
 

@@ -36,6 +36,7 @@ from scipy import ndimage  # noqa: E402
 
 import checkpoints  # noqa: E402
 import config as config_lib  # noqa: E402
+import data  # noqa: E402
 import evaluation  # noqa: E402
 import metrics  # noqa: E402  (sets the TensorFlow environment before importing it)
 from errors import UserError  # noqa: E402
@@ -118,9 +119,9 @@ def main(argv=None):
         print("no MNIST classifier yet; training it first")
         metrics.train_classifier_from_directory("mnist", args.data_dir, args.checkpoint_dir)
     extractor = metrics.load_extractor("mnist", checkpoint_dir=args.checkpoint_dir)
-    directory = metrics.classifier_data_directory("mnist", args.data_dir)
-    train, _ = metrics.load_mnist_like(directory, "train")
-    test, _ = metrics.load_mnist_like(directory, "test")
+    directory = data.dataset_directory("mnist", args.data_dir)
+    train, _ = data.load_mnist_like(directory, "train")
+    test, _ = data.load_mnist_like(directory, "test")
     reference = metrics.real_statistics(extractor, train[:args.n], os.path.join(args.checkpoint_dir, "stats_cache"),
                                         f"mnist-train-first{args.n}", 28)
     print(f"data: {directory}; reference: train [0, {args.n}); features: {extractor.name}\n")
