@@ -119,3 +119,11 @@ def test_nan_loss_stops_without_saving_and_keeps_last_good_checkpoint(tmp_path, 
     assert os.path.basename(paths[0]) == "DCGAN.model-2"
     after = checkpoint_values(paths[0])
     assert all(np.array_equal(good[k], after[k]) for k in good)
+
+
+@pytest.mark.parametrize("switch", [{"data_format": "NCHW"}, {"mixed_precision": True}, {"xla": True}])
+def test_gpu_oriented_switches_train_on_cpu_too(tmp_path, switch):
+    config = tiny_config(tmp_path, max_steps=2, **switch)
+    assert train.train(config) == 2
+    values = checkpoint_values(checkpoint_paths(config.checkpoint_path)[0])
+    assert all(np.all(np.isfinite(v)) for v in values.values() if np.issubdtype(np.asarray(v).dtype, np.floating))
