@@ -26,7 +26,6 @@ log = logging.getLogger("dcgan")
 
 BEST_FOLDER = "best"
 BEST_FILE = "best.json"
-_GENERATE_CHUNK = 500
 
 
 def real_images_uint8(config, count):
@@ -46,14 +45,8 @@ def real_images_uint8(config, count):
 
 
 def generate_uint8(session, generator, config, count, seed):
-    """`count` generated images in chunks (batch size is free in the inference graph)."""
-    z = fixed_z(count, config, seed)
-    labels = sample_labels(count, config)
-    chunks = []
-    for start in range(0, count, _GENERATE_CHUNK):
-        part = None if labels is None else labels[start:start + _GENERATE_CHUNK]
-        chunks.append(session.run(generator.images_uint8, generator.feed(z[start:start + _GENERATE_CHUNK], part)))
-    return np.concatenate(chunks)
+    """`count` generated images from reproducible z (and cycling labels)."""
+    return generator.generate(session, fixed_z(count, config, seed), sample_labels(count, config), chunk=500)
 
 
 class QualityMeter:

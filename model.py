@@ -234,6 +234,14 @@ class InferenceGenerator:
             feed[self.labels] = labels
         return feed
 
+    def generate(self, session, z, labels=None, chunk=256):
+        """uint8 images for any number of z vectors, `chunk` at a time to bound memory."""
+        images = []
+        for start in range(0, len(z), chunk):
+            part = None if labels is None else labels[start:start + chunk]
+            images.append(session.run(self.images_uint8, self.feed(z[start:start + chunk], part)))
+        return np.concatenate(images)
+
 
 def fixed_z(count, config, seed):
     """Reproducible z vectors (NumPy), e.g. the fixed batch behind every sample grid."""

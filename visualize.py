@@ -24,16 +24,6 @@ log = logging.getLogger("dcgan")
 
 SWEEP_STEPS = 8
 GIF_FRAMES = 16
-_CHUNK = 256
-
-
-def _generate(session, generator, z, labels):
-    chunks = []
-    for start in range(0, len(z), _CHUNK):
-        chunk_labels = None if labels is None else labels[start:start + _CHUNK]
-        chunks.append(session.run(generator.images_uint8, generator.feed(z[start:start + _CHUNK], chunk_labels)))
-    return np.concatenate(chunks)
-
 
 def slerp(a, b, t):
     """Spherical interpolation (White 2016), which keeps z at a typical norm."""
@@ -59,7 +49,7 @@ def visualize(config):
         written = []
 
         def generate(z):
-            return _generate(session, generator, z, sample_labels(len(z), config))
+            return generator.generate(session, z, sample_labels(len(z), config))
 
         if "samples" in options:
             path = os.path.join(out, "test_samples.png")
