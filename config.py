@@ -23,7 +23,19 @@ NAN_SKIP_LIMIT = 10
 # values cannot be restored, so they are stored beside it and compared.
 ARCHITECTURE_FIELDS = (
     "output_height", "output_width", "c_dim", "y_dim", "z_dim", "gf_dim", "df_dim", "gfc_dim", "dfc_dim",
+    "kernel_size", "minibatch_stddev", "z_dist",
 )
+# Fields that define the training recipe: stored beside the checkpoints, and a
+# resumed run that changes one is refused unless --allow_recipe_change.
+RECIPE_FIELDS = (
+    "loss", "learning_rate", "d_learning_rate", "g_learning_rate", "beta1", "beta2", "d_steps", "g_steps",
+    "fused_update", "real_label", "label_flip", "instance_noise", "instance_noise_steps", "gp_lambda", "r1_gamma",
+    "feature_matching", "d_batchnorm", "bn_momentum",
+)
+LOSSES = ("non_saturating", "minimax", "least_squares", "hinge", "wasserstein")
+LOSSES_WITH_TARGETS = ("non_saturating", "minimax", "least_squares")
+D_BATCHNORM = ("separate", "combined")
+ON_COLLAPSE = ("warn", "stop")
 
 
 @dataclasses.dataclass
@@ -39,7 +51,7 @@ class Config:
     output_width: int = 0
     crop: bool | None = None  # None = dataset default (celebA crops)
     c_dim: int = 0  # 0 = from the data
-    y_dim: int = 0  # 0 = unconditional; mnist/fashion use 10
+    y_dim: int = -1  # -1 = dataset default (mnist/fashion: 10), 0 = unconditional
     cache: str = ""  # decoded images: "" = not cached, "memory", or a file path prefix
     # Architecture
     z_dim: int = 100
@@ -48,21 +60,39 @@ class Config:
     df_dim: int = 64
     gfc_dim: int = 1024
     dfc_dim: int = 1024
+    kernel_size: int = 5  # 5 = carpedm20, 4 = the PyTorch reference DCGAN
+    minibatch_stddev: bool = False
+    bn_momentum: float = 0.9
     data_format: str = "NHWC"
     # Training
     train: bool = False
     epoch: int = 25
     max_steps: int = 0  # 0 = epoch * batches per epoch
     batch_size: int = 64
+    loss: str = "non_saturating"
     learning_rate: float = 2e-4
+    d_learning_rate: float = 0.0  # 0 = learning_rate (TTUR: set both)
+    g_learning_rate: float = 0.0
     beta1: float = 0.5
+    beta2: float = 0.999
     d_steps: int = 1
     g_steps: int = 2
+    fused_update: bool = False
     real_label: float = 1.0
+    label_flip: float = 0.0
+    instance_noise: float = 0.0
+    instance_noise_steps: int = 0
+    gp_lambda: float = 0.0
+    r1_gamma: float = 0.0
     feature_matching: bool = False
+    d_batchnorm: str = "separate"
+    watchdog: bool = True
+    on_collapse: str = "warn"
+    allow_recipe_change: bool = False
     nan_policy: str = "stop"  # non-finite loss/gradient: "stop" the run, or "skip" that update
     seed: int = 0
     mixed_precision: bool = False
+    bfloat16: bool = False
     xla: bool = False
     # Output
     out_dir: str = "."
@@ -118,6 +148,18 @@ class Config:
     def architecture(self):
         return {name: getattr(self, name) for name in ARCHITECTURE_FIELDS}
 
+    def recipe(self):
+        return {name: getattr(self, name) for name in RECIPE_FIELDS}
+
+    @property
+    def precision(self):
+        """Compute precision of the training session (weights are always float32)."""
+        return "float16" if self.mixed_precision else "bfloat16" if self.bfloat16 else "float32"
+
+    def learning_rates(self):
+        """(D's, G's) Adam learning rates: --d/g_learning_rate, else --learning_rate."""
+        return self.d_learning_rate or self.learning_rate, self.g_learning_rate or self.learning_rate
+
     def visualize_options(self):
         options = [o.strip() for o in self.visualize_option.split(",") if o.strip()]
         unknown = [o for o in options if o not in VISUALIZE_OPTIONS]
@@ -137,7 +179,7 @@ def resolve(config):
     if c.dataset in MNIST_LIKE:
         c.input_height = c.input_height or 28
         c.output_height = c.output_height or 28
-        c.y_dim = c.y_dim or 10
+        c.y_dim = 10 if c.y_dim < 0 else c.y_dim
         c.c_dim = c.c_dim or 1
         c.crop = bool(c.crop)
     elif c.dataset.lower() == "celeba":
@@ -146,6 +188,7 @@ def resolve(config):
     elif c.dataset == "cifar10":  # unconditional 32x32 RGB unless asked otherwise
         c.output_height = c.output_height or 32
         c.c_dim = c.c_dim or 3
+    c.y_dim = 0 if c.y_dim == -1 else c.y_dim
     c.output_height = c.output_height or 64
     c.input_height = c.input_height or c.output_height
     c.input_width = c.input_width or c.input_height
@@ -156,16 +199,35 @@ def resolve(config):
                  "sample_freq", "ckpt_freq", "summary_freq", "log_freq", "max_to_keep", "n_samples",
                  "eval_samples"):
         _require(getattr(c, name) >= 1, f"--{name} must be at least 1 (got {getattr(c, name)})")
-    for name in ("train_size", "max_steps", "seed", "fid_every"):
+    for name in ("train_size", "max_steps", "seed", "fid_every", "instance_noise_steps"):
         _require(getattr(c, name) >= 0, f"--{name} must be 0 or more (got {getattr(c, name)})")
     _require(0 < c.learning_rate < math.inf, f"--learning_rate must be a positive number (got {c.learning_rate})")
-    _require(0 <= c.beta1 < 1, f"--beta1 must be in [0, 1) (got {c.beta1})")
+    for name in ("d_learning_rate", "g_learning_rate", "gp_lambda", "r1_gamma", "instance_noise"):
+        value = getattr(c, name)
+        _require(0 <= value < math.inf, f"--{name} must be 0 (off) or a positive number (got {value})")
+    for name in ("beta1", "beta2"):
+        _require(0 <= getattr(c, name) < 1, f"--{name} must be in [0, 1) (got {getattr(c, name)})")
+    _require(0 < c.bn_momentum < 1, f"--bn_momentum must be in (0, 1) (got {c.bn_momentum})")
     _require(0.5 < c.real_label <= 1, f"--real_label must be in (0.5, 1] (got {c.real_label}); 0.9 is usual smoothing")
+    _require(0 <= c.label_flip < 0.5, f"--label_flip must be in [0, 0.5) (got {c.label_flip}); 0.05 is usual")
+    _require(c.loss in LOSSES, f"--loss must be one of {', '.join(LOSSES)} (got {c.loss!r})")
+    if c.loss not in LOSSES_WITH_TARGETS:
+        for name, neutral in (("real_label", 1.0), ("label_flip", 0.0)):
+            _require(getattr(c, name) == neutral,
+                     f"--{name} has no meaning with --loss {c.loss} (it has no targets); leave it at {neutral}")
+    _require(c.loss != "wasserstein" or c.gp_lambda > 0,
+             "--loss wasserstein needs --gp_lambda (10 in WGAN-GP; see recipes/wgan_gp.flags): "
+             "an unconstrained critic diverges")
+    _require(c.kernel_size in (4, 5), f"--kernel_size must be 4 or 5 (got {c.kernel_size})")
+    _require(c.d_batchnorm in D_BATCHNORM, f"--d_batchnorm must be {' or '.join(D_BATCHNORM)} (got {c.d_batchnorm!r})")
+    _require(c.on_collapse in ON_COLLAPSE, f"--on_collapse must be {' or '.join(ON_COLLAPSE)} (got {c.on_collapse!r})")
+    _require(not (c.bfloat16 and c.mixed_precision),
+             "--bfloat16 and --mixed_precision (float16, GPU) exclude each other; pick one")
     _require(c.z_dist in ("uniform", "gaussian"), f"--z_dist must be uniform or gaussian (got {c.z_dist!r})")
     _require(c.nan_policy in NAN_POLICIES, f"--nan_policy must be {' or '.join(NAN_POLICIES)} (got {c.nan_policy!r})")
     _require(c.data_format in ("NHWC", "NCHW"), f"--data_format must be NHWC or NCHW (got {c.data_format!r})")
     _require(c.c_dim in (0, 1, 3), f"--c_dim must be 1 (grayscale) or 3 (RGB) (got {c.c_dim})")
-    _require(c.y_dim >= 0, f"--y_dim must be 0 or more (got {c.y_dim})")
+    _require(c.y_dim >= 0, f"--y_dim must be 0 (unconditional) or more (got {c.y_dim})")
     # The unconditional G upsamples 4 times by 2 and the conditional one twice.
     multiple = 4 if c.conditional else 16
     for name in ("output_height", "output_width"):

@@ -440,26 +440,50 @@ def cache_path(config, files):
     return prefix
 
 
-def _file_examples(source, config):
-    """Endless (uint8 image, label 0) pairs decoded from the image files, reshuffled each epoch."""
-    dataset = tf.data.Dataset.from_tensor_slices(source.files)
-    dataset = dataset.shuffle(source.num_examples, seed=config.seed, reshuffle_each_iteration=not config.cache)
-    dataset = dataset.map(lambda path: (_load_image(path, config), tf.constant(0, tf.int64)),
-                          num_parallel_calls=tf.data.AUTOTUNE)
-    # The last line of defence for a file that passed _inspect_image but does not
-    # decode; before repeat() so that a dataset of only such files ends instead of
-    # spinning forever.
-    dataset = dataset.ignore_errors(log_warning=True)
+def _epoch_order(num_examples, seed, start, epochs):
+    """Example indices from position `start` of the stream on, in a fresh
+    permutation per epoch drawn from (seed, epoch) alone.
+
+    So the order never depends on how many epochs this process has run: a
+    run resumed at `start` (images seen) reads exactly what the uninterrupted
+    run would have read.  `epochs` bounds the stream (None = endless), which
+    also ends it when every file fails to decode instead of spinning forever.
+    """
+    first_epoch = start // num_examples
+    last_epoch = first_epoch + epochs if epochs else tf.int64.max
+
+    def permutation(epoch):
+        keys = tf.random.stateless_uniform([num_examples], tf.stack([tf.constant(seed, tf.int64), epoch]))
+        return tf.data.Dataset.from_tensor_slices(tf.argsort(keys))
+
+    order = tf.data.Dataset.range(first_epoch, last_epoch).flat_map(permutation)
+    return order.skip(start % num_examples)
+
+
+def _file_examples(source, config, start, epochs):
+    """(uint8 image, label 0) pairs decoded from the image files from stream position `start` on."""
+    files = tf.constant(source.files)
     if config.cache:
+        # Decoded images are kept after the first pass; a resumed run skips
+        # through the cache (the first pass decodes what it skips).
+        dataset = tf.data.Dataset.from_tensor_slices(source.files).shuffle(source.num_examples, seed=config.seed)
+        dataset = dataset.map(lambda path: _load_image(path, config), num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.ignore_errors(log_warning=True)
         path = cache_path(config, source.files)
         log.info("caching decoded images in %s", path or "memory")
         dataset = dataset.cache(path).shuffle(min(source.num_examples, CACHED_SHUFFLE_BUFFER), seed=config.seed)
-    return dataset.repeat()
+        dataset = dataset.repeat(epochs).skip(start)
+    else:
+        dataset = _epoch_order(source.num_examples, config.seed, start, epochs).map(
+            lambda index: _load_image(tf.gather(files, index), config), num_parallel_calls=tf.data.AUTOTUNE)
+        # The last line of defence for a file that passed _inspect_image but does not decode.
+        dataset = dataset.ignore_errors(log_warning=True)
+    return dataset.map(lambda image: (image, tf.constant(0, tf.int64)))
 
 
-def _array_examples(source, config):
-    """Endless (uint8 image, label) pairs from in-memory arrays, reshuffled each
-    epoch, and the feed_dict that initialises them.
+def _array_examples(source, config, start, epochs):
+    """(uint8 image, label) pairs from in-memory arrays from stream position
+    `start` on, and the feed_dict that initialises them.
 
     The arrays enter through placeholders fed once at iterator initialisation,
     so the pixels never become graph constants (which would be copied into
@@ -470,10 +494,13 @@ def _array_examples(source, config):
     images, labels = source.arrays
     images_ph = v1.placeholder(tf.uint8, images.shape, name="array_images")
     labels_ph = v1.placeholder(tf.int64, labels.shape, name="array_labels")
-    dataset = tf.data.Dataset.from_tensor_slices((images_ph, labels_ph))
-    dataset = dataset.shuffle(source.num_examples, seed=config.seed, reshuffle_each_iteration=True).repeat()
-    dataset = dataset.map(lambda image, label: (_crop_and_resize(_match_channels(image, config.c_dim), config), label),
-                          num_parallel_calls=tf.data.AUTOTUNE)
+
+    def example(index):
+        image = _crop_and_resize(_match_channels(tf.gather(images_ph, index), config.c_dim), config)
+        return image, tf.gather(labels_ph, index)
+
+    dataset = _epoch_order(source.num_examples, config.seed, start, epochs).map(
+        example, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset, {images_ph: images, labels_ph: labels}
 
 
@@ -483,19 +510,26 @@ class InputBatches:
     labels: tf.Tensor
     initializer: tf.Operation
     feed_dict: dict
+    start: tf.Tensor  # feed the number of examples already consumed (a resumed run's images seen)
+
+    def initialize(self, session, start=0):
+        session.run(self.initializer, {**self.feed_dict, self.start: start})
 
 
-def input_batches(source, config):
-    """Builds the tf.data pipeline: shuffled (seeded, per epoch), repeated,
-    decoded in parallel, batched with drop_remainder, scaled to [-1, 1] and
-    prefetched, so decoding overlaps the training step."""
+def input_batches(source, config, epochs=None):
+    """Builds the tf.data pipeline: a seeded permutation per epoch, decoded in
+    parallel, batched with drop_remainder, scaled to [-1, 1] and prefetched,
+    so decoding overlaps the training step.  `epochs` bounds the stream
+    (None = endless); `InputBatches.initialize(session, start)` starts it at
+    example `start` of the stream."""
+    start = v1.placeholder_with_default(tf.constant(0, tf.int64), [], name="start_example")
     if source.arrays is not None:
-        dataset, feed_dict = _array_examples(source, config)
+        dataset, feed_dict = _array_examples(source, config, start, epochs)
     else:
-        dataset, feed_dict = _file_examples(source, config), {}
+        dataset, feed_dict = _file_examples(source, config, start, epochs), {}
     dataset = dataset.batch(config.batch_size, drop_remainder=True)
     dataset = dataset.map(lambda images, labels: (tf.cast(images, tf.float32) / 127.5 - 1.0, labels),
                           num_parallel_calls=tf.data.AUTOTUNE)
     iterator = v1.data.make_initializable_iterator(dataset.prefetch(tf.data.AUTOTUNE))
     images, labels = iterator.get_next()
-    return InputBatches(images, labels if config.conditional else None, iterator.initializer, feed_dict)
+    return InputBatches(images, labels if config.conditional else None, iterator.initializer, feed_dict, start)

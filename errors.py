@@ -16,3 +16,9 @@ class TrainingDiverged(UserError):
     """A loss became NaN/Inf; the run stopped without saving the bad weights."""
 
     exit_code = 3
+
+
+class CollapseDetected(UserError):
+    """The collapse watchdog fired under --on_collapse stop; nothing was saved."""
+
+    exit_code = 4

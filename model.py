@@ -1,111 +1,61 @@
-"""The DCGAN graph: generator, discriminator, losses, train ops, Saver, summaries.
+"""The training graph: G and D wired to the losses, scoped train ops, Saver, summaries.
 
 Nothing here loads data or runs a session: `DCGAN` takes the real-image tensor
 from the input pipeline (`data.py`) and `train.py` runs the ops it builds.
+The networks themselves live in `networks/`.
 
 Variables live under two scopes, `generator/` and `discriminator/`; each
 optimizer gets exactly its own scope's trainable variables and its own scope's
-BatchNorm moving-average updates, and building fails loudly if any update op
+BatchNorm moving-average updates, and building fails loudly if any update
 belongs to neither (TF-GAN's rule, and the fix for carpedm20's var_list bug).
+
+Only D's updates read the input pipeline: G's labels are drawn in the graph
+and G's feature-matching target is the real features of the last D update, so
+one step consumes exactly `d_steps` batches and epochs count true passes.
 """
 
 import numpy as np
 
 import losses
 import ops
+from networks import DISCRIMINATOR_SCOPE, GENERATOR_SCOPE
+from networks.dcgan import discriminator, generator
 from tf_runtime import tf
 
 v1 = tf.compat.v1
 
-GENERATOR_SCOPE = "generator"
-DISCRIMINATOR_SCOPE = "discriminator"
+__all__ = ["DCGAN", "InferenceGenerator", "GENERATOR_SCOPE", "DISCRIMINATOR_SCOPE", "fixed_z", "sample_labels"]
 
 
-def sample_z(batch_size, z_dim, z_dist):
-    """In-graph noise, so training feeds nothing through feed_dict."""
-    if z_dist == "gaussian":
-        return v1.random_normal([batch_size, z_dim], name="z")
-    return v1.random_uniform([batch_size, z_dim], -1.0, 1.0, name="z")
+class RandomStreams:
+    """Every random draw of the training graph, from stateless ops.
 
-
-def _to_data_format(images_nhwc, data_format):
-    return tf.transpose(images_nhwc, [0, 3, 1, 2]) if data_format == "NCHW" else images_nhwc
-
-
-def _from_data_format(images, data_format):
-    return tf.transpose(images, [0, 2, 3, 1]) if data_format == "NCHW" else images
-
-
-def generator(z, labels_onehot, config, is_training, update_moving_stats=True):
-    """G: z (and one-hot label) -> images in [-1, 1], NHWC.
-
-    Unconditional: project z to (H/16 x W/16 x 8·gf_dim), then four 5×5
-    stride-2 transposed convolutions with BN + ReLU, tanh at the end (DCGAN
-    paper).  Conditional (MNIST): carpedm20's model, with the label
-    concatenated to z and to every hidden layer.
+    Each session.run that draws anything bumps one counter (a checkpointed
+    variable) once, and each consumer gets its own stream id, so a run
+    resumed from a checkpoint continues the very same noise it would have
+    drawn uninterrupted ("same seed = same run" across restarts).
     """
-    fmt = config.data_format
-    h, w, gf = config.output_height, config.output_width, config.gf_dim
 
-    def bn(x, name):
-        return ops.batch_norm(x, is_training, update_moving_stats, data_format=fmt, name=name)
+    def __init__(self, seed):
+        self.seed = seed
+        self.counter = v1.get_variable("random_draws", [], tf.int64, v1.zeros_initializer(), trainable=False)
+        self.draw = self.counter.assign_add(1)
+        self.streams = 0
 
-    def to_maps(x, size_h, size_w, channels):
-        x = tf.reshape(x, [-1, size_h, size_w, channels])
-        return _to_data_format(x, fmt)
+    def _next_seed(self):
+        self.streams += 1
+        return tf.stack([tf.constant(self.seed, tf.int64) * 1000 + self.streams, self.draw])
 
-    with v1.variable_scope(GENERATOR_SCOPE, reuse=v1.AUTO_REUSE):
-        if labels_onehot is None:
-            x = ops.linear(z, gf * 8 * (h // 16) * (w // 16), name="g_h0_lin")
-            x = tf.nn.relu(bn(to_maps(x, h // 16, w // 16, gf * 8), "g_bn0"))
-            for i, (scale, channels) in enumerate(((8, gf * 4), (4, gf * 2), (2, gf)), start=1):
-                x = ops.deconv2d(x, (h // scale, w // scale, channels), data_format=fmt, name=f"g_h{i}")
-                x = tf.nn.relu(bn(x, f"g_bn{i}"))
-            x = ops.deconv2d(x, (h, w, config.c_dim), data_format=fmt, name="g_h4")
-        else:
-            y = labels_onehot
-            x = tf.concat([z, y], axis=1)
-            x = tf.nn.relu(bn(ops.linear(x, config.gfc_dim, name="g_h0_lin"), "g_bn0"))
-            x = tf.concat([x, y], axis=1)
-            x = ops.linear(x, gf * 2 * (h // 4) * (w // 4), name="g_h1_lin")
-            x = tf.nn.relu(bn(to_maps(x, h // 4, w // 4, gf * 2), "g_bn1"))
-            x = ops.conv_cond_concat(x, y, fmt)
-            x = tf.nn.relu(bn(ops.deconv2d(x, (h // 2, w // 2, gf * 2), data_format=fmt, name="g_h2"), "g_bn2"))
-            x = ops.conv_cond_concat(x, y, fmt)
-            x = ops.deconv2d(x, (h, w, config.c_dim), data_format=fmt, name="g_h3")
-        return _from_data_format(tf.tanh(x), fmt)
+    def uniform(self, shape, low=0.0, high=1.0):
+        return tf.random.stateless_uniform(shape, self._next_seed(), low, high)
 
+    def normal(self, shape):
+        return tf.random.stateless_normal(shape, self._next_seed())
 
-def discriminator(images, labels_onehot, config, update_moving_stats=True):
-    """D: NHWC images in [-1, 1] -> (logits [batch, 1], features for feature matching).
-
-    Strided convolutions with LeakyReLU 0.2 and BN on every layer but the first
-    (DCGAN paper); conditional variant as in carpedm20's MNIST model.
-    """
-    fmt = config.data_format
-    df = config.df_dim
-
-    def bn(x, name):
-        return ops.batch_norm(x, True, update_moving_stats, data_format=fmt, name=name)
-
-    with v1.variable_scope(DISCRIMINATOR_SCOPE, reuse=v1.AUTO_REUSE):
-        x = _to_data_format(images, fmt)
-        if labels_onehot is None:
-            x = ops.lrelu(ops.conv2d(x, df, data_format=fmt, name="d_h0_conv"))
-            for i, channels in enumerate((df * 2, df * 4, df * 8), start=1):
-                x = ops.lrelu(bn(ops.conv2d(x, channels, data_format=fmt, name=f"d_h{i}_conv"), f"d_bn{i}"))
-            features = tf.reshape(x, [-1, x.shape[1:].num_elements()])
-            logits = ops.linear(features, 1, name="d_h4_lin")
-        else:
-            y = labels_onehot
-            x = ops.conv_cond_concat(x, y, fmt)
-            x = ops.lrelu(ops.conv2d(x, config.c_dim + config.y_dim, data_format=fmt, name="d_h0_conv"))
-            x = ops.conv_cond_concat(x, y, fmt)
-            x = ops.lrelu(bn(ops.conv2d(x, df + config.y_dim, data_format=fmt, name="d_h1_conv"), "d_bn1"))
-            x = tf.concat([tf.reshape(x, [-1, x.shape[1:].num_elements()]), y], axis=1)
-            features = ops.lrelu(bn(ops.linear(x, config.dfc_dim, name="d_h2_lin"), "d_bn2"))
-            logits = ops.linear(tf.concat([features, y], axis=1), 1, name="d_h3_lin")
-        return logits, features
+    def z(self, batch, config):
+        if config.z_dist == "gaussian":
+            return self.normal([batch, config.z_dim])
+        return self.uniform([batch, config.z_dim], -1.0, 1.0)
 
 
 def scope_variables(scope, collection=v1.GraphKeys.TRAINABLE_VARIABLES):
@@ -113,17 +63,78 @@ def scope_variables(scope, collection=v1.GraphKeys.TRAINABLE_VARIABLES):
 
 
 def split_update_ops(scopes):
-    """Assigns every UPDATE_OPS entry to exactly one network scope.
+    """Assigns every BatchNorm moving-average update to exactly one network scope.
 
-    Raises ValueError if any is left over: an update that runs with no train op
-    would silently freeze that BatchNorm's moving statistics.
+    Raises ValueError if any is left over, or if anything sits in UPDATE_OPS
+    (this project's layers never put ops there): an update that runs with no
+    train op would silently freeze or corrupt that statistic.
     """
-    update_ops = v1.get_collection(v1.GraphKeys.UPDATE_OPS)
-    assigned = {scope: [op for op in update_ops if op.name.startswith(scope + "/")] for scope in scopes}
-    unassigned = set(update_ops) - {op for ops_ in assigned.values() for op in ops_}
-    if unassigned:
-        raise ValueError(f"UPDATE_OPS outside {scopes}: {sorted(op.name for op in unassigned)}")
+    stray = v1.get_collection(v1.GraphKeys.UPDATE_OPS)
+    if stray:
+        raise ValueError(f"UPDATE_OPS outside {scopes}: {sorted(op.name for op in stray)}")
+    updates = v1.get_collection(ops.MOVING_AVERAGE_UPDATES)
+    assigned = {scope: [u for u in updates if u[0].op.name.startswith(scope + "/")] for scope in scopes}
+    leftover = [u[0].op.name for u in updates if not any(u in assigned[s] for s in scopes)]
+    if leftover:
+        raise ValueError(f"moving-average updates outside {scopes}: {sorted(leftover)}")
     return assigned
+
+
+def all_finite(tensors):
+    """True when every element of every tensor is finite.
+
+    Checked tensor by tensor, never through a global norm: a sum of squares of
+    large but finite gradients overflows float32 and would reject a good update.
+    """
+    return tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(t)) for t in tensors]))
+
+
+def guarded_update(optimizer, loss, variables, moving_updates, name, check_gradients=True):
+    """Applies `optimizer` to `loss` over `variables`, with the network's
+    moving-average updates, only if the loss (and every gradient) is finite.
+
+    Returns (applied: bool tensor, gradient norm).  A skipped update leaves the
+    weights, Adam's moments and the BatchNorm averages as they were, so
+    --nan_policy skip carries on past a bad batch with nothing changed.  With a
+    loss-scale optimizer only the loss is checked: it skips overflowing
+    gradients itself and must see them to lower its scale.
+    """
+    gradients = optimizer.compute_gradients(loss, var_list=variables)
+    tensors = [loss] + ([g for g, _ in gradients if g is not None] if check_gradients else [])
+
+    def apply():
+        with tf.control_dependencies([optimizer.apply_gradients(gradients)]
+                                     + ops.moving_average_assignments(moving_updates)):
+            return tf.constant(True)
+
+    applied = tf.cond(all_finite(tensors), apply, lambda: tf.constant(False), name=name)
+    return applied, tf.linalg.global_norm([g for g, _ in gradients if g is not None])
+
+
+def mean_pairwise_distance(images):
+    """Mean Euclidean distance between the distinct pairs of a batch (per pixel scale):
+    the collapse watchdog compares it between fake and real batches."""
+    flat = tf.reshape(images, [tf.shape(images)[0], -1])
+    squared = tf.reduce_sum(tf.square(flat), axis=1)
+    distances = squared[:, None] + squared[None, :] - 2.0 * tf.matmul(flat, flat, transpose_b=True)
+    distances = tf.sqrt(tf.maximum(distances, 0.0))
+    count = tf.cast(tf.shape(flat)[0], tf.float32)
+    return tf.reduce_sum(distances) / tf.maximum(count * (count - 1.0), 1.0)
+
+
+def _local_variable(name, shape):
+    return v1.get_variable(name, shape, tf.float32, v1.zeros_initializer(), trainable=False,
+                           collections=[v1.GraphKeys.LOCAL_VARIABLES])
+
+
+def _assign_if(condition, variable, value):
+    """Assigns `value` when `condition` holds, else leaves `variable` as it was."""
+    return variable.assign(tf.where(condition, value, variable.read_value()), read_value=False)
+
+
+def _generator_summary(g_loss, g_grad_norm):
+    return v1.summary.merge([v1.summary.scalar("g_loss", g_loss),
+                             v1.summary.scalar("gradient_norm/generator", g_grad_norm)])
 
 
 def _finite_or_zero(x):
@@ -133,84 +144,205 @@ def _finite_or_zero(x):
 
 
 class DCGAN:
-    """Builds the training graph on a batch of real images (and labels)."""
+    """Builds the training graph on a batch of real images (and labels).
+
+    Ops the loop runs (each evaluates to whether its finite update was applied):
+      d_train_op      one D update on a fresh real batch and a fresh fake batch;
+      g_train_op      one G update on a fresh fake batch;
+      fused_train_op  (--fused_update) G's forward once, D updated on that fake
+                      batch, then G updated through the updated D on the same
+                      fake batch: the PyTorch reference DCGAN's step in one run.
+    with `d_fetches`, `g_fetches`, `fused_fetches`: the scalars logged with each.
+    """
 
     def __init__(self, config, real_images, real_labels=None):
         self.config = config
         batch = tf.shape(real_images)[0]
-        labels = tf.one_hot(real_labels, config.y_dim) if config.conditional else None
         self.global_step = v1.train.get_or_create_global_step()
+        self.images_seen = v1.get_variable("images_seen", [], tf.int64, v1.zeros_initializer(), trainable=False)
+        self.random = RandomStreams(config.seed)
+        real_onehot = tf.one_hot(real_labels, config.y_dim) if config.conditional else None
 
-        z = sample_z(batch, config.z_dim, config.z_dist)
-        self.fake_images = generator(z, labels, config, is_training=True)
-        real_logits, real_features = discriminator(real_images, labels, config)
-        fake_logits, fake_features = discriminator(self.fake_images, labels, config, update_moving_stats=False)
+        # What G's separate update needs of the step's real batch, kept from the D
+        # update so G never reads the pipeline.  Local (not checkpointed): every
+        # step runs its D update before its G updates.
+        self.last_real_images = _local_variable("last_real_images", real_images.shape)
+        self.last_real_onehot = (_local_variable("last_real_onehot", real_onehot.shape) if config.conditional
+                                 else None)
 
-        self.d_loss, self.d_loss_real, self.d_loss_fake = losses.discriminator_loss(
-            real_logits, fake_logits, config.real_label
-        )
-        self.g_loss = losses.generator_loss(fake_logits)
-        if config.feature_matching:
-            self.g_loss += losses.feature_matching_loss(tf.stop_gradient(real_features), fake_features)
-        self.d_real = tf.reduce_mean(tf.sigmoid(real_logits))
-        self.d_fake = tf.reduce_mean(tf.sigmoid(fake_logits))
+        def fake_batch(onehot, update_moving_stats):
+            images = generator(self.random.z(batch, config), onehot, config, True, update_moving_stats)
+            return images, onehot
 
+        # D's update: real batch and a fake batch of the same classes (carpedm20).
+        # G's BatchNorm averages follow the G forward pass whose update applies
+        # them: this one when fused.
+        fake_images, fake_onehot = fake_batch(real_onehot, update_moving_stats=config.fused_update)
+        self.fake_images = fake_images
+        # G's own update (alternating schedule): a fresh fake batch of the step's
+        # classes, without reading the pipeline again.
+        g_fake, g_onehot = fake_batch(self.last_real_onehot, update_moving_stats=not config.fused_update)
         updates = split_update_ops([GENERATOR_SCOPE, DISCRIMINATOR_SCOPE])
-        self.d_train_op = self._train_op(self.d_loss, DISCRIMINATOR_SCOPE, updates[DISCRIMINATOR_SCOPE])
-        self.g_train_op = self._train_op(self.g_loss, GENERATOR_SCOPE, updates[GENERATOR_SCOPE])
-        self.advance_step = v1.assign_add(self.global_step, 1, name="advance_step")
+        d_out = self._discriminate(real_images, real_onehot, fake_images, fake_onehot)
+        self.d_loss, self.d_loss_real, self.d_loss_fake = self._d_loss(d_out, real_images, real_onehot)
+        d_optimizer, g_optimizer = self._optimizer("d"), self._optimizer("g")
+        self.d_train_op, d_grad_norm = guarded_update(
+            d_optimizer, self.d_loss, scope_variables(DISCRIMINATOR_SCOPE), updates[DISCRIMINATOR_SCOPE],
+            f"{DISCRIMINATOR_SCOPE}_train", check_gradients=not self._loss_scaled)
+        self.last_real_features = _local_variable("last_real_features", d_out["real_features"].shape[1:])
+        remember = [_assign_if(self.d_train_op, self.last_real_images, real_images),
+                    _assign_if(self.d_train_op, self.last_real_features,
+                               tf.reduce_mean(d_out["real_features"], axis=0))]
+        if config.conditional:
+            remember.append(_assign_if(self.d_train_op, self.last_real_onehot, real_onehot))
+        self.d_train_op = tf.tuple([self.d_train_op], control_inputs=remember)[0]
+        self.d_real, self.d_fake = d_out["real_probability"], d_out["fake_probability"]
+        diversity = mean_pairwise_distance(fake_images) / tf.maximum(mean_pairwise_distance(real_images), 1e-8)
+        self.d_fetches = {"d_applied": self.d_train_op, "d_loss": self.d_loss, "d_real": self.d_real,
+                          "d_fake": self.d_fake, "diversity": diversity, "d_grad_norm": d_grad_norm}
 
+        g_logits, g_features = self._d_on_fake_for_g(g_fake, g_onehot, self.last_real_images,
+                                                     self.last_real_onehot)
+        self.g_loss = self._g_loss(g_logits, g_features, tf.stop_gradient(self.last_real_features))
+        g_variables, g_updates = scope_variables(GENERATOR_SCOPE), updates[GENERATOR_SCOPE]
+        self.g_train_op, g_grad_norm = guarded_update(
+            g_optimizer, self.g_loss, g_variables, [] if config.fused_update else g_updates,
+            f"{GENERATOR_SCOPE}_train",
+            check_gradients=not self._loss_scaled)
+        self.g_fetches = {"g_applied": self.g_train_op, "g_loss": self.g_loss, "g_grad_norm": g_grad_norm}
+
+        if config.fused_update:
+            with tf.control_dependencies([self.d_train_op]):
+                logits, features = self._d_on_fake_for_g(fake_images, fake_onehot, real_images, real_onehot)
+                fused_g_loss = self._g_loss(
+                    logits, features, tf.stop_gradient(tf.reduce_mean(d_out["real_features"], axis=0)))
+            self.fused_train_op, fused_norm = guarded_update(
+                g_optimizer, fused_g_loss, g_variables, g_updates, "fused_train",
+                check_gradients=not self._loss_scaled)
+            self.fused_fetches = dict(self.d_fetches, g_applied=self.fused_train_op, g_loss=fused_g_loss,
+                                      g_grad_norm=fused_norm)
+        else:
+            self.fused_train_op = self.fused_fetches = self.fused_summary = None
+
+        self.advance_step = tf.group(
+            v1.assign_add(self.global_step, 1),
+            v1.assign_add(self.images_seen, tf.cast(batch, tf.int64) * config.d_steps), name="advance_step")
         self.sampler = InferenceGenerator(config)
-        self.d_summary, self.g_summary = self._summaries(real_logits, fake_logits)
+        self.d_summary, self.g_summary = self._summaries(d_out, d_grad_norm, g_grad_norm, diversity)
+        if config.fused_update:
+            self.fused_summary = v1.summary.merge([self.d_summary, _generator_summary(fused_g_loss, fused_norm)])
         self.saver = v1.train.Saver(max_to_keep=config.max_to_keep)
+        self.initializer = tf.group(v1.global_variables_initializer(), v1.local_variables_initializer(),
+                                    name="initialize")
         # Checked before every save, so no checkpoint on disk ever holds a NaN/Inf.
         self.variables_finite = {
             v.op.name: tf.reduce_all(tf.math.is_finite(v)) for v in v1.global_variables() if v.dtype.is_floating
         }
 
-    def _train_op(self, loss, scope, update_ops):
-        """Adam on `scope`'s variables, applied only if the loss and the global
-        gradient norm are finite; evaluates to True when it was applied.
+    @property
+    def _loss_scaled(self):
+        return self.config.mixed_precision
 
-        A skipped update leaves the weights and Adam's moments as they were, so
-        --nan_policy skip can carry on past a bad batch and --nan_policy stop
-        stops with weights that never saw it.  BatchNorm moving averages (not
-        trained, run by the same op) still update; the training loop checks
-        every variable is finite before saving.  With --mixed_precision only
-        the loss is checked: the loss-scale optimizer skips overflowing
-        gradients itself and must see them to lower its scale.
-        """
-        variables = scope_variables(scope)
-        optimizer = v1.train.AdamOptimizer(self.config.learning_rate, beta1=self.config.beta1, name=f"{scope}_adam")
-        if self.config.mixed_precision:
-            optimizer = v1.mixed_precision.enable_mixed_precision_graph_rewrite(optimizer)
-        with tf.control_dependencies(update_ops):
-            gradients = optimizer.compute_gradients(loss, var_list=variables)
-            finite = tf.math.is_finite(loss)
-            if not self.config.mixed_precision:
-                norm = tf.linalg.global_norm([g for g, _ in gradients])
-                finite = tf.logical_and(finite, tf.math.is_finite(norm))
+    def _optimizer(self, network):
+        config = self.config
+        rate = (config.d_learning_rate if network == "d" else config.g_learning_rate) or config.learning_rate
+        scope = DISCRIMINATOR_SCOPE if network == "d" else GENERATOR_SCOPE
+        optimizer = v1.train.AdamOptimizer(rate, beta1=config.beta1, beta2=config.beta2, name=f"{scope}_adam")
+        if config.mixed_precision:
+            # The loss-scale wrapper only: the float16 rewrite itself is switched on
+            # in the training session's own options (tf_runtime.session_config), so
+            # no other graph or session of the process runs in float16.
+            optimizer = v1.mixed_precision.MixedPrecisionLossScaleOptimizer(optimizer, "dynamic")
+        return optimizer
 
-            def apply():
-                with tf.control_dependencies([optimizer.apply_gradients(gradients)]):
-                    return tf.constant(True)
+    def _noisy(self, images):
+        """Instance noise (Sønderby et al. 2016): Gaussian noise on D's inputs,
+        decaying linearly to zero over --instance_noise_steps (0 = constant)."""
+        config = self.config
+        if not config.instance_noise:
+            return images
+        sigma = tf.constant(config.instance_noise, tf.float32)
+        if config.instance_noise_steps:
+            progress = tf.cast(self.global_step, tf.float32) / config.instance_noise_steps
+            sigma *= tf.maximum(0.0, 1.0 - progress)
+        return images + sigma * self.random.normal(tf.shape(images))
 
-            return tf.cond(finite, apply, lambda: tf.constant(False), name=f"{scope}_train")
+    def _discriminator_pair(self, real, real_onehot, fake, fake_onehot):
+        """D's (logits, features) on the real and the fake batch: two passes, each
+        with its own BatchNorm statistics (carpedm20), or with --d_batchnorm
+        combined one pass over both, so BN cannot hide the gap between them."""
+        if self.config.d_batchnorm == "combined":
+            onehot = None if real_onehot is None else tf.concat([real_onehot, fake_onehot], axis=0)
+            logits, features = discriminator(tf.concat([real, fake], axis=0), onehot, self.config)
+            count = tf.shape(real)[0]
+            return (logits[:count], features[:count]), (logits[count:], features[count:])
+        return discriminator(real, real_onehot, self.config), discriminator(fake, fake_onehot, self.config)
 
-    def _summaries(self, real_logits, fake_logits):
+    def _discriminate(self, real_images, real_onehot, fake_images, fake_onehot):
+        real_input, fake_input = self._noisy(real_images), self._noisy(fake_images)
+        (real_logits, real_features), (fake_logits, fake_features) = self._discriminator_pair(
+            real_input, real_onehot, fake_input, fake_onehot)
+        return {"real_logits": real_logits, "fake_logits": fake_logits, "real_features": real_features,
+                "fake_features": fake_features, "real_input": real_input, "fake_input": fake_input,
+                "real_probability": tf.reduce_mean(tf.sigmoid(real_logits)),
+                "fake_probability": tf.reduce_mean(tf.sigmoid(fake_logits))}
+
+    def _d_on_fake_for_g(self, fake, fake_onehot, real, real_onehot):
+        """D's (logits, features) on a fake batch, for G's loss.  With combined
+        BatchNorm D sees the step's real batch beside it, as in D's update."""
+        fake = self._noisy(fake)
+        if self.config.d_batchnorm != "combined":
+            return discriminator(fake, fake_onehot, self.config)
+        _, (logits, features) = self._discriminator_pair(
+            tf.stop_gradient(self._noisy(real)), real_onehot, fake, fake_onehot)
+        return logits, features
+
+    def _label_targets(self, batch):
+        """D's targets: one-sided smoothing (--real_label) and a fraction
+        --label_flip of them swapped at random (noisy labels)."""
+        config = self.config
+        if not config.label_flip:
+            return config.real_label, 0.0
+        flip_real = self.random.uniform([batch, 1]) < config.label_flip
+        flip_fake = self.random.uniform([batch, 1]) < config.label_flip
+        real = tf.where(flip_real, tf.zeros([batch, 1]), tf.fill([batch, 1], config.real_label))
+        fake = tf.where(flip_fake, tf.ones([batch, 1]), tf.zeros([batch, 1]))
+        return real, fake
+
+    def _d_loss(self, d_out, real_images, real_onehot):
+        config = self.config
+        real_targets, fake_targets = self._label_targets(tf.shape(real_images)[0])
+        total, on_real, on_fake = losses.discriminator_loss(
+            config.loss, d_out["real_logits"], d_out["fake_logits"], real_targets, fake_targets)
+        if config.gp_lambda:
+            def critic(images):
+                return discriminator(images, real_onehot, config)[0]
+            epsilon = self.random.uniform([tf.shape(real_images)[0]])
+            total += config.gp_lambda * losses.gradient_penalty(
+                critic, d_out["real_input"], d_out["fake_input"], epsilon)
+        if config.r1_gamma:
+            total += config.r1_gamma * losses.r1_penalty(d_out["real_logits"], d_out["real_input"])
+        return total, on_real, on_fake
+
+    def _g_loss(self, fake_logits, fake_features, real_feature_mean):
+        loss = losses.generator_loss(self.config.loss, fake_logits)
+        if self.config.feature_matching:
+            loss += losses.feature_matching_loss(real_feature_mean[None, :], fake_features)
+        return loss
+
+    def _summaries(self, d_out, d_grad_norm, g_grad_norm, diversity):
         d_summary = v1.summary.merge([
             v1.summary.scalar("d_loss", self.d_loss),
             v1.summary.scalar("d_loss_real", self.d_loss_real),
             v1.summary.scalar("d_loss_fake", self.d_loss_fake),
             v1.summary.scalar("D_x", self.d_real),
-            v1.summary.histogram("D_x_histogram", _finite_or_zero(tf.sigmoid(real_logits))),
-        ])
-        g_summary = v1.summary.merge([
-            v1.summary.scalar("g_loss", self.g_loss),
             v1.summary.scalar("D_G_z", self.d_fake),
-            v1.summary.histogram("D_G_z_histogram", _finite_or_zero(tf.sigmoid(fake_logits))),
+            v1.summary.scalar("gradient_norm/discriminator", d_grad_norm),
+            v1.summary.scalar("watchdog/diversity_fake_over_real", diversity),
+            v1.summary.histogram("D_x_histogram", _finite_or_zero(tf.sigmoid(d_out["real_logits"]))),
+            v1.summary.histogram("D_G_z_histogram", _finite_or_zero(tf.sigmoid(d_out["fake_logits"]))),
         ])
-        return d_summary, g_summary
+        return d_summary, _generator_summary(self.g_loss, g_grad_norm)
 
 
 class InferenceGenerator:

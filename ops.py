@@ -82,23 +82,38 @@ def deconv2d(x, output_hwc, kernel=5, stride=2, stddev=WEIGHT_STDDEV, data_forma
         return y
 
 
-def batch_norm(x, is_training, update_moving_stats=True, momentum=0.9, epsilon=1e-5, data_format="NHWC", name="bn"):
-    """Batch normalization with moving averages registered in UPDATE_OPS.
+# Collection of (moving-average variable, batch value, decay) triples.  Not
+# assign ops (as tf.GraphKeys.UPDATE_OPS would hold): the train op creates the
+# assignments inside the branch that applies its update, so a skipped
+# non-finite step (--nan_policy skip) changes no moving average either.
+MOVING_AVERAGE_UPDATES = "moving_average_updates"
 
-    Training normalizes with the batch statistics (fused kernel for 4-D input);
-    inference uses the moving averages.  The moving-average assignments are put
-    in `tf.GraphKeys.UPDATE_OPS` under this layer's scope, so the model can hand
-    each network's updates to that network's own train op (the carpedm20 bug
-    this project fixes).  Pass `update_moving_stats=False` for a second call that
-    shares the variables (e.g. D on fake images) so the averages track one input.
+
+def batch_norm(x, is_training, update_moving_stats=True, track_moving_stats=True, momentum=0.9, epsilon=1e-5,
+               data_format="NHWC", name="bn"):
+    """Batch normalization; training normalizes with the batch statistics
+    (fused kernel for 4-D input), inference with moving averages.
+
+    The moving-average updates are registered in MOVING_AVERAGE_UPDATES under
+    this layer's scope, so the model can hand each network's updates to that
+    network's own train op (the carpedm20 bug this project fixes).  Pass
+    `update_moving_stats=False` for a second call that shares the variables so
+    the averages track one input, and `track_moving_stats=False` for a network
+    that never runs in inference mode (D): it then has no moving averages to
+    update, save or check.
     """
     is_4d = x.shape.ndims == 4
     channels = x.shape[channel_axis(data_format) if is_4d else -1]
+    if not (is_training or track_moving_stats):
+        raise ValueError("inference-mode batch_norm needs moving statistics (track_moving_stats=True)")
     with v1.variable_scope(name):
         scale = v1.get_variable("scale", [channels], initializer=v1.ones_initializer())
         offset = v1.get_variable("offset", [channels], initializer=v1.zeros_initializer())
-        moving_mean = v1.get_variable("moving_mean", [channels], initializer=v1.zeros_initializer(), trainable=False)
-        moving_var = v1.get_variable("moving_variance", [channels], initializer=v1.ones_initializer(), trainable=False)
+        if track_moving_stats:
+            moving_mean = v1.get_variable("moving_mean", [channels], initializer=v1.zeros_initializer(),
+                                          trainable=False)
+            moving_var = v1.get_variable("moving_variance", [channels], initializer=v1.ones_initializer(),
+                                         trainable=False)
         if not is_training:
             if is_4d:
                 y, _, _ = v1.nn.fused_batch_norm(
@@ -111,12 +126,15 @@ def batch_norm(x, is_training, update_moving_stats=True, momentum=0.9, epsilon=1
         else:
             mean, variance = tf.nn.moments(x, axes=[0])
             y = tf.nn.batch_normalization(x, mean, variance, offset, scale, epsilon)
-        if update_moving_stats:
-            decay = 1.0 - momentum
+        if track_moving_stats and update_moving_stats:
             for moving, batch_value in ((moving_mean, mean), (moving_var, variance)):
-                update = moving.assign_sub(decay * (moving - batch_value), read_value=False)
-                v1.add_to_collection(v1.GraphKeys.UPDATE_OPS, update)
+                v1.add_to_collection(MOVING_AVERAGE_UPDATES, (moving, batch_value, 1.0 - momentum))
         return y
+
+
+def moving_average_assignments(updates):
+    """The assign ops for MOVING_AVERAGE_UPDATES triples: moving -= decay * (moving - batch_value)."""
+    return [moving.assign_sub(decay * (moving - value), read_value=False) for moving, value, decay in updates]
 
 
 def conv_cond_concat(x, y, data_format="NHWC"):

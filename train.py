@@ -22,10 +22,11 @@ import data
 import evaluation
 import utils
 from checkpoints import Checkpoints, checkpoint_step
-from config import NAN_SKIP_LIMIT
-from errors import TrainingDiverged, UserError
+from config import LOSSES_WITH_TARGETS, NAN_SKIP_LIMIT
+from errors import CollapseDetected, TrainingDiverged, UserError
 from model import DCGAN, fixed_z, sample_labels
-from tf_runtime import session_config, tf
+from tf_runtime import cpu_has_bfloat16, session_config, tf
+from watchdog import CollapseWatchdog
 
 v1 = tf.compat.v1
 log = logging.getLogger("dcgan")
@@ -160,34 +161,67 @@ class LossHistory:
         })
 
 
+class Schedule:
+    """Steps, epochs and images: one step is `d_steps` D updates, each on a
+    fresh real batch, and G's updates read no data, so a step consumes
+    exactly d_steps x batch_size examples and an epoch is a true pass."""
+
+    def __init__(self, config, num_examples):
+        self.images_per_step = config.batch_size * config.d_steps
+        self.steps_per_epoch = max(1, num_examples // self.images_per_step)
+        self.total_steps = config.max_steps or config.epoch * self.steps_per_epoch
+        self.total_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        # Examples the input stream must hold: every step's, plus one epoch of
+        # slack for batches that straddle an epoch boundary.
+        self.input_epochs = math.ceil(self.total_steps * self.images_per_step / num_examples) + 1
+
+
+def _check_precision(config):
+    if config.bfloat16 and not cpu_has_bfloat16():
+        raise UserError("--bfloat16: this CPU has neither AVX512_BF16 nor AMX, so oneDNN would emulate bfloat16 "
+                        "more slowly than float32; train without --bfloat16")
+
+
 def train(config):
     """Trains until --epoch/--max_steps; returns the final global step."""
+    _check_precision(config)
     source = data.open_source(config)
     config = dataclasses.replace(config, c_dim=source.c_dim)
     log.info("data: %s", source.description)
-    with tf.Graph().as_default():
+    schedule = Schedule(config, source.num_examples)
+    with tf.Graph().as_default() as graph:
         v1.set_random_seed(config.seed)
-        batches = data.input_batches(source, config)
+        batches = data.input_batches(source, config, epochs=schedule.input_epochs)
         model = DCGAN(config, batches.images, batches.labels)
         checkpoints = Checkpoints(config.checkpoint_path, model.saver, config.architecture())
         checkpoints.check_architecture()
-        with checkpoints.exclusive(), v1.Session(config=session_config(config.xla)) as session:
-            session.run(v1.global_variables_initializer())
-            session.run(batches.initializer, batches.feed_dict)
+        loop = _Loop(config, source, schedule, model, checkpoints)
+        # From here on nothing may add an op: a graph that grows inside the loop
+        # leaks memory over a long run without any error (MonitoredTrainingSession's rule).
+        graph.finalize()
+        with checkpoints.exclusive(), v1.Session(config=session_config(config.xla, config.precision)) as session:
+            session.run(model.initializer)
             restored = checkpoints.restore(session)
+            images_seen = int(session.run(model.images_seen))
             if restored:
-                log.info("resumed from %s", restored)
-            return _Loop(config, source, model, checkpoints, session).run()
+                log.info("resumed from %s (%d images seen)", restored, images_seen)
+            # The input stream continues where the checkpoint left it, so a resumed
+            # run reads what the uninterrupted run would have read.
+            batches.initialize(session, start=images_seen)
+            return loop.run(session)
 
 
 class _Loop:
-    def __init__(self, config, source, model, checkpoints, session):
-        self.config, self.model, self.checkpoints, self.session = config, model, checkpoints, session
+    def __init__(self, config, source, schedule, model, checkpoints):
+        self.config, self.model, self.checkpoints = config, model, checkpoints
+        self.session = None
         self.source_description = source.description
-        batches_per_epoch = source.num_examples // config.batch_size
-        self.steps_per_epoch = max(1, batches_per_epoch // config.d_steps)
-        self.total_steps = config.max_steps or config.epoch * self.steps_per_epoch
-        self.total_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        self.schedule = schedule
+        self.steps_per_epoch, self.total_steps = schedule.steps_per_epoch, schedule.total_steps
+        self.total_epochs = schedule.total_epochs
+        self.watchdog = CollapseWatchdog(probability_loss=config.loss in LOSSES_WITH_TARGETS,
+                                         cross_entropy_loss=config.loss in ("non_saturating", "minimax"),
+                                         ) if config.watchdog else None
         self.sample_z = fixed_z(config.n_samples, config, config.seed)
         self.sample_labels = sample_labels(config.n_samples, config)
         self.history = LossHistory(config.sample_path)
@@ -216,8 +250,9 @@ class _Loop:
                             "the folder writable and run again. "
                             f"Last good checkpoint: {self._saved_description()}") from None
 
-    def run(self):
-        config, session = self.config, self.session
+    def run(self, session):
+        self.session = session
+        config = self.config
         step = int(session.run(self.model.global_step))
         self.last_saved_step = step
         log.info("training %s: step %d of %d (%d per epoch), batch %d", config.run_name, step,
@@ -244,32 +279,41 @@ class _Loop:
         log.info("done at step %d; checkpoint %s", step, self._saved_description())
         return step
 
+    def _step_plan(self):
+        """The (fetches, summary) runs of one step, in order: d_steps D updates
+        then g_steps G updates, the last D and first G as one fused run with
+        --fused_update."""
+        config, model = self.config, self.model
+        fused = 1 if config.fused_update else 0
+        return ([(model.d_fetches, model.d_summary)] * (config.d_steps - fused)
+                + [(model.fused_fetches, model.fused_summary)] * fused
+                + [(model.g_fetches, model.g_summary)] * (config.g_steps - fused))
+
     def _steps(self, step, writer, stop):
         config, model, session = self.config, self.model, self.session
+        plan = self._step_plan()
         window_start, window_step = time.time(), step
         while step < self.total_steps and not stop.signal_name:
             want_summary = (step + 1) % config.summary_freq == 0
-            applied = []  # each train op evaluates to whether its (finite) update was applied
-            for _ in range(config.d_steps):
-                d_results = session.run([model.d_train_op, model.d_loss, model.d_real]
-                                        + ([model.d_summary] if want_summary else []))
-                applied.append(d_results[0])
-            for _ in range(config.g_steps):
-                g_results = session.run([model.g_train_op, model.g_loss, model.d_fake]
-                                        + ([model.g_summary] if want_summary else []))
-                applied.append(g_results[0])
-            d_loss, d_real, g_loss, d_fake = d_results[1], d_results[2], g_results[1], g_results[2]
-            self._count_non_finite(step + 1, all(applied), d_loss, g_loss)
-            step = int(session.run(model.advance_step))
-            if want_summary:
-                writer.add_summary(d_results[3], step)
-                writer.add_summary(g_results[3], step)
+            results, summaries, applied = {}, [], []
+            for fetches, summary in plan:
+                out = session.run({"values": fetches, "summary": summary} if want_summary else {"values": fetches})
+                applied += [out["values"][k] for k in ("d_applied", "g_applied") if k in out["values"]]
+                results.update(out["values"])
+                summaries += [out["summary"]] if want_summary else []
+            self._count_non_finite(step + 1, all(applied), results["d_loss"], results["g_loss"])
+            session.run(model.advance_step)
+            step += 1
+            for summary in summaries:
+                writer.add_summary(summary, step)
+            if self.watchdog:
+                self._watch(step, results, writer)
             if step % config.log_freq == 0 or step == self.total_steps:
-                self.history.append((step, d_loss, g_loss, d_real, d_fake))
+                self.history.append((step, *(results[k] for k in LOSS_COLUMNS[1:])))
                 now = time.time()
                 steps_per_second = max((step - window_step) / max(now - window_start, 1e-9), 1e-9)
                 window_start, window_step = now, step
-                self._log_progress(step, steps_per_second, d_loss, g_loss, d_real, d_fake)
+                self._log_progress(step, steps_per_second, results)
             if step % config.sample_freq == 0:
                 self._sample(step, writer)
             if config.fid_every and step % config.fid_every == 0:
@@ -277,6 +321,15 @@ class _Loop:
             if step % config.ckpt_freq == 0:
                 self._checkpoint(step)
         return step
+
+    def _watch(self, step, results, writer):
+        for alarm in self.watchdog.observe(step, results):
+            log.warning("watchdog: %s", alarm.message)
+            writer.add_summary(v1.Summary(value=[v1.Summary.Value(tag=f"watchdog/{alarm.kind}", simple_value=1.0)]),
+                               step)
+            if self.config.on_collapse == "stop":
+                raise CollapseDetected(f"watchdog: {alarm.message}; stopped without saving (--on_collapse stop). "
+                                       f"Last good checkpoint: {self._saved_description()}")
 
     def _count_non_finite(self, step, all_applied, d_loss, g_loss):
         """Raises TrainingDiverged for a step with a skipped (non-finite) update,
@@ -294,15 +347,16 @@ class _Loop:
         log.warning("%s: update skipped (%d steps skipped so far, %d in a row; stopping at %d in a row)",
                     what, self.skipped, self.skipped_in_a_row, NAN_SKIP_LIMIT)
 
-    def _log_progress(self, step, steps_per_second, d_loss, g_loss, d_real, d_fake):
-        config = self.config
+    def _log_progress(self, step, steps_per_second, results):
         epoch, batch = divmod(step - 1, self.steps_per_epoch)
-        images_per_second = steps_per_second * config.batch_size * config.d_steps
+        images_per_second = steps_per_second * self.schedule.images_per_step
         eta = format_duration((self.total_steps - step) / steps_per_second)
         log.info(
-            "epoch %d/%d batch %d/%d step %d | %.1f img/s ETA %s | d_loss %.4f g_loss %.4f D(x) %.3f D(G(z)) %.3f",
-            epoch + 1, self.total_epochs, batch + 1, self.steps_per_epoch, step, images_per_second, eta,
-            d_loss, g_loss, d_real, d_fake,
+            "epoch %d/%d batch %d/%d step %d %.1f kimg | %.1f img/s ETA %s | d_loss %.4f g_loss %.4f "
+            "D(x) %.3f D(G(z)) %.3f",
+            epoch + 1, self.total_epochs, batch + 1, self.steps_per_epoch, step,
+            step * self.schedule.images_per_step / 1000, images_per_second, eta,
+            results["d_loss"], results["g_loss"], results["d_real"], results["d_fake"],
         )
 
     def _measure_quality(self, step, writer):

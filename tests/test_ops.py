@@ -33,30 +33,39 @@ def test_weights_follow_dcgan_init():
     assert abs(weights.mean()) < 0.002
 
 
-def test_batch_norm_moving_stats_move_only_through_update_ops():
+def test_batch_norm_moving_stats_move_only_through_their_assignments():
     with tf.Graph().as_default():
         x = v1.placeholder(tf.float32, [None, 4, 4, 2])
         with v1.variable_scope("net"):
             y = ops.batch_norm(x, is_training=True)
-        updates = v1.get_collection(v1.GraphKeys.UPDATE_OPS)
+        updates = v1.get_collection(ops.MOVING_AVERAGE_UPDATES)
+        assignments = ops.moving_average_assignments(updates)
         moving_mean = [v for v in v1.global_variables() if "moving_mean" in v.name][0]
         batch = np.random.RandomState(0).normal(5.0, 2.0, (8, 4, 4, 2)).astype(np.float32)
         with v1.Session() as session:
             session.run(v1.global_variables_initializer())
             normalized = session.run(y, {x: batch})
             assert np.all(session.run(moving_mean) == 0)  # the forward pass alone leaves them
-            session.run(updates, {x: batch})
+            session.run(assignments, {x: batch})
             moved = session.run(moving_mean)
-    assert len(updates) == 2 and all(op.name.startswith("net/bn/") for op in updates)
+    assert len(updates) == 2 and all(variable.op.name.startswith("net/bn/") for variable, _, _ in updates)
+    assert v1.get_collection(v1.GraphKeys.UPDATE_OPS) == []
     np.testing.assert_allclose(moved, 0.1 * batch.mean(axis=(0, 1, 2)), rtol=1e-4)
     np.testing.assert_allclose(normalized.mean(axis=(0, 1, 2)), 0, atol=1e-4)
+
+
+def test_batch_norm_without_moving_stats_creates_none():
+    with tf.Graph().as_default():
+        ops.batch_norm(v1.placeholder(tf.float32, [None, 4, 4, 2]), is_training=True, track_moving_stats=False)
+        assert [v.op.name for v in v1.global_variables()] == ["bn/scale", "bn/offset"]
+        assert v1.get_collection(ops.MOVING_AVERAGE_UPDATES) == []
 
 
 def test_batch_norm_inference_uses_moving_stats_and_adds_no_updates():
     with tf.Graph().as_default():
         x = v1.placeholder(tf.float32, [None, 3])
         y = ops.batch_norm(x, is_training=False)
-        assert v1.get_collection(v1.GraphKeys.UPDATE_OPS) == []
+        assert v1.get_collection(ops.MOVING_AVERAGE_UPDATES) == []
         with v1.Session() as session:
             session.run(v1.global_variables_initializer())
             out = session.run(y, {x: [[1.0, 2.0, 3.0]]})

@@ -72,7 +72,7 @@ def test_resume_continues_from_saved_step_with_identical_state(tmp_path):
         images = tf.zeros([4, 16, 16, 1])
         gan = DCGAN(config, images, tf.zeros([4], tf.int64))
         with v1.Session() as session:
-            session.run(v1.global_variables_initializer())
+            session.run(gan.initializer)
             Checkpoints(config.checkpoint_path, gan.saver, config.architecture()).restore(session)
             restored = {v.op.name: session.run(v) for v in v1.global_variables()}
     assert set(restored) == set(saved)
@@ -112,7 +112,7 @@ def test_nan_loss_stops_without_saving_and_keeps_last_good_checkpoint(tmp_path, 
     good = checkpoint_values(checkpoint_paths(config.checkpoint_path)[0])
 
     original = losses.generator_loss
-    monkeypatch.setattr(losses, "generator_loss", lambda logits: original(logits) * np.nan)
+    monkeypatch.setattr(losses, "generator_loss", lambda kind, logits: original(kind, logits) * np.nan)
     with pytest.raises(TrainingDiverged, match=r"step 3: .*g_loss=nan.*DCGAN.model-2 \(step 2\)"):
         train.train(tiny_config(tmp_path, max_steps=5))
     paths = checkpoint_paths(config.checkpoint_path)

@@ -1,0 +1,121 @@
+"""The DCGAN generator and discriminator (Radford et al. 2015), in carpedm20's
+shapes: the unconditional 64x64 pair and the conditional MNIST pair.
+
+Weights never depend on the data layout: G builds its first feature map in
+NHWC and D flattens its last one in NHWC whatever `--data_format` computes in,
+so a checkpoint trained in one layout loads unchanged in the other.
+"""
+
+import ops
+from networks import DISCRIMINATOR_SCOPE, GENERATOR_SCOPE
+from tf_runtime import tf
+
+v1 = tf.compat.v1
+
+
+def to_data_format(images_nhwc, data_format):
+    return tf.transpose(images_nhwc, [0, 3, 1, 2]) if data_format == "NCHW" else images_nhwc
+
+
+def from_data_format(images, data_format):
+    return tf.transpose(images, [0, 2, 3, 1]) if data_format == "NCHW" else images
+
+
+def flatten_nhwc(x, data_format):
+    """[batch, H*W*C] in NHWC order, the one layout D's dense weights are stored in."""
+    x = from_data_format(x, data_format)
+    return tf.reshape(x, [-1, x.shape[1:].num_elements()])
+
+
+def minibatch_stddev(x, data_format):
+    """Appends one feature map holding the batch's mean per-feature standard
+    deviation (Karras et al. 2018): D sees how varied the batch is, so a
+    collapsed G (every sample alike) is easy to reject."""
+    _, variance = tf.nn.moments(x, axes=[0])
+    mean_std = tf.reduce_mean(tf.sqrt(variance + 1e-8))
+    axis = ops.channel_axis(data_format)
+    ones = x[:, :1] if axis == 1 else x[..., :1]
+    return tf.concat([x, tf.ones_like(ones) * mean_std], axis=axis)
+
+
+def generator(z, labels_onehot, config, is_training, update_moving_stats=True):
+    """G: z (and one-hot label) -> images in [-1, 1], NHWC.
+
+    Unconditional: project z to (H/16 x W/16 x 8·gf_dim), then four stride-2
+    transposed convolutions (--kernel_size) with BN + ReLU, tanh at the end
+    (DCGAN paper).  Conditional (MNIST): carpedm20's model, with the label
+    concatenated to z and to every hidden layer.
+    """
+    fmt, kernel = config.data_format, config.kernel_size
+    h, w, gf = config.output_height, config.output_width, config.gf_dim
+
+    def bn(x, name):
+        return ops.batch_norm(x, is_training, update_moving_stats, momentum=config.bn_momentum, data_format=fmt,
+                              name=name)
+
+    def deconv(x, hwc, name):
+        return ops.deconv2d(x, hwc, kernel=kernel, data_format=fmt, name=name)
+
+    def to_maps(x, size_h, size_w, channels):
+        return to_data_format(tf.reshape(x, [-1, size_h, size_w, channels]), fmt)
+
+    with v1.variable_scope(GENERATOR_SCOPE, reuse=v1.AUTO_REUSE):
+        if labels_onehot is None:
+            x = ops.linear(z, gf * 8 * (h // 16) * (w // 16), name="g_h0_lin")
+            x = tf.nn.relu(bn(to_maps(x, h // 16, w // 16, gf * 8), "g_bn0"))
+            for i, (scale, channels) in enumerate(((8, gf * 4), (4, gf * 2), (2, gf)), start=1):
+                x = tf.nn.relu(bn(deconv(x, (h // scale, w // scale, channels), f"g_h{i}"), f"g_bn{i}"))
+            x = deconv(x, (h, w, config.c_dim), "g_h4")
+        else:
+            y = labels_onehot
+            x = tf.concat([z, y], axis=1)
+            x = tf.nn.relu(bn(ops.linear(x, config.gfc_dim, name="g_h0_lin"), "g_bn0"))
+            x = tf.concat([x, y], axis=1)
+            x = ops.linear(x, gf * 2 * (h // 4) * (w // 4), name="g_h1_lin")
+            x = tf.nn.relu(bn(to_maps(x, h // 4, w // 4, gf * 2), "g_bn1"))
+            x = ops.conv_cond_concat(x, y, fmt)
+            x = tf.nn.relu(bn(deconv(x, (h // 2, w // 2, gf * 2), "g_h2"), "g_bn2"))
+            x = ops.conv_cond_concat(x, y, fmt)
+            x = deconv(x, (h, w, config.c_dim), "g_h3")
+        return from_data_format(tf.tanh(x), fmt)
+
+
+def discriminator(images, labels_onehot, config):
+    """D: NHWC images in [-1, 1] -> (logits [batch, 1], features for feature matching).
+
+    Strided convolutions with LeakyReLU 0.2 and BN on every layer but the first
+    (DCGAN paper); conditional variant as in carpedm20's MNIST model.  D always
+    normalises with the statistics of the batch it is given (it never runs in
+    inference mode), so it keeps no moving averages.
+    """
+    fmt, kernel = config.data_format, config.kernel_size
+    df = config.df_dim
+
+    def bn(x, name):
+        return ops.batch_norm(x, True, track_moving_stats=False, data_format=fmt, name=name)
+
+    def conv(x, channels, name):
+        return ops.conv2d(x, channels, kernel=kernel, data_format=fmt, name=name)
+
+    with v1.variable_scope(DISCRIMINATOR_SCOPE, reuse=v1.AUTO_REUSE):
+        x = to_data_format(images, fmt)
+        if labels_onehot is None:
+            x = ops.lrelu(conv(x, df, "d_h0_conv"))
+            for i, channels in enumerate((df * 2, df * 4, df * 8), start=1):
+                x = ops.lrelu(bn(conv(x, channels, f"d_h{i}_conv"), f"d_bn{i}"))
+            if config.minibatch_stddev:
+                x = minibatch_stddev(x, fmt)
+            features = flatten_nhwc(x, fmt)
+            logits = ops.linear(features, 1, name="d_h4_lin")
+        else:
+            y = labels_onehot
+            x = ops.conv_cond_concat(x, y, fmt)
+            x = ops.lrelu(conv(x, config.c_dim + config.y_dim, "d_h0_conv"))
+            x = ops.conv_cond_concat(x, y, fmt)
+            x = ops.lrelu(bn(conv(x, df + config.y_dim, "d_h1_conv"), "d_bn1"))
+            if config.minibatch_stddev:
+                x = minibatch_stddev(x, fmt)
+            x = tf.concat([flatten_nhwc(x, fmt), y], axis=1)
+            features = ops.lrelu(bn(ops.linear(x, config.dfc_dim, name="d_h2_lin"), "d_bn2"))
+            logits = ops.linear(tf.concat([features, y], axis=1), 1, name="d_h3_lin")
+        return logits, features

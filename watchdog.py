@@ -1,0 +1,95 @@
+"""The collapse watchdog: says so when a GAN run goes wrong, while it happens.
+
+A DCGAN can train on for hundreds of steps after D saturates or G collapses
+to one image, and nothing in the losses says so plainly.  The watchdog reads
+the scalars every step already computes and raises an alarm when one of
+these holds for `patience` steps in a row:
+
+  d_saturated      D(G(z)) < 0.01 or D(x) > 0.99: D rejects every fake, G's
+                   gradient vanishes (probability losses only);
+  d_not_learning   d_loss within 0.01 of 2·ln 2 while D(x) and D(G(z)) sit
+                   at 0.5: D has stopped telling real from fake (cross
+                   entropy losses only; checked over a longer window);
+  low_diversity    the fake batch's mean pairwise distance is under a third
+                   of the real batch's: the generator is collapsing;
+  exploding        a gradient norm over 100 times its running median, or
+                   not finite.
+
+Each alarm fires once when it starts and re-arms after the condition has
+cleared.  It is pure Python on floats, so tests drive it directly.
+"""
+
+import collections
+import dataclasses
+import math
+import statistics
+
+SATURATED_LOW, SATURATED_HIGH = 0.01, 0.99
+CHANCE_LOSS = 2 * math.log(2)
+CHANCE_TOLERANCE = 0.01
+MIN_DIVERSITY = 1 / 3
+EXPLOSION_FACTOR = 100.0
+
+
+@dataclasses.dataclass
+class Alarm:
+    kind: str
+    step: int
+    message: str
+
+
+class CollapseWatchdog:
+    def __init__(self, probability_loss, cross_entropy_loss, patience=20, chance_patience=200, window=100):
+        self.probability_loss = probability_loss
+        self.cross_entropy_loss = cross_entropy_loss
+        self.patience = {"d_saturated": patience, "low_diversity": patience, "exploding": 1,
+                         "d_not_learning": chance_patience}
+        self.streak = collections.Counter()
+        self.firing = set()
+        self.norms = {"d_grad_norm": collections.deque(maxlen=window), "g_grad_norm": collections.deque(maxlen=window)}
+
+    def _conditions(self, stats):
+        """{kind: message or None} for this step's scalars."""
+        conditions = {}
+        if self.probability_loss:
+            d_real, d_fake = stats["d_real"], stats["d_fake"]
+            saturated = d_fake < SATURATED_LOW or d_real > SATURATED_HIGH
+            conditions["d_saturated"] = saturated and (
+                f"D is saturated: D(x) {d_real:.3f}, D(G(z)) {d_fake:.4f}; G gets almost no gradient. "
+                "Try --label_flip 0.05, --real_label 0.9, --instance_noise 0.1 or a lower D learning rate")
+        if self.cross_entropy_loss:
+            at_chance = abs(stats["d_loss"] - CHANCE_LOSS) < CHANCE_TOLERANCE
+            conditions["d_not_learning"] = at_chance and (
+                f"D has stopped discriminating: d_loss {stats['d_loss']:.4f} ≈ 2·ln 2, D(x) {stats['d_real']:.3f}, "
+                f"D(G(z)) {stats['d_fake']:.3f}; G learns nothing from it. Try --d_batchnorm combined")
+        conditions["low_diversity"] = stats["diversity"] < MIN_DIVERSITY and (
+            f"low diversity: fake samples are {stats['diversity']:.2f}x as far apart as real ones; "
+            "G may be collapsing. Try --minibatch_stddev, --feature_matching or a lower G learning rate")
+        exploded = []
+        for name, history in self.norms.items():
+            if name not in stats:
+                continue
+            value = stats[name]
+            typical = statistics.median(history) if len(history) >= 10 else math.inf
+            if not math.isfinite(value) or value > EXPLOSION_FACTOR * typical:
+                exploded.append(f"{name.split('_')[0].upper()} gradient norm {value:.3g}")
+            else:
+                history.append(value)
+        conditions["exploding"] = bool(exploded) and (
+            f"exploding gradients: {', '.join(exploded)} (over {EXPLOSION_FACTOR:.0f}x the recent median). "
+            "Try a lower --learning_rate")
+        return conditions
+
+    def observe(self, step, stats):
+        """Takes one step's scalars; returns the alarms that start at this step."""
+        alarms = []
+        for kind, message in self._conditions(stats).items():
+            if not message:
+                self.streak[kind] = 0
+                self.firing.discard(kind)
+                continue
+            self.streak[kind] += 1
+            if self.streak[kind] >= self.patience[kind] and kind not in self.firing:
+                self.firing.add(kind)
+                alarms.append(Alarm(kind, step, f"step {step}: {message} ({self.streak[kind]} steps in a row)"))
+        return alarms
