@@ -1,10 +1,13 @@
 """--eval, --fid_every and --keep_best on a tiny MNIST GAN with a briefly trained classifier."""
 
+import dataclasses
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import EMBEDDED_MNIST, tiny_config
 
 import data
@@ -12,7 +15,10 @@ import evaluation
 import main
 import metrics
 import train
+import utils
 from errors import UserError
+
+v1 = tf.compat.v1
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +78,71 @@ def test_keep_best_requires_fid_every(tmp_path):
         tiny_config(tmp_path, keep_best=True)
 
 
-def test_real_images_match_training_preprocessing(tmp_path):
-    config = tiny_config(tmp_path, output_height=16, batch_size=8)
-    images = evaluation.real_images_uint8(config, 20)
-    assert images.shape == (20, 16, 16, 1) and images.dtype == np.uint8
+def training_pipeline_uint8(config, batches):
+    """`batches` batches of the training input pipeline, quantized back to uint8."""
+    with tf.Graph().as_default():
+        pipeline = data.input_batches(data.open_source(config), config)
+        with v1.Session() as session:
+            session.run(pipeline.initializer, pipeline.feed_dict)
+            return utils.to_uint8(np.concatenate([session.run(pipeline.images) for _ in range(batches)]))
+
+
+def sorted_by_bytes(images):
+    return sorted(image.tobytes() for image in images)
+
+
+@pytest.mark.parametrize("dataset", ["celebA", "mnist"])
+def test_real_images_match_training_preprocessing(tmp_path, generated_celeba_dir, dataset):
+    """One epoch of the (shuffled) training pipeline holds exactly the images evaluation reads in order."""
+    if dataset == "celebA":  # files: crop 54 of 89x109 JPEGs, resize to 16x16, RGB
+        config = tiny_config(tmp_path, dataset="celebA", data_dir=str(generated_celeba_dir), input_height=54,
+                             crop=True, c_dim=3, batch_size=8, train_size=0)
+        count = 24
+    else:  # arrays: MNIST resized from 28x28 to 16x16
+        config = tiny_config(tmp_path, batch_size=8, train_size=64)
+        count = 64
+    images = evaluation.real_images_uint8(config, count)
+    assert images.dtype == np.uint8 and images.shape == (count, 16, 16, config.c_dim)
+    assert sorted_by_bytes(images) == sorted_by_bytes(training_pipeline_uint8(config, count // 8))
+    assert np.array_equal(evaluation.real_images_uint8(config, 10), images[:10])  # the first 10, whatever the seed
+    other_crop = dataclasses.replace(config, crop=True, input_height=20, input_width=20)  # negative control
+    assert sorted_by_bytes(images) != sorted_by_bytes(training_pipeline_uint8(other_crop, count // 8))
+
+
+class RowMeans:
+    """A stand-in feature network (exact and instant): the mean of each image row, per channel."""
+
+    name = "row means"
+
+    def __init__(self, digest):
+        self.digest = digest
+
+    def features(self, images):
+        return images.astype(np.float64).mean(axis=2).reshape(len(images), -1)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("crop", False), ("input_height", 40), ("input_width", 40), ("output_height", 32), ("output_width", 32),
+    ("c_dim", 1), ("eval_samples", 12), ("dataset", "faces"), ("train_size", 20), ("extractor digest", "b" * 64),
+])
+def test_real_statistics_are_recomputed_when_anything_that_changes_them_changes(
+        tmp_path, generated_celeba_dir, monkeypatch, field, value):
+    shutil.copytree(generated_celeba_dir / "celebA", generated_celeba_dir / "faces")
+    reads = []
+    read_images = evaluation.real_images_uint8
+    monkeypatch.setattr(evaluation, "real_images_uint8",
+                        lambda config, count: reads.append(config) or read_images(config, count))
+    flags = dict(dataset="celebA", data_dir=str(generated_celeba_dir), input_height=54, crop=True, c_dim=3,
+                 eval_samples=16, train_size=0)
+    config = tiny_config(tmp_path, **flags)
+    first = evaluation.cached_real_statistics(config, RowMeans("a" * 64))
+    # Seed and batch size change nothing (images are read in order): a cache hit.
+    again = evaluation.cached_real_statistics(dataclasses.replace(config, seed=7, batch_size=8), RowMeans("a" * 64))
+    assert len(reads) == 1 and np.array_equal(first["sigma"], again["sigma"])
+    if field == "extractor digest":
+        changed, extractor = config, RowMeans(value)
+    else:
+        changed, extractor = tiny_config(tmp_path, **{**flags, field: value}), RowMeans("a" * 64)
+    evaluation.cached_real_statistics(changed, extractor)
+    assert reads == [config, changed]
+    assert len(os.listdir(os.path.join(config.out_dir, config.checkpoint_dir, "real_statistics"))) == 2
