@@ -5,7 +5,8 @@ same crop/resize as training and quantized to uint8, generated images are the
 generator's uint8 output (never JPEG), and every number is reported with the
 name of the feature network that produced it.  Real statistics are cached by
 `metrics.real_statistics`, so only the first evaluation of a dataset pays for
-reading it.
+reading it.  Datasets with their own classifier (MNIST, Fashion-MNIST) also
+get class statistics of the samples (`metrics.class_statistics`).
 """
 
 import hashlib
@@ -27,6 +28,7 @@ log = logging.getLogger("dcgan")
 
 BEST_FOLDER = "best"
 BEST_FILE = "best.json"
+CLASS_STATISTICS = ("class_accuracy", "classes_present", "class_kl_uniform")  # see metrics.class_statistics
 
 
 def real_images_uint8(config, count):
@@ -114,18 +116,31 @@ class QualityMeter:
         self.config = config
         self.extractor = extractor or load_extractor(config)
         self.real_stats = cached_real_statistics(config, self.extractor)
+        if isinstance(self.extractor, metrics.ClassifierExtractor):
+            self.classifier = self.extractor
+        else:
+            self.classifier = metrics.domain_classifier(config.dataset,
+                                                        os.path.join(config.out_dir, config.checkpoint_dir))
 
     def measure(self, session, generator):
-        fakes = generate_uint8(session, generator, self.config, self.config.eval_samples, self.config.seed + 2)
-        return metrics.evaluate(fakes, self.real_stats, self.extractor, seed=self.config.seed)
+        """FID & co., plus class statistics when the dataset has its own classifier."""
+        count = self.config.eval_samples
+        fakes = generate_uint8(session, generator, self.config, count, self.config.seed + 2)
+        results = metrics.evaluate(fakes, self.real_stats, self.extractor, seed=self.config.seed)
+        if self.classifier is not None:
+            results.update(metrics.class_statistics(self.classifier.class_probabilities(fakes),
+                                                    sample_labels(count, self.config)))
+            results["class_classifier"] = f"{metrics.CLASSIFIER_DATASETS[self.classifier.dataset]} classifier"
+        return results
 
 
 def metric_summary(results):
-    """TensorBoard scalars whose tags carry the feature network's name."""
-    name = results["extractor"]
-    values = [v1.Summary.Value(tag=f"quality/{key} [{name}]", simple_value=float(results[key]))
-              for key in ("fid", "kid_mean", "is_mean", "precision", "recall")]
-    return v1.Summary(value=values)
+    """TensorBoard scalars whose tags carry the name of the network behind each number."""
+    tags_and_keys = [(f"quality/{key} [{results['extractor']}]", key)
+                     for key in ("fid", "kid_mean", "is_mean", "precision", "recall")]
+    tags_and_keys += [(f"quality/{key} [{results['class_classifier']}]", key)
+                      for key in CLASS_STATISTICS if key in results]
+    return v1.Summary(value=[v1.Summary.Value(tag=tag, simple_value=float(results[key])) for tag, key in tags_and_keys])
 
 
 def write_results(path, results, checkpoint):
@@ -142,6 +157,8 @@ def run_eval(config):
         meter = QualityMeter(restored.config, extractor)  # the checkpoint's channel count and image size
         results = meter.measure(restored.session, restored.generator)
     print(metrics.format_table(results))
+    if "classes_present" in results:
+        print(metrics.format_class_statistics(results))
     output = os.path.join(config.sample_path, f"eval_step_{checkpoint_step(restored.path)}.json")
     write_results(output, results, restored.path)
     log.info("wrote %s", output)

@@ -16,6 +16,7 @@ import main
 import metrics
 import train
 import utils
+from checkpoints import restored_generator
 from errors import UserError
 
 v1 = tf.compat.v1
@@ -46,9 +47,11 @@ def test_fid_during_training_goes_to_tensorboard_and_keeps_best(classifier_root)
     tags = event_tags(config.log_path)
     fid_tags = [t for t in tags if t.startswith("quality/fid")]
     assert fid_tags == ["quality/fid [classifier penultimate layer (MNIST classifier features)]"]
+    assert {f"quality/{key} [MNIST classifier]" for key in evaluation.CLASS_STATISTICS} <= tags
     with open(os.path.join(config.checkpoint_path, "best", "best.json")) as f:
         best = json.load(f)
     assert best["extractor"].endswith("(MNIST classifier features)")
+    assert 0 <= best["class_accuracy"] <= 1 and 1 <= best["classes_present"] <= 10
     assert np.isfinite(best["fid"]) and best["n_samples"] == 64
     assert os.path.exists(best["checkpoint"] + ".index")
     # real statistics were cached once, keyed by dataset, size and extractor digest
@@ -65,6 +68,51 @@ def test_eval_prints_table_and_writes_json(classifier_root, capsys):
     with open(os.path.join(config.sample_path, "eval_step_2.json")) as f:
         results = json.load(f)
     assert results["n_samples"] == 64 and 0 <= results["precision"] <= 1 and results["fid"] > 0
+    # The class statistics are those of the evaluated samples, regenerated here, under the MNIST classifier.
+    with restored_generator(config) as restored:
+        fakes = evaluation.generate_uint8(restored.session, restored.generator, restored.config, 64, config.seed + 2)
+    classifier = metrics.domain_classifier("mnist", os.path.join(classifier_root, "checkpoint"))
+    expected = metrics.class_statistics(classifier.class_probabilities(fakes), np.arange(64) % 10)
+    assert {key: results[key] for key in expected} == expected and results["class_classifier"] == "MNIST classifier"
+    assert metrics.format_class_statistics(results) in table
+
+
+def test_requested_class_accuracy_of_real_test_images_is_the_classifier_accuracy(classifier_root):
+    classifier = metrics.domain_classifier("mnist", os.path.join(classifier_root, "checkpoint"))
+    with open(os.path.join(classifier_root, "checkpoint", "classifier_mnist", "classifier.json")) as f:
+        measured_when_trained = json.load(f)["test_accuracy"]  # on the first 500 test images
+    images, labels = data.load_mnist_like(str(EMBEDDED_MNIST), split="test")
+    probabilities = classifier.class_probabilities(images[:500])
+    statistics = metrics.class_statistics(probabilities, labels[:500])
+    assert statistics["class_accuracy"] == measured_when_trained > 0.5
+    assert statistics["classes_present"] == 10
+    shifted = metrics.class_statistics(probabilities, (labels[:500] + 1) % 10)  # every request wrong
+    assert shifted["class_accuracy"] < 0.2
+
+
+class RealImagesGenerator:
+    """Stands in for G: returns the given real images whatever z, so the expected classes are known."""
+
+    def __init__(self, images):
+        self.images = images
+
+    def generate(self, session, z, labels=None, chunk=256):
+        assert labels is None  # an unconditional model gets no labels
+        return self.images[:len(z)]
+
+
+def test_unconditional_model_gets_classes_present_and_kl_but_no_accuracy(classifier_root):
+    config = dataclasses.replace(eval_config(classifier_root), y_dim=0)
+    images, labels = data.load_mnist_like(str(EMBEDDED_MNIST), split="test")
+    ones_and_sevens = images[np.isin(labels, [1, 7])][:64]  # a generator collapsed onto two classes
+    results = evaluation.QualityMeter(config).measure(None, RealImagesGenerator(ones_and_sevens))
+    assert "class_accuracy" not in results
+    predicted = metrics.domain_classifier("mnist", os.path.join(classifier_root, "checkpoint")).class_probabilities(
+        ones_and_sevens).argmax(axis=1)
+    counts = np.bincount(predicted, minlength=10)
+    assert results["classes_present"] == np.count_nonzero(counts) < 10
+    assert results["class_kl_uniform"] == pytest.approx(metrics.kl_to_uniform(counts), abs=1e-12)
+    assert results["class_kl_uniform"] > 0.5 * np.log(5)  # mostly 2 of 10 classes: near ln 5
 
 
 def test_eval_without_a_feature_network_says_how_to_get_one(tmp_path):
