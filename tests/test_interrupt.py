@@ -1,20 +1,14 @@
 """Ctrl-C (SIGINT) and SIGTERM save a checkpoint at the step they stop at; a second Ctrl-C aborts without saving."""
 
 import os
-import queue
-import re
 import signal
 import subprocess
 import sys
-import threading
 
 import pytest
-from conftest import REPO
+from conftest import REPO, StderrLines
 
 from checkpoints import MANIFEST_SUFFIX, checkpoint_paths, checkpoint_step, verify
-
-# Only a guard against a hung child: each wait ends as soon as its line arrives.
-LINE_TIMEOUT_SECONDS = 600
 
 TRAIN_ARGS = ["--dataset", "mnist", "--train", "--batch_size", "4", "--train_size", "64", "--gf_dim", "4",
               "--df_dim", "4", "--gfc_dim", "16", "--dfc_dim", "16", "--z_dim", "8", "--log_freq", "1",
@@ -40,43 +34,24 @@ runpy.run_path({main!r}, run_name="__main__")
 
 
 class TrainingProcess:
-    """`main.py --train` in a subprocess; a thread reads its stderr, so every wait for a line has a timeout."""
+    """`main.py --train` in a subprocess, its stderr read with a timeout on every wait."""
 
     def __init__(self, out_dir, command):
         self.process = subprocess.Popen(command + TRAIN_ARGS + ["--out_dir", str(out_dir)], cwd=out_dir,
                                         stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.lines, self.seen = queue.Queue(), []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.process.stderr:
-            self.lines.put(line)
-        self.lines.put(None)  # end of output
+        self.stderr = StderrLines(self.process)
 
     def wait_for(self, pattern):
-        """The first match of `pattern` in the lines still to come; fails if the output ends first."""
-        while True:
-            try:
-                line = self.lines.get(timeout=LINE_TIMEOUT_SECONDS)
-            except queue.Empty:
-                pytest.fail(f"no line for {LINE_TIMEOUT_SECONDS} s while waiting for {pattern!r}:\n" + self.output)
-            if line is None:
-                pytest.fail(f"output ended without {pattern!r}:\n" + self.output)
-            self.seen.append(line)
-            match = re.search(pattern, line)
-            if match:
-                return match
+        return self.stderr.wait_for(pattern)
 
     def finish(self):
-        """Exit code, once the process has exited and all of its output is read."""
-        returncode = self.process.wait(timeout=LINE_TIMEOUT_SECONDS)
-        while (line := self.lines.get(timeout=LINE_TIMEOUT_SECONDS)) is not None:
-            self.seen.append(line)
-        return returncode
+        """Exit code, once all of the output is read."""
+        self.stderr.read_to_end()
+        return self.process.wait(timeout=self.stderr.timeout_seconds)
 
     @property
     def output(self):
-        return "".join(self.seen)
+        return self.stderr.output
 
     def kill(self):
         if self.process.poll() is None:
