@@ -1,10 +1,14 @@
-"""Class statistics of generated samples (metrics.class_statistics) against hand-computed values."""
+"""Class statistics of generated samples (metrics.class_statistics) against hand-computed values, and the
+Fashion-MNIST domain classifier's command line."""
 
+import json
 import math
 
 import numpy as np
 import pytest
+from test_data import idx_bytes
 
+import data
 import metrics
 
 
@@ -44,3 +48,24 @@ def test_format_class_statistics_names_the_classifier():
     assert metrics.format_class_statistics(results) == (
         "requested-class accuracy 0.5000, classes present 7, KL(class histogram || uniform) 0.2500 nats "
         "[MNIST classifier, n=64]")
+
+
+def test_train_classifier_fashion_reads_the_fashion_mnist_layout_and_reports_test_accuracy(tmp_path, capsys):
+    folder = tmp_path / "data" / "fashion-mnist"  # Zalando's repository name, as in ../shared/data
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 64), ("t10k", 40)):
+        (folder / f"{split}-images-idx3-ubyte").write_bytes(idx_bytes(rng.integers(0, 256, (count, 28, 28))))
+        (folder / f"{split}-labels-idx1-ubyte").write_bytes(idx_bytes(np.arange(count) % 10))
+    checkpoint_dir = str(tmp_path / "checkpoint")
+    assert metrics.main(["--train_classifier", "fashion", "--data_dir", str(tmp_path / "data"),
+                         "--checkpoint_dir", checkpoint_dir, "--steps", "5"]) == 0
+    with open(tmp_path / "checkpoint" / "classifier_fashion" / "classifier.json") as f:
+        info = json.load(f)
+    assert info["dataset"] == "fashion" and info["test_images"] == 40 and info["train_images"] == 64
+    assert f"test accuracy {info['test_accuracy']:.4f} on 40 Fashion-MNIST test images" in capsys.readouterr().out
+    classifier = metrics.domain_classifier("fashion", checkpoint_dir)
+    test_images, test_labels = data.load_mnist_like(str(folder), "test", "fashion")
+    recomputed = metrics.class_statistics(classifier.class_probabilities(test_images), test_labels)
+    assert recomputed["class_accuracy"] == info["test_accuracy"]
+    assert metrics.domain_classifier("mnist", checkpoint_dir) is None  # never another dataset's classifier
