@@ -78,12 +78,10 @@ def test_each_sweep_row_and_gif_cell_keeps_one_class(trained, monkeypatch):
         z, labels = z.reshape(steps, steps, z_dim), labels.reshape(steps, steps)
         assert (labels == np.arange(steps)[:, None]).all()
         assert (np.delete(z, dim, axis=2) == np.delete(z, dim, axis=2)[:, :1]).all()  # a row is one z but `dim`
-    z, labels = interpolation
-    labels = labels.reshape(4 * frames, cells)
-    assert (labels == labels[0]).all() and (labels[0] == np.arange(cells)).all()
-    z, labels = sweep_gifs
-    labels = labels.reshape(z_dim, frames, cells)
-    assert (labels == np.arange(cells)).all()
+    interpolation_labels = interpolation[1].reshape(4 * frames, cells)  # [frame, cell]
+    assert (interpolation_labels == np.arange(cells)).all()
+    sweep_gif_labels = sweep_gifs[1].reshape(z_dim, frames, cells)  # [dimension, frame, cell]
+    assert (sweep_gif_labels == np.arange(cells)).all()
 
 
 def test_sweep_grid_shows_each_row_in_its_own_class(trained):
