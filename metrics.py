@@ -413,8 +413,9 @@ def load_extractor(dataset, inception_graph=None, checkpoint_dir="checkpoint"):
     """
     if inception_graph:
         return InceptionGraphExtractor(inception_graph)
-    if dataset in CLASSIFIER_DATASETS and classifier_is_trained(checkpoint_dir, dataset):
-        return ClassifierExtractor(checkpoint_dir, dataset)
+    classifier = domain_classifier(dataset, checkpoint_dir)
+    if classifier is not None:
+        return classifier
     raise UserError(
         f"no feature extractor for dataset '{dataset}' (none found in {checkpoint_dir}): pass --inception_graph PATH "
         "to TTUR's classify_image_graph_def.pb (python download.py inception puts it in "
@@ -503,6 +504,65 @@ def format_table(results):
                      f"{r['is_mean']:.3f} ± {r['is_std']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} | "
                      f"{r['n_samples']} | {r['extractor']} |")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# Class statistics of generated samples, from the domain classifier.
+# ---------------------------------------------------------------------------
+
+
+def domain_classifier(dataset, checkpoint_dir):
+    """The dataset's own trained classifier (MNIST / Fashion-MNIST), or None if there is none.
+
+    Class statistics need a classifier of the dataset's classes whatever network
+    the FID uses: Inception's ImageNet classes say nothing about digits.
+    """
+    if dataset in CLASSIFIER_DATASETS and classifier_is_trained(checkpoint_dir, dataset):
+        return ClassifierExtractor(checkpoint_dir, dataset)
+    return None
+
+
+def kl_to_uniform(class_counts):
+    """KL(p || uniform) in nats of the histogram `class_counts` over K classes.
+
+    0 when every class is equally frequent, ln K when one class takes all: the
+    mode-collapse measure of unconditional GANs on labelled data (beside the
+    number of classes present), e.g. the stacked-MNIST tables of Unrolled GAN
+    and VEEGAN.  Empty classes contribute 0 (0 log 0 = 0).
+    """
+    counts = np.asarray(class_counts, dtype=np.float64)
+    if counts.ndim != 1 or counts.sum() <= 0 or (counts < 0).any():
+        raise ValueError(f"need a 1-d histogram of non-negative counts with a positive total, got {counts}")
+    p = counts / counts.sum()
+    return float(special.rel_entr(p, np.full_like(p, 1.0 / len(p))).sum())
+
+
+def class_statistics(probabilities, requested_labels=None):
+    """What the domain classifier says about generated samples, from its [N, K] class probabilities.
+
+    Every model: `classes_present` (classes predicted for at least one sample)
+    and `class_kl_uniform` (`kl_to_uniform` of the predicted-class histogram),
+    which expose mode collapse in an unconditional model.  A conditional model
+    also gets `class_accuracy`: the share of samples classified as the class
+    they were generated for (`requested_labels`), which says whether G obeys
+    its labels, something FID cannot see.
+    """
+    probabilities = np.asarray(probabilities)
+    predicted = probabilities.argmax(axis=1)
+    counts = np.bincount(predicted, minlength=probabilities.shape[1])
+    statistics = {"classes_present": int((counts > 0).sum()), "class_kl_uniform": kl_to_uniform(counts)}
+    if requested_labels is not None:
+        statistics["class_accuracy"] = float(np.mean(predicted == np.asarray(requested_labels)))
+    return statistics
+
+
+def format_class_statistics(results):
+    """One line of the class statistics in `results` (from `class_statistics`, plus the classifier's name)."""
+    line = (f"classes present {results['classes_present']}, KL(class histogram || uniform) "
+            f"{results['class_kl_uniform']:.4f} nats")
+    if "class_accuracy" in results:
+        line = f"requested-class accuracy {results['class_accuracy']:.4f}, " + line
+    return f"{line} [{results['class_classifier']}, n={results['n_samples']}]"
 
 
 # ---------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import numpy as np
 
 import utils
 from checkpoints import restored_generator
-from model import fixed_z, sample_labels
+from model import fixed_z
 
 log = logging.getLogger("dcgan")
 
@@ -38,43 +38,34 @@ def _sweep_values(count):
     return np.linspace(-1.0, 1.0, count, dtype=np.float32)
 
 
-def visualize(config):
-    """Writes the requested visualizations under samples/<run>/; returns the paths."""
-    options = config.visualize_options()
-    with restored_generator(config) as restored:
-        session, generator, config = restored.session, restored.generator, restored.config
-        out = config.sample_path
-        rng_seed = config.seed + 1  # differs from the training sample grid's z
-        n = config.n_samples
-        written = []
+def class_labels(config, layout, class_axis):
+    """Labels for images whose z vectors are laid out as `layout` (row-major), or None if unconditional.
 
-        def generate(z):
-            return generator.generate(session, z, sample_labels(len(z), config))
-
-        if "samples" in options:
-            path = os.path.join(out, "test_samples.png")
-            utils.save_grid(generate(fixed_z(n, config, rng_seed)), path)
-            written.append(path)
-        if "sweeps" in options:
-            base = fixed_z(SWEEP_STEPS, config, rng_seed)
-            for dim in range(config.z_dim):
-                z = np.repeat(base, SWEEP_STEPS, axis=0)
-                z[:, dim] = np.tile(_sweep_values(SWEEP_STEPS), SWEEP_STEPS)
-                path = os.path.join(out, f"test_sweep_{dim:03d}.png")
-                utils.save_grid(generate(z), path)
-                written.append(path)
-        if "interpolation" in options:
-            path = os.path.join(out, "test_interpolation.gif")
-            utils.save_gif(_interpolation_frames(config, generate, rng_seed), path)
-            written.append(path)
-        if "sweep_gifs" in options or "merged_gif" in options:
-            written += _sweep_gifs(config, generate, out, options, rng_seed)
-        log.info("wrote %d visualization files to %s", len(written), out)
-        return written
+    A sweep or a GIF must show one class under a changing z, otherwise the
+    change of class hides what the z dimension does.  So the class depends only
+    on the index along `class_axis` (a sweep's row, a GIF's cell), cycling
+    0..y_dim-1 over it, and stays the same along every other axis (a sweep's
+    columns, a GIF's frames, the z dimension being swept).
+    """
+    if not config.conditional:
+        return None
+    classes = np.arange(layout[class_axis]) % config.y_dim
+    along_class_axis = [1] * len(layout)
+    along_class_axis[class_axis] = layout[class_axis]
+    return np.broadcast_to(classes.reshape(along_class_axis), layout).reshape(-1)
 
 
-def _interpolation_frames(config, generate, seed, key_points=4):
-    """Each grid cell loops through its own `key_points` random z by slerp."""
+def sweep_grid_inputs(config, dim, seed):
+    """z and labels of the sweep grid of z dimension `dim`: row r is random z number r (with class r),
+    column c sets `dim` to the c-th value from -1 to 1.  Row-major, SWEEP_STEPS x SWEEP_STEPS."""
+    z = np.repeat(fixed_z(SWEEP_STEPS, config, seed), SWEEP_STEPS, axis=0)
+    z[:, dim] = np.tile(_sweep_values(SWEEP_STEPS), SWEEP_STEPS)
+    return z, class_labels(config, (SWEEP_STEPS, SWEEP_STEPS), class_axis=0)
+
+
+def interpolation_inputs(config, seed, key_points=4):
+    """z [frames * cells, z_dim] (frame-major) and labels: each grid cell loops through its own
+    `key_points` random z by slerp, keeping its class in every frame."""
     cells = min(config.n_samples, 16)
     keys = fixed_z(key_points * cells, config, seed).reshape(key_points, cells, config.z_dim)
     z = [
@@ -83,25 +74,62 @@ def _interpolation_frames(config, generate, seed, key_points=4):
         for t in np.linspace(0.0, 1.0, GIF_FRAMES, endpoint=False)
     ]
     z = np.asarray(z, np.float32)
-    images = generate(z.reshape(-1, config.z_dim))
-    images = images.reshape(len(z), cells, config.output_height, config.output_width, config.c_dim)
-    return [utils.image_grid(frame) for frame in images]
+    return z.reshape(-1, config.z_dim), class_labels(config, z.shape[:2], class_axis=1)
 
 
-def _sweep_gifs(config, generate, out, options, seed):
-    """Per-dimension GIFs and/or the merged one, from one batch of sweeps."""
+def sweep_gif_inputs(config, seed):
+    """z [z_dim * GIF_FRAMES * cells, z_dim] and labels: z[dim, frame, cell] is the cell's random z with
+    dimension `dim` set to the frame's value; a cell keeps its class across frames and dimensions."""
     cells = min(config.n_samples, 16)
-    base = fixed_z(cells, config, seed)
+    layout = (config.z_dim, GIF_FRAMES, cells)
+    z = np.broadcast_to(fixed_z(cells, config, seed), (*layout, config.z_dim)).copy()
     values = _sweep_values(GIF_FRAMES)
-    # z[dim, frame, cell]: `base` with dimension `dim` set to values[frame].
-    z = np.broadcast_to(base, (config.z_dim, GIF_FRAMES, cells, config.z_dim)).copy()
     for dim in range(config.z_dim):
         z[dim, :, :, dim] = values[:, np.newaxis]
-    image_shape = (config.output_height, config.output_width, config.c_dim)
-    images = generate(z.reshape(-1, config.z_dim)).reshape(config.z_dim, GIF_FRAMES, cells, *image_shape)
+    return z.reshape(-1, config.z_dim), class_labels(config, layout, class_axis=2)
+
+
+def visualize(config):
+    """Writes the requested visualizations under samples/<run>/; returns the paths."""
+    options = config.visualize_options()
+    with restored_generator(config) as restored:
+        session, generator, config = restored.session, restored.generator, restored.config
+        out = config.sample_path
+        rng_seed = config.seed + 1  # differs from the training sample grid's z
+        n = config.n_samples
+        image_shape = (config.output_height, config.output_width, config.c_dim)
+        written = []
+
+        def generate(z, labels):
+            return generator.generate(session, z, labels)
+
+        if "samples" in options:
+            path = os.path.join(out, "test_samples.png")
+            utils.save_grid(generate(fixed_z(n, config, rng_seed), class_labels(config, (n,), 0)), path)
+            written.append(path)
+        if "sweeps" in options:
+            for dim in range(config.z_dim):
+                path = os.path.join(out, f"test_sweep_{dim:03d}.png")
+                utils.save_grid(generate(*sweep_grid_inputs(config, dim, rng_seed)), path)
+                written.append(path)
+        if "interpolation" in options:
+            path = os.path.join(out, "test_interpolation.gif")
+            images = generate(*interpolation_inputs(config, rng_seed))
+            frames = images.reshape(-1, min(n, 16), *image_shape)
+            utils.save_gif([utils.image_grid(frame) for frame in frames], path)
+            written.append(path)
+        if "sweep_gifs" in options or "merged_gif" in options:
+            images = generate(*sweep_gif_inputs(config, rng_seed))
+            written += _save_sweep_gifs(images.reshape(config.z_dim, GIF_FRAMES, -1, *image_shape), out, options)
+        log.info("wrote %d visualization files to %s", len(written), out)
+        return written
+
+
+def _save_sweep_gifs(images, out, options):
+    """Per-dimension GIFs and/or the merged one from images[dim, frame, cell]."""
     written = []
     if "sweep_gifs" in options:
-        for dim in range(config.z_dim):
+        for dim in range(len(images)):
             path = os.path.join(out, f"test_sweep_{dim:03d}.gif")
             utils.save_gif([utils.image_grid(frame) for frame in images[dim]], path)
             written.append(path)

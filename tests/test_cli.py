@@ -58,15 +58,15 @@ def test_empty_folder_and_non_images(tmp_path):
         main.run(config)
 
 
-def test_batch_larger_than_data(tmp_path, celeba_dir):
-    config = tiny_config(tmp_path, dataset="celebA", data_dir=str(celeba_dir), input_height=54, batch_size=32,
+def test_batch_larger_than_data(tmp_path, celeba_like_dir):
+    config = tiny_config(tmp_path, dataset="celebA", data_dir=str(celeba_like_dir), input_height=54, batch_size=32,
                          train=True)
     with pytest.raises(UserError, match="24 examples is fewer than one batch .--batch_size=32"):
         main.run(config)
 
 
-def test_crop_larger_than_images(tmp_path, celeba_dir):
-    config = tiny_config(tmp_path, dataset="celebA", data_dir=str(celeba_dir), train=True)  # default crop 108
+def test_crop_larger_than_images(tmp_path, celeba_like_dir):
+    config = tiny_config(tmp_path, dataset="celebA", data_dir=str(celeba_like_dir), train=True)  # default crop 108
     with pytest.raises(UserError, match="108x108 is larger than the images .* is 109x89"):
         main.run(config)
 

@@ -1,5 +1,4 @@
 import gzip
-import logging
 import struct
 import zlib
 
@@ -11,7 +10,6 @@ from PIL import Image
 
 import config as config_lib
 import data
-import utils
 from errors import UserError
 
 v1 = tf.compat.v1
@@ -139,42 +137,6 @@ def test_animated_gif_gives_its_first_frame(tmp_path):
     assert (result == [255, 0, 0]).all()
 
 
-@pytest.fixture
-def messy_folder(celeba_dir):
-    """24 real CelebA jpgs plus every kind of file a scraped folder holds: 3 to skip, 3 to use."""
-    folder = celeba_dir / "celebA"
-    real = (folder / "000001.jpg").read_bytes()
-    (folder / "a_zero_byte.jpg").write_bytes(b"")
-    (folder / "b_text.jpg").write_text("<html>404 Not Found</html>")
-    (folder / "c_truncated.jpg").write_bytes(real[: len(real) // 2])
-    (folder / "d_trailing_data.jpg").write_bytes(real + b"\0" * 100)  # valid: data after the end marker
-    Image.new("RGB", (40, 50), "green").save(folder / "e_smaller.png")
-    Image.open(folder / "000002.jpg").convert("L").save(folder / "f_gray.jpg")
-    return celeba_dir
-
-
-@pytest.mark.parametrize("cache", ["", "memory", "file"])
-def test_messy_folder_skips_bad_files_with_counts_and_iterates_epochs(tmp_path, messy_folder, caplog, cache):
-    caplog.set_level(logging.INFO, logger="dcgan")
-    config = tiny_config(tmp_path, dataset="celebA", data_dir=str(messy_folder), input_height=54, crop=True, c_dim=3,
-                         cache=str(tmp_path / "cache" / "celebA") if cache == "file" else cache)
-    source = data.open_source(config)
-    assert source.num_examples == 27
-    assert "skipped 3 of 30 files" in caplog.text
-    assert "1 zero-byte, 1 not an image, 1 truncated/corrupt (first " in caplog.text
-    assert "1 of 27 images are smaller than the 54x54 crop" in caplog.text
-    assert "images come in 2 sizes (26 of 27 are 109x89)" in caplog.text
-    with tf.Graph().as_default():
-        batches = data.input_batches(source, config)
-        with v1.Session() as session:
-            session.run(batches.initializer, batches.feed_dict)
-            images = np.concatenate([session.run(batches.images) for _ in range(14)])  # 2 epochs and more
-    assert images.shape == (56, 16, 16, 3) and images.min() >= -1 and images.max() <= 1
-    assert len({image.tobytes() for image in images}) == 26  # d_trailing_data.jpg is 000001.jpg
-    if cache == "file":
-        assert any(p.name.startswith("celebA-") for p in (tmp_path / "cache").iterdir())
-
-
 def test_file_that_passes_the_listing_but_fails_to_decode_is_dropped(tmp_path, monkeypatch):
     for index in range(4):
         Image.new("RGB", (16, 16), (index, 0, 0)).save(tmp_path / f"{index}.png")
@@ -222,23 +184,6 @@ def test_cache_file_name_changes_with_the_files_and_the_preprocessing(tmp_path):
     Image.new("RGB", (16, 16), "white").save(image)
     assert first != data.cache_path(config, [str(image)])
     assert data.cache_path(tiny_config(tmp_path, dataset="pics", cache="memory"), [str(image)]) == ""
-
-
-def test_pipeline_crop_and_resize_match_the_pillow_reference(tmp_path, celeba_dir):
-    config = tiny_config(tmp_path, dataset="celebA", data_dir=str(celeba_dir), input_height=54, crop=True,
-                         output_height=32, c_dim=3)
-    files = data.list_image_files(str(celeba_dir / "celebA"), config.input_fname_pattern).files[:4]
-    with tf.Graph().as_default(), v1.Session() as session:
-        path = v1.placeholder(tf.string, [])
-        image = data._load_image(path, config)
-        piped = [session.run(image, {path: f}) / 127.5 - 1.0 for f in files]
-    for f, result in zip(files, piped, strict=True):
-        reference = utils.center_crop_resize(np.asarray(Image.open(f)), 54, 54, 32, 32)
-        assert result.shape == reference.shape == (32, 32, 3)
-        # TF's antialiased bilinear and Pillow's BILINEAR are the same triangle filter;
-        # only rounding of JPEG decoding and resampling differ.
-        assert np.abs(result - reference).mean() < 0.01
-        assert np.abs(result - reference).max() < 0.1
 
 
 def test_mnist_batches_are_scaled_and_labelled(tmp_path):

@@ -1,10 +1,13 @@
 """--eval, --fid_every and --keep_best on a tiny MNIST GAN with a briefly trained classifier."""
 
+import dataclasses
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import EMBEDDED_MNIST, tiny_config
 
 import data
@@ -12,7 +15,11 @@ import evaluation
 import main
 import metrics
 import train
+import utils
+from checkpoints import restored_generator
 from errors import UserError
+
+v1 = tf.compat.v1
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +47,11 @@ def test_fid_during_training_goes_to_tensorboard_and_keeps_best(classifier_root)
     tags = event_tags(config.log_path)
     fid_tags = [t for t in tags if t.startswith("quality/fid")]
     assert fid_tags == ["quality/fid [classifier penultimate layer (MNIST classifier features)]"]
+    assert {f"quality/{key} [MNIST classifier]" for key in evaluation.CLASS_STATISTICS} <= tags
     with open(os.path.join(config.checkpoint_path, "best", "best.json")) as f:
         best = json.load(f)
     assert best["extractor"].endswith("(MNIST classifier features)")
+    assert 0 <= best["class_accuracy"] <= 1 and 1 <= best["classes_present"] <= 10
     assert np.isfinite(best["fid"]) and best["n_samples"] == 64
     assert os.path.exists(best["checkpoint"] + ".index")
     # real statistics were cached once, keyed by dataset, size and extractor digest
@@ -59,6 +68,51 @@ def test_eval_prints_table_and_writes_json(classifier_root, capsys):
     with open(os.path.join(config.sample_path, "eval_step_2.json")) as f:
         results = json.load(f)
     assert results["n_samples"] == 64 and 0 <= results["precision"] <= 1 and results["fid"] > 0
+    # The class statistics are those of the evaluated samples, regenerated here, under the MNIST classifier.
+    with restored_generator(config) as restored:
+        fakes = evaluation.generate_uint8(restored.session, restored.generator, restored.config, 64, config.seed + 2)
+    classifier = metrics.domain_classifier("mnist", os.path.join(classifier_root, "checkpoint"))
+    expected = metrics.class_statistics(classifier.class_probabilities(fakes), np.arange(64) % 10)
+    assert {key: results[key] for key in expected} == expected and results["class_classifier"] == "MNIST classifier"
+    assert metrics.format_class_statistics(results) in table
+
+
+def test_requested_class_accuracy_of_real_test_images_is_the_classifier_accuracy(classifier_root):
+    classifier = metrics.domain_classifier("mnist", os.path.join(classifier_root, "checkpoint"))
+    with open(os.path.join(classifier_root, "checkpoint", "classifier_mnist", "classifier.json")) as f:
+        measured_when_trained = json.load(f)["test_accuracy"]  # on the first 500 test images
+    images, labels = data.load_mnist_like(str(EMBEDDED_MNIST), split="test")
+    probabilities = classifier.class_probabilities(images[:500])
+    statistics = metrics.class_statistics(probabilities, labels[:500])
+    assert statistics["class_accuracy"] == measured_when_trained > 0.5
+    assert statistics["classes_present"] == 10
+    shifted = metrics.class_statistics(probabilities, (labels[:500] + 1) % 10)  # every request wrong
+    assert shifted["class_accuracy"] < 0.2
+
+
+class RealImagesGenerator:
+    """Stands in for G: returns the given real images whatever z, so the expected classes are known."""
+
+    def __init__(self, images):
+        self.images = images
+
+    def generate(self, session, z, labels=None, chunk=256):
+        assert labels is None  # an unconditional model gets no labels
+        return self.images[:len(z)]
+
+
+def test_unconditional_model_gets_classes_present_and_kl_but_no_accuracy(classifier_root):
+    config = dataclasses.replace(eval_config(classifier_root), y_dim=0)
+    images, labels = data.load_mnist_like(str(EMBEDDED_MNIST), split="test")
+    ones_and_sevens = images[np.isin(labels, [1, 7])][:64]  # a generator collapsed onto two classes
+    results = evaluation.QualityMeter(config).measure(None, RealImagesGenerator(ones_and_sevens))
+    assert "class_accuracy" not in results
+    predicted = metrics.domain_classifier("mnist", os.path.join(classifier_root, "checkpoint")).class_probabilities(
+        ones_and_sevens).argmax(axis=1)
+    counts = np.bincount(predicted, minlength=10)
+    assert results["classes_present"] == np.count_nonzero(counts) < 10
+    assert results["class_kl_uniform"] == pytest.approx(metrics.kl_to_uniform(counts), abs=1e-12)
+    assert results["class_kl_uniform"] > 0.5 * np.log(5)  # mostly 2 of 10 classes: near ln 5
 
 
 def test_eval_without_a_feature_network_says_how_to_get_one(tmp_path):
@@ -72,7 +126,71 @@ def test_keep_best_requires_fid_every(tmp_path):
         tiny_config(tmp_path, keep_best=True)
 
 
-def test_real_images_match_training_preprocessing(tmp_path):
-    config = tiny_config(tmp_path, output_height=16, batch_size=8)
-    images = evaluation.real_images_uint8(config, 20)
-    assert images.shape == (20, 16, 16, 1) and images.dtype == np.uint8
+def training_pipeline_uint8(config, batches):
+    """`batches` batches of the training input pipeline, quantized back to uint8."""
+    with tf.Graph().as_default():
+        pipeline = data.input_batches(data.open_source(config), config)
+        with v1.Session() as session:
+            session.run(pipeline.initializer, pipeline.feed_dict)
+            return utils.to_uint8(np.concatenate([session.run(pipeline.images) for _ in range(batches)]))
+
+
+def sorted_by_bytes(images):
+    return sorted(image.tobytes() for image in images)
+
+
+@pytest.mark.parametrize("dataset", ["celebA", "mnist"])
+def test_real_images_match_training_preprocessing(tmp_path, generated_celeba_dir, dataset):
+    """One epoch of the (shuffled) training pipeline holds exactly the images evaluation reads in order."""
+    if dataset == "celebA":  # files: crop 54 of 89x109 JPEGs, resize to 16x16, RGB
+        config = tiny_config(tmp_path, dataset="celebA", data_dir=str(generated_celeba_dir), input_height=54,
+                             crop=True, c_dim=3, batch_size=8, train_size=0)
+        count = 24
+    else:  # arrays: MNIST resized from 28x28 to 16x16
+        config = tiny_config(tmp_path, batch_size=8, train_size=64)
+        count = 64
+    images = evaluation.real_images_uint8(config, count)
+    assert images.dtype == np.uint8 and images.shape == (count, 16, 16, config.c_dim)
+    assert sorted_by_bytes(images) == sorted_by_bytes(training_pipeline_uint8(config, count // 8))
+    assert np.array_equal(evaluation.real_images_uint8(config, 10), images[:10])  # the first 10, whatever the seed
+    other_crop = dataclasses.replace(config, crop=True, input_height=20, input_width=20)  # negative control
+    assert sorted_by_bytes(images) != sorted_by_bytes(training_pipeline_uint8(other_crop, count // 8))
+
+
+class RowMeans:
+    """A stand-in feature network (exact and instant): the mean of each image row, per channel."""
+
+    name = "row means"
+
+    def __init__(self, digest):
+        self.digest = digest
+
+    def features(self, images):
+        return images.astype(np.float64).mean(axis=2).reshape(len(images), -1)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("crop", False), ("input_height", 40), ("input_width", 40), ("output_height", 32), ("output_width", 32),
+    ("c_dim", 1), ("eval_samples", 12), ("dataset", "faces"), ("train_size", 20), ("extractor digest", "b" * 64),
+])
+def test_real_statistics_are_recomputed_when_anything_that_changes_them_changes(
+        tmp_path, generated_celeba_dir, monkeypatch, field, value):
+    shutil.copytree(generated_celeba_dir / "celebA", generated_celeba_dir / "faces")
+    reads = []
+    read_images = evaluation.real_images_uint8
+    monkeypatch.setattr(evaluation, "real_images_uint8",
+                        lambda config, count: reads.append(config) or read_images(config, count))
+    flags = dict(dataset="celebA", data_dir=str(generated_celeba_dir), input_height=54, crop=True, c_dim=3,
+                 eval_samples=16, train_size=0)
+    config = tiny_config(tmp_path, **flags)
+    first = evaluation.cached_real_statistics(config, RowMeans("a" * 64))
+    # Seed and batch size change nothing (images are read in order): a cache hit.
+    again = evaluation.cached_real_statistics(dataclasses.replace(config, seed=7, batch_size=8), RowMeans("a" * 64))
+    assert len(reads) == 1 and np.array_equal(first["sigma"], again["sigma"])
+    if field == "extractor digest":
+        changed, extractor = config, RowMeans(value)
+    else:
+        changed, extractor = tiny_config(tmp_path, **{**flags, field: value}), RowMeans("a" * 64)
+    evaluation.cached_real_statistics(changed, extractor)
+    assert reads == [config, changed]
+    assert len(os.listdir(os.path.join(config.out_dir, config.checkpoint_dir, "real_statistics"))) == 2

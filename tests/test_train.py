@@ -97,8 +97,8 @@ def test_same_seed_gives_same_first_losses(tmp_path):
     assert first_rows[0] == first_rows[1]
 
 
-def test_image_folder_dataset_trains_unconditionally(tmp_path, celeba_dir):
-    config = tiny_config(tmp_path, dataset="celebA", data_dir=str(celeba_dir), input_height=54, crop=True,
+def test_image_folder_dataset_trains_unconditionally(tmp_path, celeba_like_dir):
+    config = tiny_config(tmp_path, dataset="celebA", data_dir=str(celeba_like_dir), input_height=54, crop=True,
                          output_height=16, max_steps=2)
     assert not config.conditional
     train.train(config)

@@ -1,0 +1,71 @@
+"""Class statistics of generated samples (metrics.class_statistics) against hand-computed values, and the
+Fashion-MNIST domain classifier's command line."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from test_data import idx_bytes
+
+import data
+import metrics
+
+
+def test_kl_to_uniform_of_hand_made_histograms():
+    assert metrics.kl_to_uniform([5] * 10) == 0.0
+    assert metrics.kl_to_uniform([7, 0, 0, 0, 0, 0, 0, 0, 0, 0]) == pytest.approx(math.log(10), abs=1e-12)
+    assert metrics.kl_to_uniform([4, 4, 0, 0]) == pytest.approx(math.log(2), abs=1e-12)
+    # p = (3/4, 1/4) against (1/2, 1/2): 3/4 ln(3/2) + 1/4 ln(1/2)
+    assert metrics.kl_to_uniform([3, 1]) == pytest.approx(0.75 * math.log(1.5) + 0.25 * math.log(0.5), abs=1e-12)
+    for bad in ([0, 0], [-1, 2], [[1, 2]]):
+        with pytest.raises(ValueError, match="histogram"):
+            metrics.kl_to_uniform(bad)
+
+
+def one_hot_probabilities(predicted, classes):
+    """Softmax-like rows whose argmax is `predicted`."""
+    probabilities = np.full((len(predicted), classes), 0.5 / (classes - 1))
+    probabilities[np.arange(len(predicted)), predicted] = 0.5
+    return probabilities
+
+
+def test_class_statistics_count_classes_and_requested_accuracy():
+    probabilities = one_hot_probabilities([0, 0, 1, 3], classes=5)  # histogram (2, 1, 0, 1, 0)
+    unconditional = metrics.class_statistics(probabilities)
+    assert unconditional["classes_present"] == 3 and "class_accuracy" not in unconditional
+    # p = (1/2, 1/4, 0, 1/4, 0) against 1/5 each
+    expected_kl = 0.5 * math.log(0.5 * 5) + 2 * 0.25 * math.log(0.25 * 5)
+    assert unconditional["class_kl_uniform"] == pytest.approx(expected_kl, abs=1e-12)
+    conditional = metrics.class_statistics(probabilities, requested_labels=[0, 1, 1, 3])
+    assert conditional["class_accuracy"] == 0.75
+    assert conditional["classes_present"] == 3 and conditional["class_kl_uniform"] == unconditional["class_kl_uniform"]
+
+
+def test_format_class_statistics_names_the_classifier():
+    results = {"class_accuracy": 0.5, "classes_present": 7, "class_kl_uniform": 0.25, "n_samples": 64,
+               "class_classifier": "MNIST classifier"}
+    assert metrics.format_class_statistics(results) == (
+        "requested-class accuracy 0.5000, classes present 7, KL(class histogram || uniform) 0.2500 nats "
+        "[MNIST classifier, n=64]")
+
+
+def test_train_classifier_fashion_reads_the_fashion_mnist_layout_and_reports_test_accuracy(tmp_path, capsys):
+    folder = tmp_path / "data" / "fashion-mnist"  # Zalando's repository name, as in ../shared/data
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 64), ("t10k", 40)):
+        (folder / f"{split}-images-idx3-ubyte").write_bytes(idx_bytes(rng.integers(0, 256, (count, 28, 28))))
+        (folder / f"{split}-labels-idx1-ubyte").write_bytes(idx_bytes(np.arange(count) % 10))
+    checkpoint_dir = str(tmp_path / "checkpoint")
+    assert metrics.main(["--train_classifier", "fashion", "--data_dir", str(tmp_path / "data"),
+                         "--checkpoint_dir", checkpoint_dir, "--steps", "5"]) == 0
+    with open(tmp_path / "checkpoint" / "classifier_fashion" / "classifier.json") as f:
+        info = json.load(f)
+    assert info["dataset"] == "fashion" and info["test_images"] == 40 and info["train_images"] == 64
+    assert f"test accuracy {info['test_accuracy']:.4f} on 40 Fashion-MNIST test images" in capsys.readouterr().out
+    classifier = metrics.domain_classifier("fashion", checkpoint_dir)
+    test_images, test_labels = data.load_mnist_like(str(folder), "test", "fashion")
+    recomputed = metrics.class_statistics(classifier.class_probabilities(test_images), test_labels)
+    assert recomputed["class_accuracy"] == info["test_accuracy"]
+    assert metrics.domain_classifier("mnist", checkpoint_dir) is None  # never another dataset's classifier
