@@ -352,7 +352,7 @@ class _Loop:
         images_per_second = steps_per_second * self.schedule.images_per_step
         eta = format_duration((self.total_steps - step) / steps_per_second)
         log.info(
-            "epoch %d/%d batch %d/%d step %d %.1f kimg | %.1f img/s ETA %s | d_loss %.4f g_loss %.4f "
+            "epoch %d/%d batch %d/%d step %d | %.1f kimg %.1f img/s ETA %s | d_loss %.4f g_loss %.4f "
             "D(x) %.3f D(G(z)) %.3f",
             epoch + 1, self.total_epochs, batch + 1, self.steps_per_epoch, step,
             step * self.schedule.images_per_step / 1000, images_per_second, eta,

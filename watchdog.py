@@ -11,7 +11,8 @@ these holds for `patience` steps in a row:
                    at 0.5: D has stopped telling real from fake (cross
                    entropy losses only; checked over a longer window);
   low_diversity    the fake batch's mean pairwise distance is under a third
-                   of the real batch's: the generator is collapsing;
+                   of the real batch's: the generator is collapsing (judged
+                   after `warmup` steps: an untrained G's samples are alike);
   exploding        a gradient norm over 100 times its running median, or
                    not finite.
 
@@ -39,8 +40,10 @@ class Alarm:
 
 
 class CollapseWatchdog:
-    def __init__(self, probability_loss, cross_entropy_loss, patience=20, chance_patience=200, window=100):
+    def __init__(self, probability_loss, cross_entropy_loss, patience=20, chance_patience=200, warmup=200,
+                 window=100):
         self.probability_loss = probability_loss
+        self.warmup = warmup
         self.cross_entropy_loss = cross_entropy_loss
         self.patience = {"d_saturated": patience, "low_diversity": patience, "exploding": 1,
                          "d_not_learning": chance_patience}
@@ -48,7 +51,7 @@ class CollapseWatchdog:
         self.firing = set()
         self.norms = {"d_grad_norm": collections.deque(maxlen=window), "g_grad_norm": collections.deque(maxlen=window)}
 
-    def _conditions(self, stats):
+    def _conditions(self, step, stats):
         """{kind: message or None} for this step's scalars."""
         conditions = {}
         if self.probability_loss:
@@ -62,7 +65,7 @@ class CollapseWatchdog:
             conditions["d_not_learning"] = at_chance and (
                 f"D has stopped discriminating: d_loss {stats['d_loss']:.4f} ≈ 2·ln 2, D(x) {stats['d_real']:.3f}, "
                 f"D(G(z)) {stats['d_fake']:.3f}; G learns nothing from it. Try --d_batchnorm combined")
-        conditions["low_diversity"] = stats["diversity"] < MIN_DIVERSITY and (
+        conditions["low_diversity"] = step > self.warmup and stats["diversity"] < MIN_DIVERSITY and (
             f"low diversity: fake samples are {stats['diversity']:.2f}x as far apart as real ones; "
             "G may be collapsing. Try --minibatch_stddev, --feature_matching or a lower G learning rate")
         exploded = []
@@ -83,7 +86,7 @@ class CollapseWatchdog:
     def observe(self, step, stats):
         """Takes one step's scalars; returns the alarms that start at this step."""
         alarms = []
-        for kind, message in self._conditions(stats).items():
+        for kind, message in self._conditions(step, stats).items():
             if not message:
                 self.streak[kind] = 0
                 self.firing.discard(kind)

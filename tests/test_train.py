@@ -87,14 +87,50 @@ def test_resume_continues_from_saved_step_with_identical_state(tmp_path):
     assert steps == [1, 2, 3, 4]
 
 
-def test_same_seed_gives_same_first_losses(tmp_path):
-    first_rows = []
-    for run in ("a", "b"):
-        config = tiny_config(tmp_path / run, max_steps=2, seed=7)
+def all_checkpoint_values(config):
+    return {os.path.basename(path): checkpoint_values(path) for path in checkpoint_paths(config.checkpoint_path)}
+
+
+def loss_rows(config):
+    with open(os.path.join(config.sample_path, "losses.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+def assert_same_tensors(a, b):
+    assert set(a) == set(b)
+    for name in a:
+        assert np.array_equal(a[name], b[name]), name
+
+
+@pytest.mark.parametrize("recipe", [{}, {"fused_update": True, "d_steps": 2, "label_flip": 0.1,
+                                         "instance_noise": 0.1, "feature_matching": True}])
+def test_same_seed_gives_the_same_run_bit_for_bit_and_another_seed_does_not(tmp_path, recipe):
+    runs = {}
+    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
+        config = tiny_config(tmp_path / name, max_steps=3, seed=seed, **recipe)
         train.train(config)
-        with open(os.path.join(config.sample_path, "losses.csv")) as f:
-            first_rows.append(next(csv.DictReader(f)))
-    assert first_rows[0] == first_rows[1]
+        runs[name] = (loss_rows(config), checkpoint_values(checkpoint_paths(config.checkpoint_path)[0]))
+    assert runs["a"][0] == runs["b"][0]  # every logged row
+    assert_same_tensors(runs["a"][1], runs["b"][1])  # every tensor of the last checkpoint
+    assert runs["a"][0] != runs["c"][0]
+    differing = [k for k in runs["a"][1] if not np.array_equal(runs["a"][1][k], runs["c"][1][k])]
+    assert any(name.startswith("generator/") for name in differing)
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "folder"])
+def test_resumed_run_equals_the_uninterrupted_run_bit_for_bit(tmp_path, dataset, generated_celeba_dir):
+    folder = {} if dataset == "mnist" else {"dataset": "celebA", "data_dir": str(generated_celeba_dir), "crop": True,
+                                            "input_height": 54, "train_size": 24}
+    # 4 steps of batch 4 over 24 (folder) or 64 (MNIST) examples: the folder run crosses an epoch boundary.
+    whole = tiny_config(tmp_path / "whole", max_steps=4, ckpt_freq=4, **folder)
+    train.train(whole)
+    first_half = tiny_config(tmp_path / "split", max_steps=2, ckpt_freq=2, **folder)
+    train.train(first_half)
+    resumed = tiny_config(tmp_path / "split", max_steps=4, ckpt_freq=4, **folder)
+    assert train.train(resumed) == 4
+    assert loss_rows(whole) == loss_rows(resumed)
+    assert_same_tensors(checkpoint_values(checkpoint_paths(whole.checkpoint_path)[0]),
+                        checkpoint_values(checkpoint_paths(resumed.checkpoint_path)[0]))
 
 
 def test_image_folder_dataset_trains_unconditionally(tmp_path, celeba_like_dir):
