@@ -41,6 +41,7 @@ v1 = tf.compat.v1
 log = logging.getLogger("dcgan")
 
 ARCHITECTURE_FILE = "architecture.json"
+RECIPE_FILE = "recipe.json"
 CHECKPOINT_PREFIX = "DCGAN.model"
 STATE_FILE = "checkpoint"  # TensorFlow's name: tf.train.latest_checkpoint reads it
 MANIFEST_SUFFIX = ".manifest.json"
@@ -159,10 +160,11 @@ def remove_temporaries(directory):
 class Checkpoints:
     """One run's checkpoint folder, bound to a Saver and an architecture."""
 
-    def __init__(self, directory, saver, architecture):
+    def __init__(self, directory, saver, architecture, recipe=None):
         self.directory = directory
         self.saver = saver
         self.architecture = architecture
+        self.recipe = recipe  # training flags recorded beside the checkpoints (None: not recorded)
 
     def latest(self):
         paths = checkpoint_paths(self.directory)
@@ -179,6 +181,27 @@ class Checkpoints:
                 f"{self.directory} holds a model built with {detail}; pass the same flags, "
                 "or a different --checkpoint_dir to start a new run"
             )
+
+    def check_recipe(self, allow_change):
+        """Refuses to resume with other recipe flags (loss, learning rates, ...)
+        than the checkpoints were trained with, unless `allow_change`: a silent
+        change of recipe mid-run makes its results impossible to interpret."""
+        path = os.path.join(self.directory, RECIPE_FILE)
+        if self.recipe is None or not os.path.exists(path) or not checkpoint_paths(self.directory):
+            return
+        try:
+            with open(path) as f:
+                saved = json.load(f)
+        except (OSError, ValueError) as e:
+            raise UserError(f"{path} is unreadable ({e}); delete it to resume with the current flags") from None
+        differences = {k: (saved.get(k), v) for k, v in self.recipe.items() if saved.get(k) != v}
+        if not differences:
+            return
+        detail = ", ".join(f"--{k} {old} (now {new})" for k, (old, new) in sorted(differences.items()))
+        if not allow_change:
+            raise UserError(f"{self.directory} was trained with {detail}; pass the same flags, "
+                            "or --allow_recipe_change to continue with the new ones")
+        log.warning("continuing %s with a changed recipe: %s", self.directory, detail)
 
     @contextlib.contextmanager
     def exclusive(self):
@@ -256,6 +279,8 @@ class Checkpoints:
         os.makedirs(self.directory, exist_ok=True)
         if read_architecture(self.directory) is None:
             write_atomically(os.path.join(self.directory, ARCHITECTURE_FILE), json.dumps(self.architecture, indent=2))
+        if self.recipe is not None:  # the recipe the newest checkpoint continued with
+            write_atomically(os.path.join(self.directory, RECIPE_FILE), json.dumps(self.recipe, indent=2))
         prefix = os.path.join(self.directory, f"{CHECKPOINT_PREFIX}-{step}")
         with contextlib.suppress(FileNotFoundError):
             os.remove(prefix + MANIFEST_SUFFIX)  # it must never vouch for files that are being rewritten

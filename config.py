@@ -23,14 +23,14 @@ NAN_SKIP_LIMIT = 10
 # values cannot be restored, so they are stored beside it and compared.
 ARCHITECTURE_FIELDS = (
     "output_height", "output_width", "c_dim", "y_dim", "z_dim", "gf_dim", "df_dim", "gfc_dim", "dfc_dim",
-    "kernel_size", "minibatch_stddev", "z_dist",
+    "kernel_size", "minibatch_stddev", "z_dist", "conditioning",
 )
 # Fields that define the training recipe: stored beside the checkpoints, and a
 # resumed run that changes one is refused unless --allow_recipe_change.
 RECIPE_FIELDS = (
     "loss", "learning_rate", "d_learning_rate", "g_learning_rate", "beta1", "beta2", "d_steps", "g_steps",
     "fused_update", "real_label", "label_flip", "instance_noise", "instance_noise_steps", "gp_lambda", "r1_gamma",
-    "feature_matching", "d_batchnorm", "bn_momentum",
+    "feature_matching", "d_batchnorm", "bn_momentum", "historical_averaging", "image_pool",
 )
 LOSSES = ("non_saturating", "minimax", "least_squares", "hinge", "wasserstein")
 LOSSES_WITH_TARGETS = ("non_saturating", "minimax", "least_squares")
@@ -63,6 +63,7 @@ class Config:
     kernel_size: int = 5  # 5 = carpedm20, 4 = the PyTorch reference DCGAN
     minibatch_stddev: bool = False
     bn_momentum: float = 0.9
+    conditioning: str = "concat"  # conditional models: labels concatenated (carpedm20) or acgan
     data_format: str = "NHWC"
     # Training
     train: bool = False
@@ -86,6 +87,8 @@ class Config:
     r1_gamma: float = 0.0
     feature_matching: bool = False
     d_batchnorm: str = "separate"
+    historical_averaging: float = 0.0
+    image_pool: int = 0
     watchdog: bool = True
     on_collapse: str = "warn"
     allow_recipe_change: bool = False
@@ -199,10 +202,11 @@ def resolve(config):
                  "sample_freq", "ckpt_freq", "summary_freq", "log_freq", "max_to_keep", "n_samples",
                  "eval_samples"):
         _require(getattr(c, name) >= 1, f"--{name} must be at least 1 (got {getattr(c, name)})")
-    for name in ("train_size", "max_steps", "seed", "fid_every", "instance_noise_steps"):
+    for name in ("train_size", "max_steps", "seed", "fid_every", "instance_noise_steps", "image_pool"):
         _require(getattr(c, name) >= 0, f"--{name} must be 0 or more (got {getattr(c, name)})")
     _require(0 < c.learning_rate < math.inf, f"--learning_rate must be a positive number (got {c.learning_rate})")
-    for name in ("d_learning_rate", "g_learning_rate", "gp_lambda", "r1_gamma", "instance_noise"):
+    for name in ("d_learning_rate", "g_learning_rate", "gp_lambda", "r1_gamma", "instance_noise",
+                 "historical_averaging"):
         value = getattr(c, name)
         _require(0 <= value < math.inf, f"--{name} must be 0 (off) or a positive number (got {value})")
     for name in ("beta1", "beta2"):
@@ -218,6 +222,11 @@ def resolve(config):
     _require(c.loss != "wasserstein" or c.gp_lambda > 0,
              "--loss wasserstein needs --gp_lambda (10 in WGAN-GP; see recipes/wgan_gp.flags): "
              "an unconstrained critic diverges")
+    _require(c.conditioning in ("concat", "acgan"), f"--conditioning must be concat or acgan (got {c.conditioning!r})")
+    _require(c.conditioning == "concat" or c.conditional,
+             "--conditioning acgan needs labelled data and --y_dim > 0 (mnist, fashion)")
+    _require(not c.image_pool or c.image_pool >= c.batch_size,
+             f"--image_pool {c.image_pool} must hold at least one batch (--batch_size {c.batch_size}), or be 0 (off)")
     _require(c.kernel_size in (4, 5), f"--kernel_size must be 4 or 5 (got {c.kernel_size})")
     _require(c.d_batchnorm in D_BATCHNORM, f"--d_batchnorm must be {' or '.join(D_BATCHNORM)} (got {c.d_batchnorm!r})")
     _require(c.on_collapse in ON_COLLAPSE, f"--on_collapse must be {' or '.join(ON_COLLAPSE)} (got {c.on_collapse!r})")

@@ -62,6 +62,11 @@ HELP = {
     "r1_gamma": "weight of the R1 gradient penalty on real data; 0 = off",
     "feature_matching": "add the feature matching loss to G (Salimans et al. 2016)",
     "d_batchnorm": "separate: D normalises the real and the fake batch apart (carpedm20); combined: one batch",
+    "historical_averaging": "weight of the penalty on each network's distance from its past mean weights "
+                            "(Salimans et al. 2016); 0 = off",
+    "image_pool": "D sees fakes from a pool of this many earlier ones half the time (Shrivastava et al. 2017); 0 = off",
+    "conditioning": "conditional models: concat (labels concatenated to D's input, carpedm20) or acgan (D predicts "
+                    "the class, Odena et al. 2017)",
     "watchdog": "warn when training collapses: D saturated, D not discriminating, low diversity, exploding "
                 "gradients",
     "on_collapse": "what the watchdog does: warn (log and TensorBoard) or stop (exit 4, nothing saved)",

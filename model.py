@@ -103,12 +103,74 @@ def guarded_update(optimizer, loss, variables, moving_updates, name, check_gradi
     tensors = [loss] + ([g for g, _ in gradients if g is not None] if check_gradients else [])
 
     def apply():
-        with tf.control_dependencies([optimizer.apply_gradients(gradients)]
-                                     + ops.moving_average_assignments(moving_updates)):
-            return tf.constant(True)
+        # The averages first: one that averages a weight (historical averaging)
+        # then reads it before the optimizer changes it, in every run alike.
+        with tf.control_dependencies(ops.moving_average_assignments(moving_updates)):
+            with tf.control_dependencies([optimizer.apply_gradients(gradients)]):
+                return tf.constant(True)
 
     applied = tf.cond(all_finite(tensors), apply, lambda: tf.constant(False), name=name)
     return applied, tf.linalg.global_norm([g for g, _ in gradients if g is not None])
+
+
+def historical_averages(variables, step):
+    """Running means of `variables` over every past step (Salimans et al. 2016),
+    registered as moving-average updates (decay 1/(step+1)) so they move only
+    with an applied update of their own network."""
+    decay = 1.0 / (tf.cast(step, tf.float32) + 1.0)
+    averages = []
+    for variable in variables:
+        average = v1.get_variable(variable.op.name + "/historical_average", variable.shape, tf.float32,
+                                  v1.zeros_initializer(), trainable=False)
+        v1.add_to_collection(ops.MOVING_AVERAGE_UPDATES, (average, variable.read_value(), decay))
+        averages.append(average)
+    return averages
+
+
+class ImageHistoryPool:
+    """D's fakes mixed with fakes G made at earlier steps (Shrivastava et al.
+    2017): D keeps being shown old modes, so G cannot cycle between them.
+
+    While the pool fills, the current fakes are shown and stored; after that
+    each fake is, with probability 1/2, swapped for a random stored one (which
+    D sees instead).  The pool is checkpointed, so a resumed run sees the same.
+    """
+
+    def __init__(self, size, image_shape, random):
+        self.size, self.random = size, random
+        self.images = v1.get_variable("image_pool", [size, *image_shape], tf.float32, v1.zeros_initializer(),
+                                      trainable=False)
+        self.filled = v1.get_variable("image_pool_filled", [], tf.int32, v1.zeros_initializer(), trainable=False)
+
+    def shown(self, fakes):
+        """The batch D sees in place of `fakes`."""
+        batch = tf.shape(fakes)[0]
+        full = self.filled >= self.size
+        distinct = tf.argsort(self.random.uniform([self.size]))[:batch]  # no two fakes in one slot
+        self._slots = tf.where(full, distinct, tf.math.floormod(self.filled + tf.range(batch), self.size))
+        self._swap = tf.logical_and(full, self.random.uniform([batch]) < 0.5)[:, None, None, None]
+        self._write = tf.logical_or(self._swap, tf.logical_not(full)[None, None, None, None])
+        return tf.where(self._swap, tf.gather(self.images, self._slots), fakes)
+
+    def store(self, fakes):
+        """Writes this batch where D was shown a stored image or the pool is filling.
+
+        Built inside the branch that runs after an applied D update (whose
+        result depends on the read above), so it never writes before the read
+        and a skipped update stores nothing."""
+        stored = tf.where(self._write, tf.stop_gradient(fakes), tf.gather(self.images, self._slots))
+        return tf.group(self.images.scatter_nd_update(self._slots[:, None], stored),
+                        self.filled.assign(tf.minimum(self.filled + tf.shape(fakes)[0], self.size)))
+
+
+def class_logits(features, config):
+    """AC-GAN's auxiliary classifier on D's features (Odena et al. 2017)."""
+    with v1.variable_scope(DISCRIMINATOR_SCOPE, reuse=v1.AUTO_REUSE):
+        return ops.linear(features, config.y_dim, name="d_class_lin")
+
+
+def class_loss(logits, onehot):
+    return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=onehot, logits=logits))
 
 
 def mean_pairwise_distance(images):
@@ -182,9 +244,14 @@ class DCGAN:
         # G's own update (alternating schedule): a fresh fake batch of the step's
         # classes, without reading the pipeline again.
         g_fake, g_onehot = fake_batch(self.last_real_onehot, update_moving_stats=not config.fused_update)
+        self.pool = (ImageHistoryPool(config.image_pool, fake_images.shape[1:], self.random) if config.image_pool
+                     else None)
+        self.shown_fakes = self.pool.shown(fake_images) if self.pool else fake_images
+        d_out = self._discriminate(real_images, real_onehot, self.shown_fakes, fake_onehot)
+        self.d_loss, self.d_loss_real, self.d_loss_fake = self._d_loss(d_out, real_images, real_onehot, fake_onehot)
+        self.penalties = self._historical_averaging()
+        self.d_loss += self.penalties[DISCRIMINATOR_SCOPE]
         updates = split_update_ops([GENERATOR_SCOPE, DISCRIMINATOR_SCOPE])
-        d_out = self._discriminate(real_images, real_onehot, fake_images, fake_onehot)
-        self.d_loss, self.d_loss_real, self.d_loss_fake = self._d_loss(d_out, real_images, real_onehot)
         d_optimizer, g_optimizer = self._optimizer("d"), self._optimizer("g")
         self.d_train_op, d_grad_norm = guarded_update(
             d_optimizer, self.d_loss, scope_variables(DISCRIMINATOR_SCOPE), updates[DISCRIMINATOR_SCOPE],
@@ -195,6 +262,8 @@ class DCGAN:
                                tf.reduce_mean(d_out["real_features"], axis=0))]
         if config.conditional:
             remember.append(_assign_if(self.d_train_op, self.last_real_onehot, real_onehot))
+        if self.pool:
+            remember.append(tf.cond(self.d_train_op, lambda: self.pool.store(fake_images), tf.no_op))
         self.d_train_op = tf.tuple([self.d_train_op], control_inputs=remember)[0]
         self.d_real, self.d_fake = d_out["real_probability"], d_out["fake_probability"]
         diversity = mean_pairwise_distance(fake_images) / tf.maximum(mean_pairwise_distance(real_images), 1e-8)
@@ -203,7 +272,7 @@ class DCGAN:
 
         g_logits, g_features = self._d_on_fake_for_g(g_fake, g_onehot, self.last_real_images,
                                                      self.last_real_onehot)
-        self.g_loss = self._g_loss(g_logits, g_features, tf.stop_gradient(self.last_real_features))
+        self.g_loss = self._g_loss(g_logits, g_features, g_onehot, tf.stop_gradient(self.last_real_features))
         g_variables, g_updates = scope_variables(GENERATOR_SCOPE), updates[GENERATOR_SCOPE]
         self.g_train_op, g_grad_norm = guarded_update(
             g_optimizer, self.g_loss, g_variables, [] if config.fused_update else g_updates,
@@ -215,7 +284,7 @@ class DCGAN:
             with tf.control_dependencies([self.d_train_op]):
                 logits, features = self._d_on_fake_for_g(fake_images, fake_onehot, real_images, real_onehot)
                 fused_g_loss = self._g_loss(
-                    logits, features, tf.stop_gradient(tf.reduce_mean(d_out["real_features"], axis=0)))
+                    logits, features, fake_onehot, tf.stop_gradient(tf.reduce_mean(d_out["real_features"], axis=0)))
             self.fused_train_op, fused_norm = guarded_update(
                 g_optimizer, fused_g_loss, g_variables, g_updates, "fused_train",
                 check_gradients=not self._loss_scaled)
@@ -270,13 +339,18 @@ class DCGAN:
     def _discriminator_pair(self, real, real_onehot, fake, fake_onehot):
         """D's (logits, features) on the real and the fake batch: two passes, each
         with its own BatchNorm statistics (carpedm20), or with --d_batchnorm
-        combined one pass over both, so BN cannot hide the gap between them."""
+        combined one pass over both, so BN cannot hide the gap between them.
+        """
         if self.config.d_batchnorm == "combined":
             onehot = None if real_onehot is None else tf.concat([real_onehot, fake_onehot], axis=0)
-            logits, features = discriminator(tf.concat([real, fake], axis=0), onehot, self.config)
+            logits, features = self._discriminator(tf.concat([real, fake], axis=0), onehot)
             count = tf.shape(real)[0]
             return (logits[:count], features[:count]), (logits[count:], features[count:])
-        return discriminator(real, real_onehot, self.config), discriminator(fake, fake_onehot, self.config)
+        return self._discriminator(real, real_onehot), self._discriminator(fake, fake_onehot)
+
+    def _discriminator(self, images, onehot):
+        """D's (logits, features); with --conditioning acgan D is not shown the labels: it predicts them."""
+        return discriminator(images, None if self.config.conditioning == "acgan" else onehot, self.config)
 
     def _discriminate(self, real_images, real_onehot, fake_images, fake_onehot):
         real_input, fake_input = self._noisy(real_images), self._noisy(fake_images)
@@ -292,7 +366,7 @@ class DCGAN:
         BatchNorm D sees the step's real batch beside it, as in D's update."""
         fake = self._noisy(fake)
         if self.config.d_batchnorm != "combined":
-            return discriminator(fake, fake_onehot, self.config)
+            return self._discriminator(fake, fake_onehot)
         _, (logits, features) = self._discriminator_pair(
             tf.stop_gradient(self._noisy(real)), real_onehot, fake, fake_onehot)
         return logits, features
@@ -309,14 +383,17 @@ class DCGAN:
         fake = tf.where(flip_fake, tf.ones([batch, 1]), tf.zeros([batch, 1]))
         return real, fake
 
-    def _d_loss(self, d_out, real_images, real_onehot):
+    def _d_loss(self, d_out, real_images, real_onehot, fake_onehot):
         config = self.config
         real_targets, fake_targets = self._label_targets(tf.shape(real_images)[0])
         total, on_real, on_fake = losses.discriminator_loss(
             config.loss, d_out["real_logits"], d_out["fake_logits"], real_targets, fake_targets)
+        if config.conditioning == "acgan":
+            total += (class_loss(class_logits(d_out["real_features"], config), real_onehot)
+                      + class_loss(class_logits(d_out["fake_features"], config), fake_onehot))
         if config.gp_lambda:
             def critic(images):
-                return discriminator(images, real_onehot, config)[0]
+                return self._discriminator(images, real_onehot)[0]
             epsilon = self.random.uniform([tf.shape(real_images)[0]])
             total += config.gp_lambda * losses.gradient_penalty(
                 critic, d_out["real_input"], d_out["fake_input"], epsilon)
@@ -324,11 +401,26 @@ class DCGAN:
             total += config.r1_gamma * losses.r1_penalty(d_out["real_logits"], d_out["real_input"])
         return total, on_real, on_fake
 
-    def _g_loss(self, fake_logits, fake_features, real_feature_mean):
-        loss = losses.generator_loss(self.config.loss, fake_logits)
-        if self.config.feature_matching:
+    def _g_loss(self, fake_logits, fake_features, fake_onehot, real_feature_mean):
+        config = self.config
+        loss = losses.generator_loss(config.loss, fake_logits) + self.penalties[GENERATOR_SCOPE]
+        if config.feature_matching:
             loss += losses.feature_matching_loss(real_feature_mean[None, :], fake_features)
+        if config.conditioning == "acgan":
+            loss += class_loss(class_logits(fake_features, config), fake_onehot)
         return loss
+
+    def _historical_averaging(self):
+        """{scope: --historical_averaging x ‖θ - running mean of θ‖²} (0 when off)."""
+        if not self.config.historical_averaging:
+            return {GENERATOR_SCOPE: 0.0, DISCRIMINATOR_SCOPE: 0.0}
+        penalties = {}
+        for scope in (GENERATOR_SCOPE, DISCRIMINATOR_SCOPE):
+            variables = scope_variables(scope)
+            averages = historical_averages(variables, self.global_step)
+            penalties[scope] = self.config.historical_averaging * losses.historical_average_penalty(
+                variables, averages)
+        return penalties
 
     def _summaries(self, d_out, d_grad_norm, g_grad_norm, diversity):
         d_summary = v1.summary.merge([

@@ -193,8 +193,9 @@ def train(config):
         v1.set_random_seed(config.seed)
         batches = data.input_batches(source, config, epochs=schedule.input_epochs)
         model = DCGAN(config, batches.images, batches.labels)
-        checkpoints = Checkpoints(config.checkpoint_path, model.saver, config.architecture())
+        checkpoints = Checkpoints(config.checkpoint_path, model.saver, config.architecture(), config.recipe())
         checkpoints.check_architecture()
+        checkpoints.check_recipe(config.allow_recipe_change)
         loop = _Loop(config, source, schedule, model, checkpoints)
         # From here on nothing may add an op: a graph that grows inside the loop
         # leaks memory over a long run without any error (MonitoredTrainingSession's rule).

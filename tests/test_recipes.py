@@ -143,3 +143,72 @@ def test_each_recipe_trains_with_finite_weights(tmp_path, recipe):
     reader = tf.train.load_checkpoint(checkpoint_paths(config.checkpoint_path)[0])
     values = [reader.get_tensor(n) for n in reader.get_variable_to_shape_map()]
     assert all(np.all(np.isfinite(v)) for v in values if np.issubdtype(np.asarray(v).dtype, np.floating))
+
+
+def _tiny_gan(tmp_path, **overrides):
+    config = tiny_config(tmp_path, **overrides)
+    images = tf.constant(np.random.RandomState(0).uniform(-1, 1, (4, 16, 16, 1)), tf.float32)
+    return model.DCGAN(config, images, tf.constant([1, 2, 3, 4], tf.int64))
+
+
+def test_image_pool_fills_then_shows_stored_fakes_half_the_time(tmp_path):
+    with tf.Graph().as_default():
+        gan = _tiny_gan(tmp_path, image_pool=8)
+        with v1.Session() as session:
+            session.run(gan.initializer)
+            first = [session.run([gan.d_train_op, gan.fake_images, gan.shown_fakes]) for _ in range(2)]
+            pool = session.run(gan.pool.images)
+            for _, fakes, shown in first:  # while filling, D sees the current fakes
+                assert np.array_equal(fakes, shown)
+            np.testing.assert_array_equal(pool, np.concatenate([fakes for _, fakes, _ in first]))
+            from_pool = 0
+            for _ in range(6):
+                before = session.run(gan.pool.images)
+                _, fakes, shown = session.run([gan.d_train_op, gan.fake_images, gan.shown_fakes])
+                after = session.run(gan.pool.images)
+                for image, fake in zip(shown, fakes, strict=True):
+                    if np.array_equal(image, fake):
+                        continue
+                    from_pool += 1
+                    assert any(np.array_equal(image, stored) for stored in before)  # an earlier fake
+                    assert any(np.array_equal(fake, stored) for stored in after)  # swapped in for it
+    assert 6 <= from_pool <= 18  # half of 24, give or take (seeded: the same count every run)
+
+
+def test_historical_averages_are_the_running_means_of_the_weights(tmp_path):
+    with tf.Graph().as_default():
+        gan = _tiny_gan(tmp_path, historical_averaging=0.1)
+        weight = [v for v in model.scope_variables(model.DISCRIMINATOR_SCOPE) if v.op.name.endswith("d_h3_lin/w")][0]
+        average = [v for v in v1.global_variables() if v.op.name == weight.op.name + "/historical_average"][0]
+        with v1.Session() as session:
+            session.run(gan.initializer)
+            seen = []
+            for _ in range(3):
+                seen.append(session.run(weight))
+                session.run(gan.d_train_op)
+                session.run(gan.advance_step)
+            # The average of the weights before each of the 3 updates (cumulative mean, decay 1/(t+1)).
+            np.testing.assert_allclose(session.run(average), np.mean(seen, axis=0), rtol=1e-5, atol=1e-7)
+
+
+def test_acgan_discriminator_predicts_the_class_instead_of_reading_it(tmp_path):
+    with tf.Graph().as_default():
+        gan = _tiny_gan(tmp_path, conditioning="acgan")
+        names = {v.op.name for v in model.scope_variables(model.DISCRIMINATOR_SCOPE)}
+        assert "discriminator/d_class_lin/w" in names
+        first_conv = [v for v in v1.global_variables() if v.op.name == "discriminator/d_h0_conv/w"][0]
+        assert first_conv.shape[2] == 1  # the image's channel only: no label maps concatenated
+        with v1.Session() as session:
+            session.run(gan.initializer)
+            losses_ = [session.run([gan.d_train_op, gan.d_loss])[1] for _ in range(30)]
+    assert losses_[0] > 2 * np.log(2)  # the class terms (about 2 ln 10) on top of the adversarial ones
+    assert np.mean(losses_[-5:]) < np.mean(losses_[:5])
+
+
+def test_resuming_with_another_recipe_is_refused_unless_allowed(tmp_path):
+    assert train.train(tiny_config(tmp_path, max_steps=2)) == 2
+    with pytest.raises(UserError, match=r"trained with --loss non_saturating \(now hinge\).*--allow_recipe_change"):
+        train.train(tiny_config(tmp_path, max_steps=3, loss="hinge"))
+    assert train.train(tiny_config(tmp_path, max_steps=3, loss="hinge", allow_recipe_change=True)) == 3
+    # The newest checkpoint continued with hinge: that is now the recorded recipe.
+    assert train.train(tiny_config(tmp_path, max_steps=4, loss="hinge")) == 4
