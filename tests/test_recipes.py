@@ -212,3 +212,13 @@ def test_resuming_with_another_recipe_is_refused_unless_allowed(tmp_path):
     assert train.train(tiny_config(tmp_path, max_steps=3, loss="hinge", allow_recipe_change=True)) == 3
     # The newest checkpoint continued with hinge: that is now the recorded recipe.
     assert train.train(tiny_config(tmp_path, max_steps=4, loss="hinge")) == 4
+
+
+def test_the_generator_is_restored_with_the_z_distribution_it_was_trained_with(tmp_path):
+    from checkpoints import restored_generator
+
+    train.train(tiny_config(tmp_path, z_dist="gaussian"))
+    with restored_generator(tiny_config(tmp_path)) as restored:  # the flags say uniform: the run's record wins
+        assert restored.config.z_dist == "gaussian"
+    with pytest.raises(UserError, match="z_dist=gaussian \\(now uniform\\)"):
+        train.train(tiny_config(tmp_path, max_steps=3))  # resuming with other z is refused
