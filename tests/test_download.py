@@ -33,6 +33,16 @@ class _Handler(BaseHTTPRequestHandler):
     """Serves `server.files`, recording each request and misbehaving as `server` says."""
 
     def do_GET(self):
+        with self.server.idle:
+            self.server.started += 1
+        try:
+            self._serve()
+        finally:
+            with self.server.idle:
+                self.server.finished += 1
+                self.server.idle.notify_all()
+
+    def _serve(self):
         srv = self.server
         range_header = self.headers.get("Range")
         srv.requests.append((self.path, range_header))
@@ -53,6 +63,8 @@ class _Handler(BaseHTTPRequestHandler):
         if srv.drop_after is not None:
             payload = payload[:srv.drop_after]  # then the connection closes: an interrupted transfer
         self.wfile.write(payload)
+        self.wfile.flush()
+        srv.hold_record.wait()  # set, except when a test holds the handler between answering and recording
         srv.bytes_sent.append(len(payload))
 
     def log_message(self, *args):
@@ -63,6 +75,9 @@ class _Handler(BaseHTTPRequestHandler):
 def server():
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     srv.files, srv.requests, srv.bytes_sent = {}, [], []
+    srv.idle, srv.started, srv.finished = threading.Condition(), 0, 0
+    srv.hold_record = threading.Event()
+    srv.hold_record.set()
     srv.ignore_range, srv.drop_after = False, None
     srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -73,9 +88,21 @@ def server():
     thread.join()
 
 
+def _served(server):
+    """The server once every request it received has been answered and recorded.
+
+    The client can read a whole response before the handler thread has
+    appended to `bytes_sent`, so a test must wait for the handler, not read
+    the record as soon as download.py returns.
+    """
+    with server.idle:
+        assert server.idle.wait_for(lambda: server.finished == server.started, timeout=60)
+    return server
+
+
 def _paths(server):
     """The paths the server was asked for, in order."""
-    return [path for path, _ in server.requests]
+    return [path for path, _ in _served(server).requests]
 
 
 def _tar_gz(members):
@@ -144,10 +171,22 @@ def test_interrupted_download_keeps_part_and_resumes_with_range(server, tmp_path
 
     server.drop_after = None
     assert download.download_file(*args, progress=False)
-    assert server.requests[-1] == ("/f.bin", "bytes=3000-")
+    assert _served(server).requests[-1] == ("/f.bin", "bytes=3000-")
     assert server.bytes_sent[-1] == len(PAYLOAD) - 3000  # only the missing tail was transferred
     assert (tmp_path / "f.bin").read_bytes() == PAYLOAD
     assert not (tmp_path / "f.bin.part").exists()
+
+
+def test_request_record_is_read_only_after_the_handler_wrote_it(server, tmp_path):
+    """The race behind a once-flaky test: download_file can return before the
+    server thread records what it sent.  Held here on purpose; _served waits."""
+    server.files["/f.bin"] = PAYLOAD
+    server.hold_record.clear()
+    download.download_file([server.url + "/f.bin"], str(tmp_path / "f.bin"), sha256(PAYLOAD), len(PAYLOAD),
+                           progress=False)
+    assert server.bytes_sent == []  # the whole file arrived, the record is not written yet
+    server.hold_record.set()
+    assert _served(server).bytes_sent == [len(PAYLOAD)]
 
 
 def test_server_ignoring_range_restarts_from_zero(server, tmp_path):
@@ -156,7 +195,7 @@ def test_server_ignoring_range_restarts_from_zero(server, tmp_path):
     (tmp_path / "f.bin.part").write_bytes(PAYLOAD[:3000])
     dest = str(tmp_path / "f.bin")
     download.download_file([server.url + "/f.bin"], dest, sha256(PAYLOAD), len(PAYLOAD), progress=False)
-    assert server.requests == [("/f.bin", "bytes=3000-")]
+    assert _served(server).requests == [("/f.bin", "bytes=3000-")]
     assert (tmp_path / "f.bin").read_bytes() == PAYLOAD  # not the old 3000 bytes plus the whole file
 
 
