@@ -25,7 +25,6 @@ import contextlib
 import dataclasses
 import fcntl
 import glob
-import hashlib
 import json
 import logging
 import os
@@ -35,7 +34,7 @@ import socket
 from errors import UserError
 from model import GENERATOR_SCOPE, InferenceGenerator, scope_variables
 from tf_runtime import tf
-from utils import write_atomically
+from utils import file_digest, write_atomically
 
 v1 = tf.compat.v1
 log = logging.getLogger("dcgan")
@@ -89,17 +88,10 @@ def checkpoint_paths(directory):
     return sorted(set(manifested + _listed_paths(directory)), key=checkpoint_step, reverse=True)
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_manifest(prefix):
     """Records the size and SHA-256 of each of the checkpoint's files: the mark of a complete save."""
-    files = {os.path.basename(p): {"bytes": os.path.getsize(p), "sha256": _sha256(p)} for p in checkpoint_files(prefix)}
+    files = {os.path.basename(p): {"bytes": os.path.getsize(p), "sha256": file_digest(p)}
+             for p in checkpoint_files(prefix)}
     write_atomically(prefix + MANIFEST_SUFFIX, json.dumps({"files": files}, indent=2))
 
 
@@ -121,7 +113,7 @@ def verify(prefix):
         directory = os.path.dirname(prefix)
         for name, (size, sha256) in sorted(expected.items()):
             path = os.path.join(directory, name)
-            if os.path.getsize(path) != size or _sha256(path) != sha256:
+            if os.path.getsize(path) != size or file_digest(path) != sha256:
                 return f"{name} differs from the manifest"
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         return f"unreadable manifest or files ({e})"

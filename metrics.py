@@ -41,7 +41,7 @@ from data import dataset_directory, load_mnist_like
 from errors import UserError
 from ops import conv2d, linear, lrelu
 from tf_runtime import session_config, tf
-from utils import write_atomically
+from utils import file_digest, write_atomically
 
 v1 = tf.compat.v1
 
@@ -206,15 +206,6 @@ def precision_recall(real_features, fake_features, k=3, batch_size=1000):
 # ---------------------------------------------------------------------------
 # Feature extractors: a frozen network in its own graph and session.
 # ---------------------------------------------------------------------------
-
-
-def _sha256_of_files(paths):
-    digest = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
 
 
 class _FeatureExtractor:
@@ -386,7 +377,7 @@ class ClassifierExtractor(_FeatureExtractor):
         self.dataset = dataset
         prefix = _classifier_prefix(checkpoint_dir, dataset)
         self.name = f"classifier penultimate layer ({CLASSIFIER_DATASETS[dataset]} classifier features)"
-        self.digest = _sha256_of_files([prefix + ".index"] + sorted(glob.glob(glob.escape(prefix) + ".data-*")))
+        self.digest = file_digest([prefix + ".index"] + sorted(glob.glob(glob.escape(prefix) + ".data-*")))
         graph = tf.Graph()
         with graph.as_default():
             images = v1.placeholder(tf.float32, [None, *_MNIST_SHAPE], name="images")

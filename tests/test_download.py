@@ -16,10 +16,12 @@ import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from conftest import EMBEDDED_MNIST, REPO, SHARED_DATA
 from hypothesis import given
 from hypothesis import strategies as st
 
 import download
+import utils
 from errors import UserError
 
 PAYLOAD = bytes(range(256)) * 40  # 10240 bytes, every byte value, so misplaced offsets show
@@ -408,7 +410,7 @@ def test_cli_help_lists_every_dataset(capsys):
 
 
 def test_catalog_checksums_are_well_formed():
-    digest_lengths = {"md5": 32, "sha256": 64}
+    digest_lengths = {"md5": 32, "sha256": 64, "gunzip+sha256": 64}
     for dataset in download.CATALOG.values():
         for remote in dataset.files:
             assert remote.size, remote.name
@@ -416,3 +418,58 @@ def test_catalog_checksums_are_well_formed():
                 algorithm, hexdigest = remote.checksum
                 assert len(hexdigest) == digest_lengths[algorithm], remote.name
                 int(hexdigest, 16)
+
+
+# --- one checksum rule for gzipped IDX files: the uncompressed content ------------------------------------
+
+
+def test_content_checksum_accepts_any_compression_of_the_same_bytes(tmp_path):
+    checksum = ("gunzip+sha256", hashlib.sha256(PAYLOAD).hexdigest())
+    fast, best = tmp_path / "fast.gz", tmp_path / "best.gz"
+    fast.write_bytes(gzip.compress(PAYLOAD, compresslevel=1))
+    best.write_bytes(gzip.compress(PAYLOAD, compresslevel=9, mtime=0))
+    assert fast.read_bytes() != best.read_bytes()
+    for path in (fast, best):
+        download.verify_file(str(path), checksum, size=12345)  # a download size does not apply to a local copy
+    other = tmp_path / "other.gz"
+    other.write_bytes(gzip.compress(PAYLOAD[::-1]))
+    with pytest.raises(UserError, match="sha256 of the uncompressed content is"):
+        download.verify_file(str(other), checksum, None)
+    truncated = tmp_path / "truncated.gz"
+    truncated.write_bytes(best.read_bytes()[:-20])
+    with pytest.raises(UserError, match="not a complete gzip file"):
+        download.verify_file(str(truncated), checksum, None)
+    plain = tmp_path / "plain.gz"
+    plain.write_bytes(PAYLOAD)
+    with pytest.raises(UserError, match="not a complete gzip file"):
+        download.verify_file(str(plain), checksum, None)
+
+
+@pytest.mark.parametrize("name, source", [("mnist", EMBEDDED_MNIST), ("fashion", SHARED_DATA / "fashion-mnist")])
+def test_known_good_copies_pass_the_catalog_checksums_without_a_download(tmp_path, capsys, name, source):
+    """The embedded MNIST .gz files differ in bytes from LeCun's (one was rebuilt
+    from PNGs) but not in content: download.py must accept them as installed."""
+    if not source.is_dir():
+        pytest.skip(f"{source} not available")
+    target = tmp_path / download.CATALOG[name].directory
+    target.mkdir()
+    for remote in download.CATALOG[name].files:
+        (target / remote.name).write_bytes((source / remote.name).read_bytes())
+    download.fetch_dataset(name, str(tmp_path), progress=False)  # raises before any request on a mismatch
+    out = capsys.readouterr().out
+    assert out.count("already present") == 4 and "downloading" not in out
+
+
+def test_one_file_hash_for_manifests_extractors_and_downloads(tmp_path):
+    parts = [tmp_path / "a", tmp_path / "b"]
+    parts[0].write_bytes(PAYLOAD)
+    parts[1].write_bytes(b"tail")
+    assert utils.file_digest(parts) == hashlib.sha256(PAYLOAD + b"tail").hexdigest()
+    assert utils.file_digest(str(parts[0]), "md5") == hashlib.md5(PAYLOAD).hexdigest()
+    compressed = tmp_path / "c.gz"
+    compressed.write_bytes(gzip.compress(PAYLOAD))
+    assert utils.file_digest(compressed, gunzip=True) == hashlib.sha256(PAYLOAD).hexdigest()
+    for module in ("checkpoints", "download", "metrics"):
+        source = (REPO / f"{module}.py").read_text()
+        assert "from utils import file_digest" in source.replace("file_digest, write_atomically", "file_digest")
+        assert "digest.update(" not in source, f"{module}.py hashes files its own way"
