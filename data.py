@@ -8,8 +8,11 @@ is skipped (and counted) before training starts instead of failing mid-epoch.
 """
 
 import collections
+import contextlib
 import dataclasses
+import fcntl
 import fnmatch
+import glob
 import gzip
 import hashlib
 import io
@@ -440,6 +443,50 @@ def cache_path(config, files):
     return prefix
 
 
+# The cache prefixes whose writer lock this process holds, with the open lock files:
+# an flock is released only when its file is closed, i.e. when the process ends.
+_CACHE_LOCKS = {}
+
+
+def claim_file_cache(prefix):
+    """Makes the file cache at `prefix` usable after a writer was killed.
+
+    TensorFlow writes a cache as `<prefix>_<shard>.*` files guarded by a
+    `<prefix>_<shard>.lockfile`, and merges them into `<prefix>.index/.data-*`
+    only at the end of the first epoch; a writer killed before that (kill -9,
+    power loss) leaves the lockfile, and every later run fails on it
+    ("concurrent caching iterator running").  Each process that may write holds
+    an flock on `<prefix>.lock` until it exits (the kernel releases it however
+    the process ends), so whoever takes the flock knows that no live process
+    is writing: it deletes the dead writer's files and writes the cache anew.
+    If a live process holds it, a complete cache is read; an incomplete one
+    (still being written) is a UserError rather than TensorFlow's error.
+    """
+    if prefix in _CACHE_LOCKS:
+        return
+    complete = os.path.exists(prefix + ".index")
+    try:
+        lock = open(prefix + ".lock", "a")
+    except OSError as e:
+        raise UserError(f"--cache {prefix}: cannot write there ({e.strerror}); pass another --cache prefix") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        if complete:
+            return
+        raise UserError(f"--cache {prefix}: another running process is writing this cache; wait until its first "
+                        "epoch ends or pass another --cache prefix") from None
+    _CACHE_LOCKS[prefix] = lock
+    leftovers = [] if complete else glob.glob(glob.escape(prefix) + "_*")
+    for path in leftovers:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+    if leftovers:
+        log.warning("removed the unfinished cache a killed run left (%s); writing it again",
+                    ", ".join(sorted(os.path.basename(p) for p in leftovers)))
+
+
 def _file_examples(source, config):
     """Endless (uint8 image, label 0) pairs decoded from the image files, reshuffled each epoch."""
     dataset = tf.data.Dataset.from_tensor_slices(source.files)
@@ -452,6 +499,8 @@ def _file_examples(source, config):
     dataset = dataset.ignore_errors(log_warning=True)
     if config.cache:
         path = cache_path(config, source.files)
+        if path:
+            claim_file_cache(path)
         log.info("caching decoded images in %s", path or "memory")
         dataset = dataset.cache(path).shuffle(min(source.num_examples, CACHED_SHUFFLE_BUFFER), seed=config.seed)
     return dataset.repeat()
