@@ -22,7 +22,8 @@ FLAGS = flags.FLAGS
 HELP = {
     "dataset": "mnist, fashion, cifar10, celebA, or the name of a folder of images under --data_dir",
     "data_dir": "folder holding one sub-folder per dataset",
-    "input_fname_pattern": "comma-separated globs of image files (searched recursively)",
+    "input_fname_pattern": "comma-separated globs of image files (searched recursively); "
+                           "JPEG, PNG, GIF, BMP and WebP files are read (e.g. '*.jpg,*.png,*.webp')",
     "train_size": "use only the first N images (0 = all)",
     "input_height": "centre-crop height with --crop (0 = dataset default: 108 celebA, 28 mnist, else output)",
     "input_width": "centre-crop width (0 = input_height)",

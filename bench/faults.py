@@ -610,7 +610,7 @@ def check_idx(raw):
         return "refused"
 
 
-_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF89a", b"BM", b"")
+_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF89a", b"BM", b"RIFF\x1a\0\0\0WEBPVP8X", b"")
 
 
 def _encode(image_format, mode, width, height, seed):
@@ -623,8 +623,8 @@ def _encode(image_format, mode, width, height, seed):
 
 
 def image_files():
-    """Small valid PNG/JPEG/GIF/BMP files, mutated ones, and junk behind a real magic number."""
-    valid = st.builds(_encode, st.sampled_from(["PNG", "JPEG", "GIF", "BMP"]),
+    """Small valid PNG/JPEG/GIF/BMP/WebP files, mutated ones, and junk behind a real magic number."""
+    valid = st.builds(_encode, st.sampled_from(["PNG", "JPEG", "GIF", "BMP", "WEBP"]),
                       st.sampled_from(["L", "RGB", "RGBA", "P"]), st.integers(1, 40), st.integers(1, 40),
                       st.integers(0, 1000))
     junk = st.builds(lambda magic, body: magic + body, st.sampled_from(_MAGIC), st.binary(max_size=300))
@@ -640,9 +640,9 @@ def check_image_folder(work_dir, files):
     for old in folder.iterdir():
         old.unlink()
     for index, contents in enumerate(files):
-        (folder / f"{index}.{('png', 'jpg', 'gif', 'bmp')[index % 4]}").write_bytes(contents)
+        (folder / f"{index}.{('png', 'jpg', 'gif', 'bmp', 'webp')[index % 5]}").write_bytes(contents)
     config = tiny_config(work_dir, dataset="fuzz", data_dir=str(work_dir), batch_size=1,
-                         input_fname_pattern="*.png,*.jpg,*.gif,*.bmp")
+                         input_fname_pattern="*.png,*.jpg,*.gif,*.bmp,*.webp")
     try:
         source = data.open_source(config)
     except UserError:
