@@ -25,17 +25,17 @@ import contextlib
 import dataclasses
 import fcntl
 import glob
-import hashlib
 import json
 import logging
 import os
 import re
 import socket
 
+import config as config_lib
 from errors import UserError
 from model import GENERATOR_SCOPE, InferenceGenerator, scope_variables
 from tf_runtime import tf
-from utils import write_atomically
+from utils import file_digest, write_atomically
 
 v1 = tf.compat.v1
 log = logging.getLogger("dcgan")
@@ -52,15 +52,54 @@ LOCK_FILE = "train.lock"
 TEMPORARY_NAME = re.compile(r"(\.tempstate\d+|\.tmp[0-9a-f]+)$")
 
 
+# architecture.json and manifests are a few hundred bytes: a larger file is
+# damaged or hostile and is refused before it is read into memory.
+_MAX_JSON_BYTES = 1 << 20
+# Wider than any DCGAN layer or image; larger values in architecture.json mean a
+# damaged file, and building them would ask for terabytes.
+_MAX_ARCHITECTURE_VALUE = 1 << 14
+
+
+def read_json(path):
+    """The parsed content of a small JSON file the project wrote; raises OSError or ValueError if it is
+    unreadable, too large or not JSON (deep nesting, whose RecursionError is not a ValueError, included)."""
+    with open(path, "rb") as f:
+        raw = f.read(_MAX_JSON_BYTES + 1)
+    if len(raw) > _MAX_JSON_BYTES:
+        raise ValueError(f"larger than {_MAX_JSON_BYTES} bytes")
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def _architecture_problem(architecture):
+    """Why a parsed architecture.json cannot describe a model of this program, or None."""
+    if not isinstance(architecture, dict) or set(architecture) != set(config_lib.ARCHITECTURE_FIELDS):
+        return f"not an object with exactly the keys {', '.join(config_lib.ARCHITECTURE_FIELDS)}"
+    for name, value in sorted(architecture.items()):
+        low = 0 if name == "y_dim" else 1
+        if type(value) is not int or not low <= value <= _MAX_ARCHITECTURE_VALUE:
+            return f"{name} is {json.dumps(value)[:40]}, not a whole number in [{low}, {_MAX_ARCHITECTURE_VALUE}]"
+    if architecture["c_dim"] not in (1, 3):
+        return f"c_dim is {architecture['c_dim']}, not 1 or 3"
+    return None
+
+
 def read_architecture(directory):
+    """The architecture stored beside the checkpoints (None if there is none), validated:
+    a damaged or hostile file is one UserError, never a traceback or a huge graph."""
     path = os.path.join(directory, ARCHITECTURE_FILE)
     if not os.path.exists(path):
         return None
     try:
-        with open(path) as f:
-            return json.load(f)
+        architecture = read_json(path)
     except (OSError, ValueError) as e:
         raise UserError(f"{path}: unreadable ({e}); restore it or use another --checkpoint_dir") from None
+    problem = _architecture_problem(architecture)
+    if problem:
+        raise UserError(f"{path}: damaged ({problem}); restore it or use another --checkpoint_dir")
+    return architecture
 
 
 def checkpoint_step(path):
@@ -90,17 +129,10 @@ def checkpoint_paths(directory):
     return sorted(set(manifested + _listed_paths(directory)), key=checkpoint_step, reverse=True)
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_manifest(prefix):
     """Records the size and SHA-256 of each of the checkpoint's files: the mark of a complete save."""
-    files = {os.path.basename(p): {"bytes": os.path.getsize(p), "sha256": _sha256(p)} for p in checkpoint_files(prefix)}
+    files = {os.path.basename(p): {"bytes": os.path.getsize(p), "sha256": file_digest(p)}
+             for p in checkpoint_files(prefix)}
     write_atomically(prefix + MANIFEST_SUFFIX, json.dumps({"files": files}, indent=2))
 
 
@@ -114,15 +146,14 @@ def verify(prefix):
     if not os.path.exists(manifest):
         return None
     try:
-        with open(manifest) as f:
-            expected = {name: (entry["bytes"], entry["sha256"]) for name, entry in json.load(f)["files"].items()}
+        expected = {name: (entry["bytes"], entry["sha256"]) for name, entry in read_json(manifest)["files"].items()}
         present = {os.path.basename(p) for p in checkpoint_files(prefix)}
         if present != set(expected) or not any(name.endswith(".index") for name in present):
             return f"files {sorted(present)} on disk, {sorted(expected)} in the manifest"
         directory = os.path.dirname(prefix)
         for name, (size, sha256) in sorted(expected.items()):
             path = os.path.join(directory, name)
-            if os.path.getsize(path) != size or _sha256(path) != sha256:
+            if os.path.getsize(path) != size or file_digest(path) != sha256:
                 return f"{name} differs from the manifest"
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         return f"unreadable manifest or files ({e})"
@@ -242,33 +273,47 @@ class Checkpoints:
                 with contextlib.suppress(OSError):
                     lock.truncate(0)  # released cleanly: nobody to name as a dead holder
 
-    def restore(self, session):
-        """Restores the newest complete checkpoint; returns its path or None."""
+    def restore(self, session, path=None):
+        """Restores the newest complete checkpoint (or exactly `path`, a checkpoint
+        of this folder, which gets the same verification but no fallback);
+        returns its path, or None if there is none."""
         paths = checkpoint_paths(self.directory)
+        if path is not None:
+            paths = [p for p in paths if os.path.realpath(p) == os.path.realpath(path)]
+            if not paths:
+                raise UserError(f"{path}: not a complete checkpoint in {self.directory}; "
+                                "pass one of its DCGAN.model-STEP prefixes")
         if not paths:
             return None
         self.check_architecture()
-        for path in paths:
-            problem = verify(path)
-            if problem:
-                log.warning("checkpoint %s is incomplete or damaged (%s); trying an older one", path, problem)
-                continue
-            try:
-                self.saver.restore(session, path)
-                return path
-            except (tf.errors.NotFoundError, tf.errors.DataLossError) as e:
-                if isinstance(e, tf.errors.NotFoundError) and "not found in checkpoint" in e.message:
-                    raise UserError(
-                        f"{path} was written by a different model (a variable is missing); "
-                        "use the flags it was trained with or another --checkpoint_dir"
-                    ) from None
-                log.warning("checkpoint %s is unreadable (%s); trying an older one", path, e.message.splitlines()[0])
-            except tf.errors.InvalidArgumentError:
+        for candidate in paths:
+            problem = verify(candidate) or self._restore_verified(session, candidate)
+            if not problem:
+                return candidate
+            if path is not None:
+                raise UserError(f"{candidate} is incomplete or damaged ({problem}); "
+                                "pick another checkpoint or restore its files")
+            log.warning("checkpoint %s is incomplete or damaged (%s); trying an older one", candidate, problem)
+        raise UserError(f"{self.directory}: no checkpoint in it can be read; move the folder away to start over")
+
+    def _restore_verified(self, session, path):
+        """Restores `path`; returns None, or why it is unreadable.  Raises UserError if the
+        checkpoint is fine but belongs to another model (an older one would not help)."""
+        try:
+            self.saver.restore(session, path)
+            return None
+        except (tf.errors.NotFoundError, tf.errors.DataLossError) as e:
+            if isinstance(e, tf.errors.NotFoundError) and "not found in checkpoint" in e.message:
                 raise UserError(
-                    f"{path} was written by a model with different layer sizes; "
+                    f"{path} was written by a different model (a variable is missing); "
                     "use the flags it was trained with or another --checkpoint_dir"
                 ) from None
-        raise UserError(f"{self.directory}: no checkpoint in it can be read; move the folder away to start over")
+            return f"unreadable: {e.message.splitlines()[0]}"
+        except tf.errors.InvalidArgumentError:
+            raise UserError(
+                f"{path} was written by a model with different layer sizes; "
+                "use the flags it was trained with or another --checkpoint_dir"
+            ) from None
 
     def save(self, session, step):
         """Writes checkpoint `step` (steps 1-4 of the module docstring) and returns its prefix.
@@ -325,14 +370,14 @@ def restored_generator(config, checkpoint=None):
     if architecture is None or not checkpoint_paths(directory):
         raise UserError(f"no checkpoint in {directory}; train first with the same flags and --train")
     config = dataclasses.replace(config, **architecture)
+    try:
+        config_lib.resolve(config)
+    except UserError as e:
+        raise UserError(f"{os.path.join(directory, ARCHITECTURE_FILE)}: damaged ({e})") from None
     with tf.Graph().as_default():
         generator = InferenceGenerator(config)
         saver = v1.train.Saver(scope_variables(GENERATOR_SCOPE, v1.GraphKeys.GLOBAL_VARIABLES))
         with v1.Session() as session:
-            if checkpoint:
-                saver.restore(session, checkpoint)
-                path = checkpoint
-            else:
-                path = Checkpoints(directory, saver, config.architecture()).restore(session)
+            path = Checkpoints(directory, saver, config.architecture()).restore(session, checkpoint)
             log.info("restored generator from %s", path)
             yield RestoredGenerator(session, generator, config, path)

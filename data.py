@@ -8,8 +8,11 @@ is skipped (and counted) before training starts instead of failing mid-epoch.
 """
 
 import collections
+import contextlib
 import dataclasses
+import fcntl
 import fnmatch
+import glob
 import gzip
 import hashlib
 import io
@@ -175,9 +178,11 @@ def load_cifar10(directory, split="train"):
 # --------------------------------------------------------------------------
 # Image folders
 
-# The formats tf.io.decode_image reads.  Pillow is told to try only these, so
-# no other Pillow plugin ever parses a file from the folder.
-_DECODABLE_FORMATS = ("JPEG", "PNG", "GIF", "BMP")
+# The formats tf.io.decode_image reads (TensorFlow 2.21: JPEG, PNG, GIF, BMP and
+# WebP; not TIFF, PPM or JPEG XL).  Pillow is told to try only these, so no other
+# Pillow plugin ever parses a file from the folder.
+_DECODABLE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")
+READABLE_FORMATS = "JPEG/PNG/GIF/BMP/WebP"
 # Files whose header claims more pixels than this are skipped before anything
 # decodes them: a few-kB PNG can claim 100k x 100k pixels (a "decompression
 # bomb") and decode_image would try to allocate 30 GB.  50 Mpixel is far above
@@ -218,6 +223,8 @@ def _inspect_image(path):
                     size = image.size
                     if size[0] * size[1] > MAX_IMAGE_PIXELS:
                         return None, "over the pixel limit"
+                    if getattr(image, "is_animated", False) and image.format == "WEBP":
+                        return None, "animated WebP"  # see _decode_rgb
                     # TF's BMP decoder ignores palettes and compression.
                     if image.format == "BMP" and (image.info.get("compression") or image.mode not in ("RGB", "L")):
                         return None, "unsupported BMP"
@@ -279,7 +286,7 @@ def list_image_files(directory, pattern, limit=0):
     if not listing.files:
         raise UserError(f"{directory}: no images matching --input_fname_pattern={pattern!r}"
                         + (f" (skipped {summary}; first {first_skipped})" if skipped else "")
-                        + "; add JPEG/PNG/GIF/BMP files or change the pattern")
+                        + f"; add {READABLE_FORMATS} files or change the pattern")
     if skipped:
         log.warning("skipped %d of %d files in %s: %s (first %s)", sum(skipped.values()),
                     len(listing.files) + sum(skipped.values()), directory, summary, first_skipped)
@@ -402,14 +409,37 @@ def _crop_and_resize(image, config):
     return tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
 
 
+def _decode_rgb(raw):
+    """uint8 [H, W, 3] from the bytes of any file tf.io.decode_image reads.
+
+    A still WebP goes to decode_webp: decode_image(channels=3) refuses one with
+    an alpha channel, and decode_webp gives the file's own channels (3 or 4,
+    gray included) with a leading frame axis.  An animated WebP never does:
+    decode_webp corrupts the heap on some (TF 2.21, "malloc(): unaligned tcache
+    chunk"), so it goes to decode_image, which refuses it cleanly (the listing
+    skips them anyway).  The WebP and VP8X headers are read from fixed offsets.
+    """
+    head = tf.strings.substr(raw, 0, 21) + "\0" * 21  # padded: substr past the end of a short file fails
+    is_webp = tf.logical_and(tf.equal(tf.strings.substr(head, 0, 4), "RIFF"),
+                             tf.equal(tf.strings.substr(head, 8, 4), "WEBP"))
+    vp8x_flags = tf.io.decode_raw(tf.strings.substr(head, 20, 1), tf.uint8)[0]
+    is_animated = tf.logical_and(tf.equal(tf.strings.substr(head, 12, 4), "VP8X"),
+                                 tf.not_equal(tf.bitwise.bitwise_and(vp8x_flags, 2), 0))
+    image = tf.cond(tf.logical_and(is_webp, tf.logical_not(is_animated)),
+                    lambda: tf.io.decode_webp(raw)[0, :, :, :3],
+                    lambda: tf.io.decode_image(raw, channels=3, expand_animations=False))
+    image.set_shape([None, None, 3])
+    return image
+
+
 def _load_image(path, config):
     """Reads, decodes, crops and resizes one file: uint8 [output_height, output_width, c_dim].
 
     Decodes to 3 channels whatever the file holds (RGBA loses alpha, gray is
-    repeated, a GIF gives its first frame) because TF's GIF, BMP and CMYK JPEG
+    repeated, a GIF or WebP animation gives its first frame) because TF's GIF, BMP and CMYK JPEG
     decoders cannot produce one channel; _match_channels then makes it gray.
     """
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    image = _decode_rgb(tf.io.read_file(path))
     image = _crop_and_resize(_match_channels(image, config.c_dim), config)
     image.set_shape([config.output_height, config.output_width, config.c_dim])
     return image
@@ -438,6 +468,50 @@ def cache_path(config, files):
     prefix = f"{config.cache}-{key.hexdigest()[:16]}"
     os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
     return prefix
+
+
+# The cache prefixes whose writer lock this process holds, with the open lock files:
+# an flock is released only when its file is closed, i.e. when the process ends.
+_CACHE_LOCKS = {}
+
+
+def claim_file_cache(prefix):
+    """Makes the file cache at `prefix` usable after a writer was killed.
+
+    TensorFlow writes a cache as `<prefix>_<shard>.*` files guarded by a
+    `<prefix>_<shard>.lockfile`, and merges them into `<prefix>.index/.data-*`
+    only at the end of the first epoch; a writer killed before that (kill -9,
+    power loss) leaves the lockfile, and every later run fails on it
+    ("concurrent caching iterator running").  Each process that may write holds
+    an flock on `<prefix>.lock` until it exits (the kernel releases it however
+    the process ends), so whoever takes the flock knows that no live process
+    is writing: it deletes the dead writer's files and writes the cache anew.
+    If a live process holds it, a complete cache is read; an incomplete one
+    (still being written) is a UserError rather than TensorFlow's error.
+    """
+    if prefix in _CACHE_LOCKS:
+        return
+    complete = os.path.exists(prefix + ".index")
+    try:
+        lock = open(prefix + ".lock", "a")
+    except OSError as e:
+        raise UserError(f"--cache {prefix}: cannot write there ({e.strerror}); pass another --cache prefix") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        if complete:
+            return
+        raise UserError(f"--cache {prefix}: another running process is writing this cache; wait until its first "
+                        "epoch ends or pass another --cache prefix") from None
+    _CACHE_LOCKS[prefix] = lock
+    leftovers = [] if complete else glob.glob(glob.escape(prefix) + "_*")
+    for path in leftovers:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+    if leftovers:
+        log.warning("removed the unfinished cache a killed run left (%s); writing it again",
+                    ", ".join(sorted(os.path.basename(p) for p in leftovers)))
 
 
 def _epoch_order(num_examples, seed, start, epochs):
@@ -470,6 +544,8 @@ def _file_examples(source, config, start, epochs):
         dataset = dataset.map(lambda path: _load_image(path, config), num_parallel_calls=tf.data.AUTOTUNE)
         dataset = dataset.ignore_errors(log_warning=True)
         path = cache_path(config, source.files)
+        if path:
+            claim_file_cache(path)
         log.info("caching decoded images in %s", path or "memory")
         dataset = dataset.cache(path).shuffle(min(source.num_examples, CACHED_SHUFFLE_BUFFER), seed=config.seed)
         dataset = dataset.repeat(epochs).skip(start)

@@ -14,9 +14,15 @@ data directory, refusing any member that could land outside it (absolute paths,
 
 What is verified, and why it differs per dataset:
 
-* MNIST and CIFAR-10: size and the md5 published by the dataset authors
-  (md5 is all they publish; it catches corruption, not a deliberate forgery).
-* Fashion-MNIST: size and the sha256 published in the Fashion-MNIST README.
+* MNIST and Fashion-MNIST (gzipped IDX files): the sha256 of the uncompressed
+  content, not of the .gz bytes, so that one rule holds for every copy of the
+  same data: re-compressed copies such as this repository's embedded MNIST
+  (same IDX bytes, other gzip bytes) verify, and a copy with other pixels does
+  not.  The values are those of the original files (MNIST from LeCun's site,
+  Fashion-MNIST from Zalando's repository); the .gz size served by the hosts
+  below is checked while downloading, where it detects a short transfer.
+* CIFAR-10: size and the md5 published by the dataset authors (md5 is all they
+  publish; it catches corruption, not a deliberate forgery).
 * CelebA (img_align_celeba.zip): size and the md5 that torchvision uses.  Its
   official host is Google Drive, which has no stable direct-download URL (large
   files need a confirmation page whose format changes), so there is no default
@@ -33,7 +39,7 @@ unpacked archive) and skipped, so rerunning the command is cheap.
 """
 
 import argparse
-import hashlib
+import gzip
 import http.client
 import os
 import re
@@ -49,13 +55,15 @@ import zlib
 from dataclasses import dataclass
 
 from errors import UserError
+from utils import file_digest
 
 USER_AGENT = "dcgan-download/1.0 (+python-urllib)"
 # Seconds without any progress on a socket before a URL is given up on; long
 # enough for slow academic servers, short enough that a dead mirror is skipped.
 TIMEOUT_SECONDS = 60
 _CHUNK_BYTES = 1 << 20
-_HASH_NAMES = ("md5", "sha256")
+# "gunzip+sha256": the sha256 of a gzip file's uncompressed content (see the module docstring).
+_CHECKSUM_KINDS = ("md5", "sha256", "gunzip+sha256")
 
 
 @dataclass(frozen=True)
@@ -64,8 +72,8 @@ class RemoteFile:
 
     name: str  # file name on disk, also appended to each --mirror base URL
     urls: tuple  # original hosts, tried after the mirrors, in order
-    checksum: tuple | None  # ("md5" | "sha256", hex digest); None: size is all we know
-    size: int | None  # bytes
+    checksum: tuple | None  # (one of _CHECKSUM_KINDS, hex digest); None: size is all we know
+    size: int | None  # bytes served by the hosts
 
 
 @dataclass(frozen=True)
@@ -102,10 +110,14 @@ CATALOG = {
         description="MNIST handwritten digits, 4 IDX files (11 MB)",
         directory="mnist",
         files=_files(_MNIST_HOSTS, (
-            ("train-images-idx3-ubyte.gz", ("md5", "f68b3c2dcbeaaa9fbdd348bbdeb94873"), 9912422),
-            ("train-labels-idx1-ubyte.gz", ("md5", "d53e105ee54ea40749a09fcbcd1e9432"), 28881),
-            ("t10k-images-idx3-ubyte.gz", ("md5", "9fb629c4189551a2d022fa330f9573f3"), 1648877),
-            ("t10k-labels-idx1-ubyte.gz", ("md5", "ec29112dd5afa0611ce80d1b7f02629c"), 4542),
+            ("train-images-idx3-ubyte.gz",
+             ("gunzip+sha256", "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"), 9912422),
+            ("train-labels-idx1-ubyte.gz",
+             ("gunzip+sha256", "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"), 28881),
+            ("t10k-images-idx3-ubyte.gz",
+             ("gunzip+sha256", "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"), 1648877),
+            ("t10k-labels-idx1-ubyte.gz",
+             ("gunzip+sha256", "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"), 4542),
         )),
     ),
     "fashion": Dataset(
@@ -113,13 +125,13 @@ CATALOG = {
         directory="fashion",
         files=_files((_FASHION_HOST,), (
             ("train-images-idx3-ubyte.gz",
-             ("sha256", "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84"), 26421880),
+             ("gunzip+sha256", "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"), 26421880),
             ("train-labels-idx1-ubyte.gz",
-             ("sha256", "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845"), 29515),
+             ("gunzip+sha256", "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"), 29515),
             ("t10k-images-idx3-ubyte.gz",
-             ("sha256", "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073"), 4422102),
+             ("gunzip+sha256", "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"), 4422102),
             ("t10k-labels-idx1-ubyte.gz",
-             ("sha256", "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"), 5148),
+             ("gunzip+sha256", "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"), 5148),
         )),
     ),
     "cifar10": Dataset(
@@ -189,31 +201,31 @@ class _ProgressBar:
         sys.stderr.flush()
 
 
-def file_digest(path, algorithm):
-    """Hex digest of a file, read in chunks so multi-GB archives don't need the RAM."""
-    digest = hashlib.new(algorithm, usedforsecurity=False)
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def verify_file(path, checksum, size):
     """Raises UserError unless `path` has the expected size and checksum.
 
     The size is compared first because it is free and explains the common
     failure (a truncated download or an HTML error page) better than a hash.
+    A checksum of the uncompressed content makes the file's own size
+    irrelevant (another compressor gives another size); the download checked
+    the size it transferred.
     """
+    kind, expected = checksum if checksum is not None else (None, None)
+    if kind is not None and kind not in _CHECKSUM_KINDS:
+        raise ValueError(f"unsupported checksum {kind!r}; use one of {_CHECKSUM_KINDS}")
+    gunzip = kind is not None and kind.startswith("gunzip+")
     actual_size = os.path.getsize(path)
-    if size is not None and actual_size != size:
+    if size is not None and not gunzip and actual_size != size:
         raise UserError(f"{path}: is {actual_size} bytes, expected {size}")
-    if checksum is not None:
-        algorithm, expected = checksum
-        if algorithm not in _HASH_NAMES:
-            raise ValueError(f"unsupported checksum algorithm {algorithm!r}; use one of {_HASH_NAMES}")
-        actual = file_digest(path, algorithm)
-        if actual != expected.lower():
-            raise UserError(f"{path}: {algorithm} is {actual}, expected {expected}")
+    if kind is None:
+        return
+    try:
+        actual = file_digest(path, kind.removeprefix("gunzip+"), gunzip=gunzip)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise UserError(f"{path}: not a complete gzip file ({e})") from None
+    if actual != expected.lower():
+        content = " of the uncompressed content" if gunzip else ""
+        raise UserError(f"{path}: {kind.removeprefix('gunzip+')}{content} is {actual}, expected {expected}")
 
 
 def _resume_start(content_range):

@@ -6,8 +6,11 @@
 """
 
 import dataclasses
+import difflib
 import logging
 import sys
+
+from absl import app as absl_app  # TensorFlow's own flags and app runner
 
 import config as config_lib
 from errors import UserError
@@ -19,7 +22,8 @@ FLAGS = flags.FLAGS
 HELP = {
     "dataset": "mnist, fashion, cifar10, celebA, or the name of a folder of images under --data_dir",
     "data_dir": "folder holding one sub-folder per dataset",
-    "input_fname_pattern": "comma-separated globs of image files (searched recursively)",
+    "input_fname_pattern": "comma-separated globs of image files (searched recursively); "
+                           "JPEG, PNG, GIF, BMP and WebP files are read (e.g. '*.jpg,*.png,*.webp')",
     "train_size": "use only the first N images (0 = all)",
     "input_height": "centre-crop height with --crop (0 = dataset default: 108 celebA, 28 mnist, else output)",
     "input_width": "centre-crop width (0 = input_height)",
@@ -99,20 +103,60 @@ HELP = {
 }
 
 
-def define_flags():
+def define_flags(flag_values=FLAGS):
     """One flag per Config field, with the Config's default."""
     for field in dataclasses.fields(config_lib.Config):
         name, default = field.name, field.default
         if name == "crop":
-            flags.DEFINE_boolean(name, None, HELP[name])
+            flags.DEFINE_boolean(name, None, HELP[name], flag_values=flag_values)
         elif isinstance(default, bool):
-            flags.DEFINE_boolean(name, default, HELP[name])
+            flags.DEFINE_boolean(name, default, HELP[name], flag_values=flag_values)
         elif isinstance(default, int):
-            flags.DEFINE_integer(name, default, HELP[name])
+            flags.DEFINE_integer(name, default, HELP[name], flag_values=flag_values)
         elif isinstance(default, float):
-            flags.DEFINE_float(name, default, HELP[name])
+            flags.DEFINE_float(name, default, HELP[name], flag_values=flag_values)
         else:
-            flags.DEFINE_string(name, default, HELP[name])
+            flags.DEFINE_string(name, default, HELP[name], flag_values=flag_values)
+
+
+def closest_flag(name, flag_values=FLAGS):
+    """The known flag a misspelled `name` most likely meant: a close match among
+    all flags (absl's --flagfile, --undefok... included, and the --noNAME form of
+    booleans), else the nearest of this program's own, so the error always names one."""
+    def spellings(names):
+        return [*names, *(f"no{n}" for n in names if flag_values[n].boolean)]
+
+    own = [field.name for field in dataclasses.fields(config_lib.Config)]
+    return (difflib.get_close_matches(name, spellings(list(flag_values)), n=1, cutoff=0.6)
+            or difflib.get_close_matches(name, spellings(own), n=1, cutoff=0.0))[0]
+
+
+def _usage_error(message):
+    print(f"main.py: error: {message}", file=sys.stderr)
+    sys.exit(UserError.exit_code)
+
+
+def parse_flags(argv, flag_values=FLAGS):
+    """Parses argv (flagfiles included) strictly; returns the remaining argv.
+
+    `tf.compat.v1.app.run` parses with known_only=True, which silently ignores a
+    misspelled flag (`--learning_rat 0.5` trains at the default rate), and absl's
+    default parser exits 1 with two lines.  Here an unknown flag, a bad value or
+    a stray argument is one line naming it, exit 2, before anything runs; flags
+    listed in --undefok are still accepted, as absl documents.
+    """
+    try:
+        remaining = flag_values(argv)
+    except flags.UnrecognizedFlagError as e:
+        _usage_error(f"unknown flag --{e.flagname}; did you mean --{closest_flag(e.flagname, flag_values)}? "
+                     "(python main.py --helpfull lists every flag)")
+    except flags.CantOpenFlagFileError as e:
+        _usage_error(f"--flagfile: {str(e).removeprefix('ERROR:: ')}")
+    except flags.Error as e:
+        _usage_error(" ".join(str(e).split()))
+    if len(remaining) > 1:
+        _usage_error(f"unexpected argument {remaining[1]!r}; flags are written --name=value or --name value")
+    return remaining
 
 
 def config_from_flags():
@@ -165,4 +209,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    tf.compat.v1.app.run(main)
+    absl_app.run(main, flags_parser=parse_flags)

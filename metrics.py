@@ -27,6 +27,8 @@ import glob
 import hashlib
 import io
 import json
+import logging
+import math
 import os
 import re
 import sys
@@ -41,9 +43,10 @@ from data import dataset_directory, load_mnist_like
 from errors import UserError
 from ops import conv2d, linear, lrelu
 from tf_runtime import session_config, tf
-from utils import write_atomically
+from utils import file_digest, write_atomically
 
 v1 = tf.compat.v1
+log = logging.getLogger("dcgan")
 
 CLASSIFIER_DATASETS = {"mnist": "MNIST", "fashion": "Fashion-MNIST"}
 CLASSIFIER_SCOPE = "classifier"
@@ -206,15 +209,6 @@ def precision_recall(real_features, fake_features, k=3, batch_size=1000):
 # ---------------------------------------------------------------------------
 # Feature extractors: a frozen network in its own graph and session.
 # ---------------------------------------------------------------------------
-
-
-def _sha256_of_files(paths):
-    digest = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
 
 
 class _FeatureExtractor:
@@ -386,7 +380,7 @@ class ClassifierExtractor(_FeatureExtractor):
         self.dataset = dataset
         prefix = _classifier_prefix(checkpoint_dir, dataset)
         self.name = f"classifier penultimate layer ({CLASSIFIER_DATASETS[dataset]} classifier features)"
-        self.digest = _sha256_of_files([prefix + ".index"] + sorted(glob.glob(glob.escape(prefix) + ".data-*")))
+        self.digest = file_digest([prefix + ".index"] + sorted(glob.glob(glob.escape(prefix) + ".data-*")))
         graph = tf.Graph()
         with graph.as_default():
             images = v1.placeholder(tf.float32, [None, *_MNIST_SHAPE], name="images")
@@ -441,23 +435,64 @@ def statistics_cache_path(cache_dir, dataset, image_size, digest):
     return os.path.join(cache_dir, f"stats_{safe_dataset}_{image_size}px_{digest[:16]}.npz")
 
 
+_STATISTICS_NDIM = {"mu": 1, "sigma": 2, "features": 2}
+
+
+def _checked_npy(archive, name, archive_bytes):
+    """One array of a statistics .npz, read only after its header proved that
+    it is a float array of exactly the bytes the member holds: np.load would
+    allocate whatever shape a damaged or hostile header claims (terabytes)."""
+    info = archive.getinfo(name + ".npy")
+    # np.savez stores members uncompressed, so no member can hold more than the file.
+    if info.compress_type != zipfile.ZIP_STORED or info.file_size > archive_bytes:
+        raise ValueError(f"{name}: not stored as np.savez stores it")
+    with archive.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read_header is None:
+            raise ValueError(f"{name}: .npy format version {version}")
+        shape, _, dtype = read_header(f)
+        if dtype.kind != "f" or len(shape) != _STATISTICS_NDIM[name]:
+            raise ValueError(f"{name}: {dtype} array of shape {shape}, not a float array of "
+                             f"{_STATISTICS_NDIM[name]} dimensions")
+        if math.prod(shape) * dtype.itemsize != info.file_size - f.tell():
+            raise ValueError(f"{name}: header claims shape {shape}, the member holds {info.file_size - f.tell()} bytes")
+    with archive.open(info) as f:
+        return np.lib.format.read_array(f, allow_pickle=False)
+
+
+def load_statistics(path):
+    """mu [d], sigma [d, d] and features [n, d] from a cache file written by
+    `real_statistics`; raises OSError or ValueError (zipfile.BadZipFile, EOFError
+    included) if it is missing, damaged or not what it claims."""
+    with open(path, "rb") as file, zipfile.ZipFile(file) as archive:
+        size = os.fstat(file.fileno()).st_size
+        stats = {name: _checked_npy(archive, name, size) for name in _STATISTICS_NDIM}
+    dim = stats["mu"].shape[0]
+    if stats["sigma"].shape != (dim, dim) or stats["features"].shape[1:] != (dim,):
+        raise ValueError(f"inconsistent shapes {[a.shape for a in stats.values()]}")
+    return stats
+
+
 def real_statistics(extractor, images, cache_dir, dataset, image_size):
     """Statistics of the real images, computed once and then loaded from `cache_dir`.
 
     `images` is a uint8 array or a callable returning one, called only on a
     cache miss so the dataset need not even be read when the cache is warm.  The
     key includes the extractor digest, so retraining the classifier or switching
-    graphs never reuses stale numbers.  A missing or unreadable cache file is
-    (re)computed; writes go through a temporary file so a crash never leaves a
-    half-written cache.  np.load runs with allow_pickle=False: a cache file can
-    never execute code.
+    graphs never reuses stale numbers.  A missing cache file is computed, and an
+    unreadable or damaged one recomputed after a one-line warning; writes go
+    through a temporary file so a crash never leaves a half-written cache.  No
+    pickle can be read: a cache file can never execute code.
     """
     path = statistics_cache_path(cache_dir, dataset, image_size, extractor.digest)
     try:
-        with np.load(path, allow_pickle=False) as cached:
-            return {key: cached[key] for key in ("mu", "sigma", "features")}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return load_statistics(path)
+    except FileNotFoundError:
         pass
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        log.warning("%s: unusable real-statistics cache (%s); recomputing it", path, " ".join(str(e).split())[:200])
     stats = statistics_from_images(extractor, images() if callable(images) else images)
     buffer = io.BytesIO()
     np.savez(buffer, **stats)

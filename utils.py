@@ -5,6 +5,8 @@ visualizations work on any Python 3 install of the requirements.
 """
 
 import contextlib
+import gzip
+import hashlib
 import math
 import os
 
@@ -34,6 +36,20 @@ def write_atomically(path, data, mode="w"):
         if isinstance(e, OSError) and e.filename is None:
             raise OSError(e.errno, e.strerror, path) from None
         raise
+
+
+def file_digest(paths, algorithm="sha256", gunzip=False):
+    """Hex digest of the bytes of one file or of several in order (with `gunzip`,
+    of their uncompressed content), read in 1 MB blocks so multi-GB files need
+    no memory.  The one file hash of the project: checkpoint manifests, the
+    identity of a feature extractor's weights and download checksums all use it,
+    so they cannot drift apart.  May raise OSError, EOFError or zlib.error."""
+    digest = hashlib.new(algorithm, usedforsecurity=False)
+    for path in [paths] if isinstance(paths, str | os.PathLike) else paths:
+        with (gzip.open if gunzip else open)(path, "rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def to_uint8(images):

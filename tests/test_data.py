@@ -129,6 +129,34 @@ def test_images_are_converted_to_the_models_channels(tmp_path, c_dim, mode, fmt,
     assert np.abs(result.astype(int) - expected).max() <= (2 if fmt == "JPEG" else 1)
 
 
+@pytest.mark.parametrize("c_dim,mode,expected_mode", [
+    (3, "RGBA", "RGB"),  # decode_image(channels=3) refuses these: the alpha is dropped instead
+    (3, "RGB", "RGB"),
+    (3, "L", "RGB"),
+    (1, "RGBA", "L"),
+])
+def test_webp_files_are_listed_and_decoded_like_pillow(tmp_path, c_dim, mode, expected_mode):
+    pixels = np.random.default_rng(1).integers(0, 256, (16, 16, 4), dtype=np.uint8)
+    path = write_image(tmp_path / "image.webp", Image.fromarray(pixels, "RGBA").convert(mode), lossless=True)
+    assert data.list_image_files(str(tmp_path), "*.webp").files == [str(path)]
+    with tf.Graph().as_default(), v1.Session() as session:
+        result = session.run(data._load_image(str(path), tiny_config(tmp_path, dataset="pics", c_dim=c_dim)))
+    expected = np.asarray(Image.open(path).convert(expected_mode)).reshape(16, 16, c_dim)
+    assert np.abs(result.astype(int) - expected).max() <= (1 if c_dim == 1 else 0)
+
+
+def test_animated_webp_is_skipped_and_never_reaches_decode_webp(tmp_path, caplog):
+    """TF 2.21's decode_webp corrupts the heap on this file (the process aborts)."""
+    frames = [Image.new("RGB", (16, 16), color) for color in ("red", "blue")]
+    path = write_image(tmp_path / "anim.webp", frames[0], save_all=True, append_images=frames[1:], lossless=True)
+    Image.new("RGB", (16, 16)).save(tmp_path / "still.webp", lossless=True)
+    assert data.list_image_files(str(tmp_path), "*.webp").files == [str(tmp_path / "still.webp")]
+    assert "1 animated WebP" in caplog.text
+    with tf.Graph().as_default(), v1.Session() as session:
+        with pytest.raises(tf.errors.InvalidArgumentError, match="WebP Animation"):  # dropped by ignore_errors
+            session.run(data._load_image(str(path), tiny_config(tmp_path, dataset="pics", c_dim=3)))
+
+
 def test_animated_gif_gives_its_first_frame(tmp_path):
     frames = [Image.new("RGB", (16, 16), color) for color in ("red", "blue")]
     path = write_image(tmp_path / "anim.gif", frames[0], save_all=True, append_images=frames[1:])
