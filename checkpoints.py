@@ -73,15 +73,27 @@ def read_json(path):
         raise ValueError("nested too deeply") from None
 
 
+_MAX_ARCHITECTURE_TEXT = 64
+
+
 def _architecture_problem(architecture):
-    """Why a parsed architecture.json cannot describe a model of this program, or None."""
-    if not isinstance(architecture, dict) or set(architecture) != set(config_lib.ARCHITECTURE_FIELDS):
-        return f"not an object with exactly the keys {', '.join(config_lib.ARCHITECTURE_FIELDS)}"
+    """Why a parsed architecture.json cannot describe a model of this program, or None.
+
+    Each value must have its Config field's type (whole numbers in a sane
+    range, short strings); fields it lacks were added to the program later and
+    read as their defaults (`read_architecture`)."""
+    if not isinstance(architecture, dict) or not set(architecture) <= set(config_lib.ARCHITECTURE_FIELDS):
+        return f"not an object with keys among {', '.join(config_lib.ARCHITECTURE_FIELDS)}"
+    defaults = config_lib.Config()
     for name, value in sorted(architecture.items()):
-        low = 0 if name == "y_dim" else 1
-        if type(value) is not int or not low <= value <= _MAX_ARCHITECTURE_VALUE:
-            return f"{name} is {json.dumps(value)[:40]}, not a whole number in [{low}, {_MAX_ARCHITECTURE_VALUE}]"
-    if architecture["c_dim"] not in (1, 3):
+        kind = type(getattr(defaults, name))
+        if kind is int:
+            low = 0 if name == "y_dim" else 1
+            if type(value) is not int or not low <= value <= _MAX_ARCHITECTURE_VALUE:
+                return f"{name} is {json.dumps(value)[:40]}, not a whole number in [{low}, {_MAX_ARCHITECTURE_VALUE}]"
+        elif type(value) is not kind or (kind is str and len(value) > _MAX_ARCHITECTURE_TEXT):
+            return f"{name} is {json.dumps(value)[:40]}, not a {kind.__name__}"
+    if architecture.get("c_dim", 1) not in (1, 3):
         return f"c_dim is {architecture['c_dim']}, not 1 or 3"
     return None
 
@@ -99,7 +111,8 @@ def read_architecture(directory):
     problem = _architecture_problem(architecture)
     if problem:
         raise UserError(f"{path}: damaged ({problem}); restore it or use another --checkpoint_dir")
-    return architecture
+    defaults = config_lib.Config()
+    return {name: architecture.get(name, getattr(defaults, name)) for name in config_lib.ARCHITECTURE_FIELDS}
 
 
 def checkpoint_step(path):

@@ -92,13 +92,16 @@ def _architecture(**changes):
 
 
 @pytest.mark.parametrize("raw, message", [
-    (b"[]", "not an object with exactly the keys output_height"),
+    (b"[]", "not an object with keys among output_height"),
+    (_architecture(z_dist=7), "z_dist is 7, not a str"),
+    (_architecture(z_dist="u" * 100), "z_dist is \"uuuu"),
+    (_architecture(minibatch_stddev=1), "minibatch_stddev is 1, not a bool"),
     (_architecture(gf_dim="4"), 'gf_dim is "4", not a whole number in [1, 16384]'),
     (_architecture(gf_dim=True), "gf_dim is true, not a whole number"),
     (_architecture(z_dim=-3), "z_dim is -3, not a whole number in [1, 16384]"),
     (_architecture(gfc_dim=1 << 40), "gfc_dim is 1099511627776, not a whole number"),
     (_architecture(c_dim=2), "c_dim is 2, not 1 or 3"),
-    (_architecture(extra=1), "not an object with exactly the keys"),
+    (_architecture(extra=1), "not an object with keys among"),
     (_architecture()[:-9], "unreadable (Unterminated string"),
     (b"[" * 100_000, "unreadable (nested too deeply)"),
     (b" " * (2 << 20), "unreadable (larger than 1048576 bytes)"),
@@ -200,3 +203,9 @@ def test_statistics_cache_with_inconsistent_shapes_or_compressed_members_is_reco
 @given(raw=faults.statistics_files())
 def test_fuzzed_statistics_files_are_used_or_recomputed(tmp_path, raw):
     faults.check_statistics(tmp_path, raw)
+
+
+def test_architecture_written_before_a_field_existed_reads_it_as_its_default(tmp_path):
+    (tmp_path / checkpoints.ARCHITECTURE_FILE).write_bytes(_architecture())  # no kernel_size, z_dist, ...
+    architecture = checkpoints.read_architecture(str(tmp_path))
+    assert architecture["kernel_size"] == 5 and architecture["z_dist"] == "uniform" and architecture["gf_dim"] == 4
