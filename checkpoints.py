@@ -33,7 +33,7 @@ import re
 import socket
 
 from errors import UserError
-from model import GENERATOR_SCOPE, InferenceGenerator, scope_variables
+from model import InferenceGenerator, scope_variables
 from tf_runtime import tf
 from utils import write_atomically
 
@@ -302,7 +302,7 @@ def restored_generator(config, checkpoint=None):
     config = dataclasses.replace(config, **architecture)
     with tf.Graph().as_default():
         generator = InferenceGenerator(config)
-        saver = v1.train.Saver(scope_variables(GENERATOR_SCOPE, v1.GraphKeys.GLOBAL_VARIABLES))
+        saver = v1.train.Saver(scope_variables(generator.scope, v1.GraphKeys.GLOBAL_VARIABLES))
         with v1.Session() as session:
             if checkpoint:
                 saver.restore(session, checkpoint)
