@@ -33,7 +33,7 @@ import socket
 
 import config as config_lib
 from errors import UserError
-from model import GENERATOR_SCOPE, InferenceGenerator, scope_variables
+from model import InferenceGenerator, scope_variables
 from tf_runtime import tf
 from utils import file_digest, write_atomically
 
@@ -389,7 +389,7 @@ def restored_generator(config, checkpoint=None):
         raise UserError(f"{os.path.join(directory, ARCHITECTURE_FILE)}: damaged ({e})") from None
     with tf.Graph().as_default():
         generator = InferenceGenerator(config)
-        saver = v1.train.Saver(scope_variables(GENERATOR_SCOPE, v1.GraphKeys.GLOBAL_VARIABLES))
+        saver = v1.train.Saver(scope_variables(generator.scope, v1.GraphKeys.GLOBAL_VARIABLES))
         with v1.Session() as session:
             path = Checkpoints(directory, saver, config.architecture()).restore(session, checkpoint)
             log.info("restored generator from %s", path)

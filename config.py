@@ -24,6 +24,7 @@ NAN_SKIP_LIMIT = 10
 ARCHITECTURE_FIELDS = (
     "output_height", "output_width", "c_dim", "y_dim", "z_dim", "gf_dim", "df_dim", "gfc_dim", "dfc_dim",
     "kernel_size", "minibatch_stddev", "z_dist", "conditioning",
+    "arch", "g_upsample", "d_head", "g_norm", "d_norm", "spectral_norm", "g_ema",
 )
 # Fields that define the training recipe: stored beside the checkpoints, and a
 # resumed run that changes one is refused unless --allow_recipe_change.
@@ -36,6 +37,15 @@ LOSSES = ("non_saturating", "minimax", "least_squares", "hinge", "wasserstein")
 LOSSES_WITH_TARGETS = ("non_saturating", "minimax", "least_squares")
 D_BATCHNORM = ("separate", "combined")
 ON_COLLAPSE = ("warn", "stop")
+ARCHS = ("dcgan", "mlp")
+G_UPSAMPLE = ("deconv", "resize_conv")
+D_HEADS = ("dense", "gap")
+NORMS = ("batch", "instance", "layer", "none")
+# --g_norm/--d_norm "" means the architecture's own choice: BatchNorm in both
+# DCGAN networks (the paper), BatchNorm in the MLP G and none in the MLP D,
+# which regularises with dropout instead (the vanilla GAN of documents 002/003).
+DEFAULT_NORMS = {"dcgan": ("batch", "batch"), "mlp": ("batch", "none")}
+PROBE_DATASETS = ("mnist", "fashion", "cifar10")
 
 
 @dataclasses.dataclass
@@ -64,6 +74,14 @@ class Config:
     minibatch_stddev: bool = False
     bn_momentum: float = 0.9
     conditioning: str = "concat"  # conditional models: labels concatenated (carpedm20) or acgan
+    arch: str = "dcgan"  # "dcgan" (networks/dcgan.py) or "mlp" (networks/mlp.py)
+    g_upsample: str = "deconv"  # "deconv" or "resize_conv" (nearest x2, then a stride-1 convolution)
+    d_head: str = "dense"  # "dense" on the flattened features, or "gap" (global average pooling, then dense)
+    g_norm: str = ""  # batch|instance|layer|none; "" = the architecture's default
+    d_norm: str = ""
+    spectral_norm: bool = False  # spectral normalization of every D weight (Miyato et al. 2018)
+    g_ema: float = 0.0  # decay of an exponential moving average of G's weights; 0 = off
+    linear_probe: bool = False  # score D's features with a linear classifier, vs a random D, and exit
     data_format: str = "NHWC"
     # Training
     train: bool = False
@@ -237,8 +255,8 @@ def resolve(config):
     _require(c.data_format in ("NHWC", "NCHW"), f"--data_format must be NHWC or NCHW (got {c.data_format!r})")
     _require(c.c_dim in (0, 1, 3), f"--c_dim must be 1 (grayscale) or 3 (RGB) (got {c.c_dim})")
     _require(c.y_dim >= 0, f"--y_dim must be 0 (unconditional) or more (got {c.y_dim})")
-    # The unconditional G upsamples 4 times by 2 and the conditional one twice.
-    multiple = 4 if c.conditional else 16
+    # The unconditional G upsamples 4 times by 2 and the conditional one twice; the MLP G makes any size.
+    multiple = 1 if c.arch == "mlp" else 4 if c.conditional else 16
     for name in ("output_height", "output_width"):
         value = getattr(c, name)
         _require(
@@ -248,4 +266,35 @@ def resolve(config):
         )
     _require(not c.keep_best or c.fid_every, "--keep_best needs --fid_every N (how often to measure FID)")
     c.visualize_options()
+    _require(c.arch in ARCHS, f"--arch must be {' or '.join(ARCHS)} (got {c.arch!r})")
+    _require(c.g_upsample in G_UPSAMPLE, f"--g_upsample must be {' or '.join(G_UPSAMPLE)} (got {c.g_upsample!r})")
+    _require(c.d_head in D_HEADS, f"--d_head must be {' or '.join(D_HEADS)} (got {c.d_head!r})")
+    default_g_norm, default_d_norm = DEFAULT_NORMS[c.arch]
+    c.g_norm, c.d_norm = c.g_norm or default_g_norm, c.d_norm or default_d_norm
+    for name in ("g_norm", "d_norm"):
+        _require(getattr(c, name) in NORMS, f"--{name} must be one of {', '.join(NORMS)} (got {getattr(c, name)!r})")
+    if c.arch == "mlp":
+        for name, convolutional_only in (("g_upsample", "deconv"), ("d_head", "dense"), ("kernel_size", 5),
+                                         ("minibatch_stddev", False)):
+            _require(getattr(c, name) == convolutional_only,
+                     f"--{name} has no meaning with --arch mlp (no convolutions); leave it at {convolutional_only}")
+        for name in ("g_norm", "d_norm"):
+            _require(getattr(c, name) != "instance",
+                     f"--{name} instance needs feature maps; --arch mlp has none (use layer, batch or none)")
+        _require(min(c.gfc_dim, c.dfc_dim) >= 4, "--arch mlp: --gfc_dim and --dfc_dim must be at least 4 "
+                                                 "(its layers are width/4, width/2 and width)")
+    if c.arch == "dcgan":
+        # Instance norm standardises each map over its own positions: a 1x1 map
+        # (G's first, D's last, at 16x16 unconditional) would become all zeros.
+        smallest_map = min(c.output_height, c.output_width) // (4 if c.conditional else 16)
+        for name in ("g_norm", "d_norm"):
+            _require(getattr(c, name) != "instance" or smallest_map > 1,
+                     f"--{name} instance would zero the {smallest_map}x{smallest_map} feature maps of a "
+                     f"{c.output_height}x{c.output_width} DCGAN; use layer norm or a larger --output_height")
+    _require(0 <= c.g_ema < 1, f"--g_ema must be 0 (off) or a decay in (0, 1), e.g. 0.999 (got {c.g_ema})")
+    if c.linear_probe:
+        _require(c.dataset in PROBE_DATASETS,
+                 f"--linear_probe needs a labelled dataset: {', '.join(PROBE_DATASETS)} (got {c.dataset!r})")
+        _require(not c.conditional, "--linear_probe needs an unconditional D (--y_dim 0): a conditional D is "
+                                    "given the label the probe has to predict")
     return c

@@ -43,6 +43,18 @@ HELP = {
     "kernel_size": "convolution kernel of G and D: 5 (carpedm20) or 4 (the PyTorch reference DCGAN)",
     "minibatch_stddev": "give D a feature map of the batch's standard deviation (Karras et al. 2018)",
     "bn_momentum": "momentum of G's BatchNorm moving averages (0.8 in the Keras anime-faces recipe)",
+    "arch": "network family: dcgan (convolutional, networks/dcgan.py) or mlp (the fully connected vanilla GAN, "
+            "networks/mlp.py; widths from --gfc_dim/--dfc_dim)",
+    "g_upsample": "G's upsampling: deconv (transposed convolutions) or resize_conv (nearest-neighbour x2, then a "
+                  "stride-1 convolution: fewer checkerboard artefacts)",
+    "d_head": "D's last layer: dense (on the flattened features) or gap (global average pooling, then dense)",
+    "g_norm": "G's normalisation: batch, instance, layer or none (default: batch)",
+    "d_norm": "D's normalisation: batch, instance, layer or none (default: batch for dcgan, none for mlp)",
+    "spectral_norm": "spectral normalization of every D weight (Miyato et al. 2018; one power iteration per update)",
+    "g_ema": "keep an exponential moving average of G's weights with this decay (e.g. 0.999) and sample, "
+             "evaluate and export with it; 0 = off",
+    "linear_probe": "mnist/fashion/cifar10: train a linear classifier on the trained D's features and on a random "
+                    "D's, print both test accuracies and exit",
     "data_format": "NHWC (CPU) or NCHW (often faster on NVIDIA GPUs)",
     "train": "train (resuming from the newest checkpoint); without it, visualize",
     "epoch": "epochs to train",
@@ -169,6 +181,10 @@ def run(config):
         import train
 
         train.train(config)
+    elif config.linear_probe:
+        import linear_probe
+
+        linear_probe.run_linear_probe(config)
     elif config.eval:
         import evaluation
 

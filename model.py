@@ -14,15 +14,25 @@ and G's feature-matching target is the real features of the last D update, so
 one step consumes exactly `d_steps` batches and epochs count true passes.
 """
 
+import contextlib
+import logging
+
 import numpy as np
 
 import losses
 import ops
-from networks import DISCRIMINATOR_SCOPE, GENERATOR_SCOPE
-from networks.dcgan import discriminator, generator
+from networks import (
+    DISCRIMINATOR_SCOPE,
+    GENERATOR_AVERAGE_SCOPE,
+    GENERATOR_SCOPE,
+    RANDOM_STREAMS,
+    discriminator,
+    generator,
+)
 from tf_runtime import tf
 
 v1 = tf.compat.v1
+log = logging.getLogger("dcgan")
 
 __all__ = ["DCGAN", "InferenceGenerator", "GENERATOR_SCOPE", "DISCRIMINATOR_SCOPE", "fixed_z", "sample_labels"]
 
@@ -41,6 +51,7 @@ class RandomStreams:
         self.counter = v1.get_variable("random_draws", [], tf.int64, v1.zeros_initializer(), trainable=False)
         self.draw = self.counter.assign_add(1)
         self.streams = 0
+        v1.add_to_collection(RANDOM_STREAMS, self)
 
     def _next_seed(self):
         self.streams += 1
@@ -51,6 +62,9 @@ class RandomStreams:
 
     def normal(self, shape):
         return tf.random.stateless_normal(shape, self._next_seed())
+
+    def dropout(self, x, rate):
+        return tf.nn.experimental.stateless_dropout(x, rate, self._next_seed())
 
     def z(self, batch, config):
         if config.z_dist == "gaussian":
@@ -89,9 +103,11 @@ def all_finite(tensors):
     return tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(t)) for t in tensors]))
 
 
-def guarded_update(optimizer, loss, variables, moving_updates, name, check_gradients=True):
+def guarded_update(optimizer, loss, variables, moving_updates, name, check_gradients=True, averages=()):
     """Applies `optimizer` to `loss` over `variables`, with the network's
-    moving-average updates, only if the loss (and every gradient) is finite.
+    moving-average updates, only if the loss (and every gradient) is finite;
+    then, in the same branch, the `averages` triples (read after the update:
+    the --g_ema weight average).
 
     Returns (applied: bool tensor, gradient norm).  A skipped update leaves the
     weights, Adam's moments and the BatchNorm averages as they were, so
@@ -103,11 +119,15 @@ def guarded_update(optimizer, loss, variables, moving_updates, name, check_gradi
     tensors = [loss] + ([g for g, _ in gradients if g is not None] if check_gradients else [])
 
     def apply():
-        # The averages first: one that averages a weight (historical averaging)
-        # then reads it before the optimizer changes it, in every run alike.
+        # Moving averages first: historical averaging reads each weight before the
+        # optimizer changes it, in every run alike; --g_ema then averages the new weights.
         with tf.control_dependencies(ops.moving_average_assignments(moving_updates)):
-            with tf.control_dependencies([optimizer.apply_gradients(gradients)]):
-                return tf.constant(True)
+            updated = [optimizer.apply_gradients(gradients)]
+        if averages:
+            with tf.control_dependencies(updated):
+                updated = ops.moving_average_assignments(averages)
+        with tf.control_dependencies(updated):
+            return tf.constant(True)
 
     applied = tf.cond(all_finite(tensors), apply, lambda: tf.constant(False), name=name)
     return applied, tf.linalg.global_norm([g for g, _ in gradients if g is not None])
@@ -171,6 +191,37 @@ def class_logits(features, config):
 
 def class_loss(logits, onehot):
     return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=onehot, logits=logits))
+
+
+def averaged_name(variable):
+    """generator/x -> generator_ema/x: the --g_ema copy of one of G's variables."""
+    return GENERATOR_AVERAGE_SCOPE + variable.op.name[len(GENERATOR_SCOPE):]
+
+
+def generator_average(decay, g_updates):
+    """Creates the --g_ema copies of G's weights and BatchNorm averages, each
+    starting from its variable's initial value, and returns the triples
+    (copy, variable, 1 - decay) that G's train op assigns after each applied
+    update: copy = decay * copy + (1 - decay) * variable.  The BatchNorm
+    averages are averaged like the weights (as BigGAN's G_ema averages its
+    whole state dict), so they follow the averaged network's time scale."""
+    weights = scope_variables(GENERATOR_SCOPE) + list(dict.fromkeys(moving for moving, _, _ in g_updates))
+    return [(v1.get_variable(averaged_name(variable), initializer=variable.initial_value, trainable=False),
+             variable, 1.0 - decay) for variable in weights]
+
+
+@contextlib.contextmanager
+def averaged_generator_variables():
+    """Inside it, G's network code reads generator_ema/x wherever it asks for
+    generator/x, so one network definition builds the averaged G too."""
+    def renamed(getter, name, *args, **kwargs):
+        if name.startswith(GENERATOR_SCOPE + "/"):
+            name = GENERATOR_AVERAGE_SCOPE + name[len(GENERATOR_SCOPE):]
+            kwargs.update(trainable=False, reuse=v1.AUTO_REUSE)  # made by generator_average() in training
+        return getter(name, *args, **kwargs)
+
+    with v1.variable_scope(v1.get_variable_scope(), custom_getter=renamed):
+        yield
 
 
 def mean_pairwise_distance(images):
@@ -274,10 +325,11 @@ class DCGAN:
                                                      self.last_real_onehot)
         self.g_loss = self._g_loss(g_logits, g_features, g_onehot, tf.stop_gradient(self.last_real_features))
         g_variables, g_updates = scope_variables(GENERATOR_SCOPE), updates[GENERATOR_SCOPE]
+        g_average = generator_average(config.g_ema, g_updates) if config.g_ema else ()
         self.g_train_op, g_grad_norm = guarded_update(
             g_optimizer, self.g_loss, g_variables, [] if config.fused_update else g_updates,
             f"{GENERATOR_SCOPE}_train",
-            check_gradients=not self._loss_scaled)
+            check_gradients=not self._loss_scaled, averages=g_average)
         self.g_fetches = {"g_applied": self.g_train_op, "g_loss": self.g_loss, "g_grad_norm": g_grad_norm}
 
         if config.fused_update:
@@ -287,7 +339,7 @@ class DCGAN:
                     logits, features, fake_onehot, tf.stop_gradient(tf.reduce_mean(d_out["real_features"], axis=0)))
             self.fused_train_op, fused_norm = guarded_update(
                 g_optimizer, fused_g_loss, g_variables, g_updates, "fused_train",
-                check_gradients=not self._loss_scaled)
+                check_gradients=not self._loss_scaled, averages=g_average)
             self.fused_fetches = dict(self.d_fetches, g_applied=self.fused_train_op, g_loss=fused_g_loss,
                                       g_grad_norm=fused_norm)
         else:
@@ -441,14 +493,19 @@ class InferenceGenerator:
     """G in inference mode (BN moving averages) on fed z vectors and labels.
 
     Shared by training-time samples, visualization and export: the batch
-    dimension is free, so sample counts never depend on --batch_size.
+    dimension is free, so sample counts never depend on --batch_size.  With
+    --g_ema it is the averaged G (its variables under `scope`).
     """
 
     def __init__(self, config):
         self.z = v1.placeholder(tf.float32, [None, config.z_dim], name="z")
         self.labels = v1.placeholder(tf.int64, [None], name="labels") if config.conditional else None
         labels_onehot = tf.one_hot(self.labels, config.y_dim) if config.conditional else None
-        self.images = generator(self.z, labels_onehot, config, is_training=False)
+        self.scope = GENERATOR_AVERAGE_SCOPE if config.g_ema else GENERATOR_SCOPE
+        if config.g_ema:
+            log.info("generator: sampling with the moving average of G's weights (--g_ema %g)", config.g_ema)
+        with averaged_generator_variables() if config.g_ema else contextlib.nullcontext():
+            self.images = generator(self.z, labels_onehot, config, is_training=False)
         pixels = tf.clip_by_value(tf.round((self.images + 1.0) * 127.5), 0.0, 255.0)
         self.images_uint8 = tf.cast(pixels, tf.uint8, name="images_uint8")
 

@@ -29,17 +29,20 @@ def lrelu(x, leak=0.2, name="lrelu"):
     return tf.nn.leaky_relu(x, alpha=leak, name=name)
 
 
-def linear(x, output_size, stddev=WEIGHT_STDDEV, bias_start=0.0, name="linear"):
+def linear(x, output_size, stddev=WEIGHT_STDDEV, bias_start=0.0, spectral_norm=False, name="linear"):
     """Fully connected layer on a [batch, features] tensor."""
     with v1.variable_scope(name):
         weights = v1.get_variable(
             "w", [x.shape[-1], output_size], tf.float32, v1.random_normal_initializer(stddev=stddev)
         )
+        if spectral_norm:
+            weights = spectrally_normalized(weights)
         bias = v1.get_variable("b", [output_size], initializer=v1.constant_initializer(bias_start))
         return tf.matmul(x, weights) + bias
 
 
-def conv2d(x, output_channels, kernel=5, stride=2, stddev=WEIGHT_STDDEV, data_format="NHWC", name="conv2d"):
+def conv2d(x, output_channels, kernel=5, stride=2, stddev=WEIGHT_STDDEV, data_format="NHWC", spectral_norm=False,
+           name="conv2d"):
     """Strided convolution ("SAME" padding): the DCGAN replacement for pooling."""
     with v1.variable_scope(name):
         in_channels = x.shape[channel_axis(data_format)]
@@ -47,6 +50,8 @@ def conv2d(x, output_channels, kernel=5, stride=2, stddev=WEIGHT_STDDEV, data_fo
             "w", [kernel, kernel, in_channels, output_channels],
             initializer=v1.truncated_normal_initializer(stddev=stddev),
         )
+        if spectral_norm:
+            weights = spectrally_normalized(weights)
         bias = v1.get_variable("b", [output_channels], initializer=v1.zeros_initializer())
         strides = _spatial_strides(stride, data_format)
         y = tf.nn.conv2d(x, weights, strides=strides, padding="SAME", data_format=data_format)
@@ -80,6 +85,20 @@ def deconv2d(x, output_hwc, kernel=5, stride=2, stddev=WEIGHT_STDDEV, data_forma
         else:
             y.set_shape([None, height, width, out_channels])
         return y
+
+
+def resize_conv2d(x, output_hwc, kernel=5, data_format="NHWC", name="resize_conv2d"):
+    """Nearest-neighbour upsampling by 2, then a stride-1 convolution: every
+    output pixel gets the same number of kernel taps, so none of the
+    checkerboard artefacts of a transposed convolution whose kernel is not a
+    multiple of its stride (Odena et al. 2016; document 003's generator)."""
+    height, width, out_channels = output_hwc
+    spatial = (2, 3) if data_format == "NCHW" else (1, 2)
+    for axis in spatial:
+        x = tf.repeat(x, 2, axis=axis)
+    if (x.shape[spatial[0]], x.shape[spatial[1]]) != (height, width):
+        raise ValueError(f"resize_conv2d {name}: upsampling gives {x.shape}, not {height}x{width}")
+    return conv2d(x, out_channels, kernel=kernel, stride=1, data_format=data_format, name=name)
 
 
 # Collection of (moving-average variable, batch value, decay) triples.  Not
@@ -144,3 +163,78 @@ def conv_cond_concat(x, y, data_format="NHWC"):
     else:
         y_maps = y[:, tf.newaxis, tf.newaxis, :] * tf.ones_like(x[:, :, :, :1])
     return tf.concat([x, y_maps], axis=channel_axis(data_format))
+
+
+def _scale_and_offset(x, axis):
+    """Learned per-channel scale (starting at 1) and offset (at 0), shaped to broadcast along `axis`."""
+    channels = x.shape[axis]
+    scale = v1.get_variable("scale", [channels], initializer=v1.ones_initializer())
+    offset = v1.get_variable("offset", [channels], initializer=v1.zeros_initializer())
+    shape = [1] * x.shape.ndims
+    shape[axis] = channels
+    return tf.reshape(scale, shape), tf.reshape(offset, shape)
+
+
+def _normalize_over(x, axes, axis, epsilon, name):
+    with v1.variable_scope(name):
+        mean, variance = tf.nn.moments(x, axes=axes, keepdims=True)
+        scale, offset = _scale_and_offset(x, axis)
+        return (x - mean) * tf.math.rsqrt(variance + epsilon) * scale + offset
+
+
+def instance_norm(x, epsilon=1e-5, data_format="NHWC", name="instance_norm"):
+    """Instance normalization (Ulyanov et al. 2016): each example's each channel
+    over its own spatial positions, so no statistic crosses the batch (the
+    ganhacks choice when batch norm is not possible, document 000).  A [batch,
+    features] tensor has no spatial positions: it is normalised over its
+    features, which is layer normalization."""
+    if x.shape.ndims != 4:
+        return layer_norm(x, epsilon, data_format, name)
+    axes = [2, 3] if data_format == "NCHW" else [1, 2]
+    return _normalize_over(x, axes, channel_axis(data_format), epsilon, name)
+
+
+def layer_norm(x, epsilon=1e-5, data_format="NHWC", name="layer_norm"):
+    """Layer normalization (Ba et al. 2016): each example over all its features
+    (every channel and position), with a per-channel scale and offset."""
+    axis = channel_axis(data_format) if x.shape.ndims == 4 else -1
+    return _normalize_over(x, list(range(1, x.shape.ndims)), axis % x.shape.ndims, epsilon, name)
+
+
+def normalize(x, kind, is_training, update_moving_stats=True, track_moving_stats=True, momentum=0.9,
+              data_format="NHWC", name="norm"):
+    """The --g_norm/--d_norm choice: "batch", "instance", "layer" or "none".
+    Only batch norm has moving statistics; the others act the same in training
+    and inference."""
+    if kind == "batch":
+        return batch_norm(x, is_training, update_moving_stats, track_moving_stats, momentum,
+                          data_format=data_format, name=name)
+    if kind == "instance":
+        return instance_norm(x, data_format=data_format, name=name)
+    if kind == "layer":
+        return layer_norm(x, data_format=data_format, name=name)
+    if kind == "none":
+        return x
+    raise ValueError(f"unknown normalization {kind!r}")
+
+
+def spectrally_normalized(weights, epsilon=1e-12):
+    """`weights` divided by its largest singular value (Miyato et al. 2018),
+    with the weights seen as a [fan-in, outputs] matrix.
+
+    The singular value comes from one power iteration per forward pass,
+    starting from the vector `u` it left last time (a non-trainable,
+    checkpointed variable), so the estimate sharpens as training goes.  The
+    new `u` is registered as a MOVING_AVERAGE_UPDATES triple with decay 1 (a
+    plain assignment), once per variable however often the network is called,
+    so it is assigned only inside the branch of D's train op that applies a
+    finite update, like the BatchNorm averages: a skipped update changes nothing.
+    """
+    matrix = tf.reshape(weights, [-1, weights.shape[-1]])
+    u = v1.get_variable("u", [1, weights.shape[-1]], initializer=v1.random_normal_initializer(), trainable=False)
+    v = tf.stop_gradient(tf.math.l2_normalize(tf.matmul(u, matrix, transpose_b=True), epsilon=epsilon))
+    u_next = tf.stop_gradient(tf.math.l2_normalize(tf.matmul(v, matrix), epsilon=epsilon))
+    sigma = tf.reduce_sum(tf.matmul(v, matrix) * u_next)
+    if not any(registered is u for registered, _, _ in v1.get_collection(MOVING_AVERAGE_UPDATES)):
+        v1.add_to_collection(MOVING_AVERAGE_UPDATES, (u, u_next, 1.0))
+    return weights / sigma

@@ -4,6 +4,10 @@ shapes: the unconditional 64x64 pair and the conditional MNIST pair.
 Weights never depend on the data layout: G builds its first feature map in
 NHWC and D flattens its last one in NHWC whatever `--data_format` computes in,
 so a checkpoint trained in one layout loads unchanged in the other.
+
+Options (config.py): --kernel_size, --g_upsample (transposed convolutions or
+resize + convolution), --d_head (dense or global average pooling), --g_norm /
+--d_norm, --spectral_norm (every D weight).
 """
 
 import ops
@@ -38,22 +42,33 @@ def minibatch_stddev(x, data_format):
     return tf.concat([x, tf.ones_like(ones) * mean_std], axis=axis)
 
 
+def head_features(x, config):
+    """D's last feature maps as one vector per example: flattened (--d_head
+    dense) or averaged over the positions (gap: one value per channel, so the
+    head's size no longer grows with the image)."""
+    if config.d_head == "gap":
+        return tf.reduce_mean(x, axis=[2, 3] if config.data_format == "NCHW" else [1, 2])
+    return flatten_nhwc(x, config.data_format)
+
+
 def generator(z, labels_onehot, config, is_training, update_moving_stats=True):
     """G: z (and one-hot label) -> images in [-1, 1], NHWC.
 
     Unconditional: project z to (H/16 x W/16 x 8·gf_dim), then four stride-2
-    transposed convolutions (--kernel_size) with BN + ReLU, tanh at the end
-    (DCGAN paper).  Conditional (MNIST): carpedm20's model, with the label
-    concatenated to z and to every hidden layer.
+    upsampling layers (--g_upsample, --kernel_size) with --g_norm + ReLU, tanh
+    at the end (DCGAN paper).  Conditional (MNIST): carpedm20's model, with the
+    label concatenated to z and to every hidden layer.
     """
     fmt, kernel = config.data_format, config.kernel_size
     h, w, gf = config.output_height, config.output_width, config.gf_dim
 
     def bn(x, name):
-        return ops.batch_norm(x, is_training, update_moving_stats, momentum=config.bn_momentum, data_format=fmt,
-                              name=name)
+        return ops.normalize(x, config.g_norm, is_training, update_moving_stats, momentum=config.bn_momentum,
+                             data_format=fmt, name=name)
 
     def deconv(x, hwc, name):
+        if config.g_upsample == "resize_conv":
+            return ops.resize_conv2d(x, hwc, kernel=kernel, data_format=fmt, name=name)
         return ops.deconv2d(x, hwc, kernel=kernel, data_format=fmt, name=name)
 
     def to_maps(x, size_h, size_w, channels):
@@ -80,42 +95,49 @@ def generator(z, labels_onehot, config, is_training, update_moving_stats=True):
         return from_data_format(tf.tanh(x), fmt)
 
 
-def discriminator(images, labels_onehot, config):
+def discriminator(images, labels_onehot, config, layers=None):
     """D: NHWC images in [-1, 1] -> (logits [batch, 1], features for feature matching).
 
-    Strided convolutions with LeakyReLU 0.2 and BN on every layer but the first
-    (DCGAN paper); conditional variant as in carpedm20's MNIST model.  D always
-    normalises with the statistics of the batch it is given (it never runs in
-    inference mode), so it keeps no moving averages.
+    Strided convolutions with LeakyReLU 0.2 and --d_norm on every layer but the
+    first (DCGAN paper); conditional variant as in carpedm20's MNIST model.  D
+    always normalises with the statistics of the batch it is given (it never
+    runs in inference mode), so it keeps no moving averages.  Each hidden
+    activation is appended to `layers` when it is a list.
     """
-    fmt, kernel = config.data_format, config.kernel_size
+    fmt, kernel, sn = config.data_format, config.kernel_size, config.spectral_norm
     df = config.df_dim
+    layers = [] if layers is None else layers
 
     def bn(x, name):
-        return ops.batch_norm(x, True, track_moving_stats=False, data_format=fmt, name=name)
+        return ops.normalize(x, config.d_norm, True, track_moving_stats=False, data_format=fmt, name=name)
 
     def conv(x, channels, name):
-        return ops.conv2d(x, channels, kernel=kernel, data_format=fmt, name=name)
+        return ops.conv2d(x, channels, kernel=kernel, data_format=fmt, spectral_norm=sn, name=name)
+
+    def hidden(x):
+        layers.append(x)
+        return x
 
     with v1.variable_scope(DISCRIMINATOR_SCOPE, reuse=v1.AUTO_REUSE):
         x = to_data_format(images, fmt)
         if labels_onehot is None:
-            x = ops.lrelu(conv(x, df, "d_h0_conv"))
+            x = hidden(ops.lrelu(conv(x, df, "d_h0_conv")))
             for i, channels in enumerate((df * 2, df * 4, df * 8), start=1):
-                x = ops.lrelu(bn(conv(x, channels, f"d_h{i}_conv"), f"d_bn{i}"))
+                x = hidden(ops.lrelu(bn(conv(x, channels, f"d_h{i}_conv"), f"d_bn{i}")))
             if config.minibatch_stddev:
                 x = minibatch_stddev(x, fmt)
-            features = flatten_nhwc(x, fmt)
-            logits = ops.linear(features, 1, name="d_h4_lin")
+            features = head_features(x, config)
+            logits = ops.linear(features, 1, spectral_norm=sn, name="d_h4_lin")
         else:
             y = labels_onehot
             x = ops.conv_cond_concat(x, y, fmt)
-            x = ops.lrelu(conv(x, config.c_dim + config.y_dim, "d_h0_conv"))
+            x = hidden(ops.lrelu(conv(x, config.c_dim + config.y_dim, "d_h0_conv")))
             x = ops.conv_cond_concat(x, y, fmt)
-            x = ops.lrelu(bn(conv(x, df + config.y_dim, "d_h1_conv"), "d_bn1"))
+            x = hidden(ops.lrelu(bn(conv(x, df + config.y_dim, "d_h1_conv"), "d_bn1")))
             if config.minibatch_stddev:
                 x = minibatch_stddev(x, fmt)
-            x = tf.concat([flatten_nhwc(x, fmt), y], axis=1)
-            features = ops.lrelu(bn(ops.linear(x, config.dfc_dim, name="d_h2_lin"), "d_bn2"))
-            logits = ops.linear(tf.concat([features, y], axis=1), 1, name="d_h3_lin")
+            x = tf.concat([head_features(x, config), y], axis=1)
+            features = hidden(ops.lrelu(bn(ops.linear(x, config.dfc_dim, spectral_norm=sn, name="d_h2_lin"),
+                                           "d_bn2")))
+            logits = ops.linear(tf.concat([features, y], axis=1), 1, spectral_norm=sn, name="d_h3_lin")
         return logits, features
