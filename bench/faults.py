@@ -993,7 +993,9 @@ def main():
          "one line, exit 2, checkpoints intact"),
         ("bad inputs (hypothesis)", ", ".join(f"{n} {what}" for what, (n, _) in inputs.items()),
          "; ".join(f"{what}: {len(failures)} raised {failures[0][0]}" for what, (_, failures) in inputs.items()
-                   if failures) or "only UserError (one line, exit 2), or clean batches with bad files skipped"),
+                   if failures)
+         or "only UserError (one line, exit 2); or clean batches with bad files skipped, a manifest rejected "
+            "(the older checkpoint restored), a statistics cache recomputed"),
         *([soak_row(soaked)] if soaked else []),
         ("**data lost** (acknowledged saves not restored, over every kill and signal)", "", f"**{lost}**"),
     ]
