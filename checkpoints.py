@@ -32,6 +32,7 @@ import os
 import re
 import socket
 
+from config import ARCHITECTURE_BEFORE_OPTIONS
 from errors import UserError
 from model import InferenceGenerator, scope_variables
 from tf_runtime import tf
@@ -57,8 +58,8 @@ def read_architecture(directory):
         return None
     try:
         with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError) as e:
+            return {**ARCHITECTURE_BEFORE_OPTIONS, **json.load(f)}
+    except (OSError, ValueError, TypeError) as e:
         raise UserError(f"{path}: unreadable ({e}); restore it or use another --checkpoint_dir") from None
 
 
