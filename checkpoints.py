@@ -81,7 +81,7 @@ def _architecture_problem(architecture):
 
     Each value must have its Config field's type (whole numbers in a sane
     range, short strings); fields it lacks were added to the program later and
-    read as their defaults (`read_architecture`)."""
+    read as the values runs had before them (`read_architecture`)."""
     if not isinstance(architecture, dict) or not set(architecture) <= set(config_lib.ARCHITECTURE_FIELDS):
         return f"not an object with keys among {', '.join(config_lib.ARCHITECTURE_FIELDS)}"
     defaults = config_lib.Config()
@@ -111,8 +111,10 @@ def read_architecture(directory):
     problem = _architecture_problem(architecture)
     if problem:
         raise UserError(f"{path}: damaged ({problem}); restore it or use another --checkpoint_dir")
-    defaults = config_lib.Config()
-    return {name: architecture.get(name, getattr(defaults, name)) for name in config_lib.ARCHITECTURE_FIELDS}
+    # A field the file lacks was added to the program later: the run had the value from before it existed.
+    before = {name: getattr(config_lib.Config(), name) for name in config_lib.ARCHITECTURE_FIELDS}
+    before.update(config_lib.ARCHITECTURE_BEFORE_FIELDS)
+    return {name: architecture.get(name, before[name]) for name in config_lib.ARCHITECTURE_FIELDS}
 
 
 def checkpoint_step(path):

@@ -46,6 +46,11 @@ NORMS = ("batch", "instance", "layer", "none")
 # which regularises with dropout instead (the vanilla GAN of documents 002/003).
 DEFAULT_NORMS = {"dcgan": ("batch", "batch"), "mlp": ("batch", "none")}
 PROBE_DATASETS = ("mnist", "fashion", "cifar10")
+# What a checkpoint folder written before these architecture fields existed
+# was built with: its architecture file lacks them, and they are read as these.
+ARCHITECTURE_BEFORE_FIELDS = {"arch": "dcgan", "g_upsample": "deconv", "d_head": "dense", "g_norm": "batch",
+                              "d_norm": "batch", "spectral_norm": False, "g_ema": 0.0, "kernel_size": 5,
+                              "minibatch_stddev": False, "z_dist": "uniform", "conditioning": "concat"}
 
 
 @dataclasses.dataclass

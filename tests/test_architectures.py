@@ -14,9 +14,11 @@ from conftest import tiny_config
 
 import checkpoints
 import config as config_lib
+import export
 import model
 import networks
 import ops
+import train
 from errors import UserError
 
 v1 = tf.compat.v1
@@ -265,6 +267,19 @@ def test_a_checkpoint_of_another_architecture_option_is_refused(tmp_path):
         checkpoints.Checkpoints(str(directory), None, resumed.architecture()).check_architecture()
 
 
+def test_a_checkpoint_folder_from_before_the_options_reads_as_the_default_dcgan(tmp_path):
+    config = tiny_config(tmp_path)
+    directory = tmp_path / "old_run"
+    directory.mkdir()
+    old = {k: v for k, v in config.architecture().items() if k not in config_lib.ARCHITECTURE_BEFORE_FIELDS}
+    (directory / checkpoints.ARCHITECTURE_FILE).write_text(json.dumps(old))
+    assert checkpoints.read_architecture(str(directory)) == config.architecture()
+    checkpoints.Checkpoints(str(directory), None, config.architecture()).check_architecture()
+    with pytest.raises(UserError, match=r"g_ema=0.0 \(now 0.9\)"):
+        checkpoints.Checkpoints(str(directory), None, tiny_config(tmp_path, g_ema=0.9).architecture()
+                                ).check_architecture()
+
+
 def test_mlp_trains_unconditional_at_an_odd_size_with_dropout_from_the_streams(tmp_path):
     config = tiny_config(tmp_path, arch="mlp", output_height=20, y_dim=0)
     with tf.Graph().as_default():
@@ -303,3 +318,32 @@ def test_defaults_resolve_per_architecture(tmp_path):
     assert set(config_lib.ARCHITECTURE_FIELDS) >= {"arch", "g_upsample", "d_head", "g_norm", "d_norm",
                                                    "spectral_norm", "g_ema"}
 
+
+
+@pytest.mark.parametrize("options", [
+    dict(g_upsample="resize_conv", d_head="gap", g_norm="layer", d_norm="none", spectral_norm=True, g_ema=0.99,
+         data_format="NCHW", kernel_size=4),
+    dict(arch="mlp", y_dim=0, output_height=28, g_norm="layer", spectral_norm=True, g_ema=0.99),
+], ids=["dcgan", "mlp"])
+def test_options_train_resume_and_export_with_the_averaged_generator(tmp_path, options):
+    config = tiny_config(tmp_path, **options)
+    assert train.train(config) == 2
+    assert train.train(dataclasses.replace(config, max_steps=3)) == 3  # resumed: one more step
+    names = {name for name, _ in tf.train.list_variables(tf.train.latest_checkpoint(config.checkpoint_path))}
+    assert {n for n in names if n.endswith("/u")} and all(n.startswith("discriminator/") for n in names
+                                                          if n.endswith("/u"))
+    assert {n.replace("generator/", "generator_ema/", 1) for n in names if n.startswith("generator/")
+            and "adam" not in n.lower()} <= names
+    z, labels = model.fixed_z(3, config, seed=5), model.sample_labels(3, config)
+    with checkpoints.restored_generator(config) as restored:
+        expected = restored.generator.generate(restored.session, z, labels)
+    export.export_saved_model(config, str(tmp_path / "saved"))
+    with tf.Graph().as_default(), v1.Session() as session:
+        signature = v1.saved_model.loader.load(session, ["serve"], str(tmp_path / "saved")).signature_def[
+            "serving_default"]
+        feed = {signature.inputs["z"].name: z}
+        if config.conditional:
+            feed[signature.inputs["labels"].name] = labels
+        images = session.run(signature.outputs["images"].name, feed)
+    np.testing.assert_array_equal(images, expected)
+    assert images.shape == (3, config.output_height, config.output_width, 1)

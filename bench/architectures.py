@@ -1,0 +1,104 @@
+"""Training speed of each architecture option (issue 15), in images/s.
+
+Every variant is the default full-size model with one option changed, fed a
+constant batch so only the step is timed: one D update plus --g_steps G
+updates, as in train.py.  All variants are built first, each in its own graph
+and session, then timed in interleaved rounds (variant 1, 2, ..., 1, 2, ...)
+and reported by their median round, so a change in the machine's load during
+the run (the cores may be shared) falls on every variant alike.
+
+    python bench/architectures.py [--model celebA|mnist|both] [--rounds 5] [--steps 2]
+
+Prints a markdown table: images/s, seconds per step and the speed relative
+to the default architecture, per model.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_DIR)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+import config as config_lib  # noqa: E402
+from model import DCGAN  # noqa: E402
+from tf_runtime import session_config, tf  # noqa: E402
+
+v1 = tf.compat.v1
+
+VARIANTS = [  # (label, Config overrides)
+    ("default: dcgan, deconv, kernel 5, dense head, batch norm", {}),
+    ("--kernel_size 4", dict(kernel_size=4)),
+    ("--g_upsample resize_conv", dict(g_upsample="resize_conv")),
+    ("--d_head gap", dict(d_head="gap")),
+    ("--g_norm instance --d_norm instance", dict(g_norm="instance", d_norm="instance")),
+    ("--g_norm layer --d_norm layer", dict(g_norm="layer", d_norm="layer")),
+    ("--g_norm none --d_norm none", dict(g_norm="none", d_norm="none")),
+    ("--spectral_norm --d_norm none", dict(spectral_norm=True, d_norm="none")),
+    ("--g_ema 0.999", dict(g_ema=0.999)),
+    ("--arch mlp", dict(arch="mlp")),
+]
+MODELS = {"celebA": dict(dataset="celebA", c_dim=3), "mnist": dict(dataset="mnist")}
+
+
+class Variant:
+    """One variant's graph and session, ready to time."""
+
+    def __init__(self, model_name, overrides):
+        self.config = config_lib.resolve(config_lib.Config(**MODELS[model_name], **overrides))
+        config = self.config
+        shape = (config.batch_size, config.output_height, config.output_width, config.c_dim)
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            v1.set_random_seed(0)
+            images = tf.constant(np.random.RandomState(0).uniform(-1, 1, shape), tf.float32)
+            labels = tf.constant(np.arange(config.batch_size) % 10, tf.int64) if config.conditional else None
+            self.gan = DCGAN(config, images, labels)
+            self.session = v1.Session(config=session_config())
+            self.session.run(self.gan.initializer)
+        self.seconds = []
+
+    def step(self):
+        self.session.run(self.gan.d_train_op)
+        for _ in range(self.config.g_steps):
+            self.session.run(self.gan.g_train_op)
+
+    def time_round(self, steps):
+        start = time.perf_counter()
+        for _ in range(steps):
+            self.step()
+        self.seconds.append((time.perf_counter() - start) / steps)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", choices=["celebA", "mnist", "both"], default="both")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=2, help="steps per variant per round")
+    args = parser.parse_args()
+    models = list(MODELS) if args.model == "both" else [args.model]
+    print("| model | variant | img/s | s/step | vs default |")
+    print("|---|---|---:|---:|---:|")
+    for model_name in models:
+        variants = [(label, Variant(model_name, overrides)) for label, overrides in VARIANTS]
+        for _, variant in variants:
+            variant.step()  # warm-up: graph optimisation and first allocations
+        for _ in range(args.rounds):
+            for _, variant in variants:
+                variant.time_round(args.steps)
+        batch = variants[0][1].config.batch_size
+        baseline = statistics.median(variants[0][1].seconds)
+        for label, variant in variants:
+            seconds = statistics.median(variant.seconds)
+            print(f"| {model_name} {variant.config.output_height}x{variant.config.output_width} | {label} | "
+                  f"{batch / seconds:.1f} | {seconds:.3f} | {baseline / seconds:.2f}x |", flush=True)
+            variant.session.close()
+
+
+if __name__ == "__main__":
+    main()
