@@ -1,0 +1,123 @@
+"""PyTorch DCGAN of this project's 64x64 architecture: the reference `bench/throughput.py` races.
+
+Set-up (torch is a benchmark-only dependency, never the project's; it goes in its own venv):
+
+    python3 -m venv .venv-bench && .venv-bench/bin/pip install -r bench/requirements-bench.txt
+
+    .venv-bench/bin/python bench/torch_dcgan.py --kernel_size 4 --steps 10
+
+Same networks as `networks/dcgan.py` (unconditional): G is a linear layer to
+4x4x(8*gf) then four stride-2 transposed convolutions with BatchNorm + ReLU and
+tanh at the end; D is four stride-2 convolutions with LeakyReLU 0.2 and
+BatchNorm on all but the first, then a linear head.  Every conv/linear has a
+bias, as in `ops.py`.  Padding gives exactly 4->8->16->32->64 for kernel 4 and 5.
+
+One step is pytorch/examples `dcgan/main.py`'s: D updated on a real and a
+(detached) fake batch, then G's loss through the updated D on the same fake
+batch, with Adam(2e-4, beta1 0.5).  As there, G's backward also computes D's
+weight gradients (they are zeroed before D's next update); `bench/flops.py`
+counts that work for this contender.  Input is a constant in-memory batch, as
+the TensorFlow contender's, so only the step is timed.  Prints one JSON line.
+"""
+
+import argparse
+import json
+import resource
+import time
+
+import torch
+from torch import nn
+
+# ConvTranspose2d output = (in - 1) * stride - 2 * padding + kernel + output_padding = 2 * in for these.
+PADDING = {4: (1, 0), 5: (2, 1)}  # kernel -> (padding, output_padding)
+
+
+def generator(z_dim, gf, channels, kernel):
+    padding, output_padding = PADDING[kernel]
+
+    def up(c_in, c_out):
+        return nn.ConvTranspose2d(c_in, c_out, kernel, 2, padding, output_padding)
+
+    return nn.Sequential(
+        nn.Linear(z_dim, gf * 8 * 4 * 4), nn.Unflatten(1, (gf * 8, 4, 4)), nn.BatchNorm2d(gf * 8), nn.ReLU(True),
+        up(gf * 8, gf * 4), nn.BatchNorm2d(gf * 4), nn.ReLU(True),
+        up(gf * 4, gf * 2), nn.BatchNorm2d(gf * 2), nn.ReLU(True),
+        up(gf * 2, gf), nn.BatchNorm2d(gf), nn.ReLU(True),
+        up(gf, channels), nn.Tanh(),
+    )
+
+
+def discriminator(df, channels, kernel):
+    padding = PADDING[kernel][0]
+
+    def down(c_in, c_out):
+        return nn.Conv2d(c_in, c_out, kernel, 2, padding)
+
+    return nn.Sequential(
+        down(channels, df), nn.LeakyReLU(0.2, True),
+        down(df, df * 2), nn.BatchNorm2d(df * 2), nn.LeakyReLU(0.2, True),
+        down(df * 2, df * 4), nn.BatchNorm2d(df * 4), nn.LeakyReLU(0.2, True),
+        down(df * 4, df * 8), nn.BatchNorm2d(df * 8), nn.LeakyReLU(0.2, True),
+        nn.Flatten(), nn.Linear(df * 8 * 4 * 4, 1),
+    )
+
+
+def initialize(module):
+    """DCGAN paper: weights N(0, 0.02), BatchNorm scale N(1, 0.02), biases 0 (pytorch/examples' weights_init)."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+def measure(kernel_size, steps, warmup, batch_size=64, z_dim=100, width=64, channels=3, threads=2):
+    torch.manual_seed(0)
+    torch.set_num_threads(threads)
+    net_g, net_d = generator(z_dim, width, channels, kernel_size), discriminator(width, channels, kernel_size)
+    net_g.apply(initialize)
+    net_d.apply(initialize)
+    criterion = nn.BCEWithLogitsLoss()
+    opt_d = torch.optim.Adam(net_d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam(net_g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    real = torch.rand(batch_size, channels, 64, 64) * 2 - 1
+    ones, zeros = torch.ones(batch_size, 1), torch.zeros(batch_size, 1)
+
+    def step():
+        net_d.zero_grad()
+        loss_d_real = criterion(net_d(real), ones)
+        loss_d_real.backward()
+        fake = net_g(torch.rand(batch_size, z_dim) * 2 - 1)
+        loss_d_fake = criterion(net_d(fake.detach()), zeros)
+        loss_d_fake.backward()
+        opt_d.step()
+        net_g.zero_grad()
+        loss_g = criterion(net_d(fake), ones)
+        loss_g.backward()
+        opt_g.step()
+        return loss_d_real.item() + loss_d_fake.item(), loss_g.item()
+
+    for _ in range(warmup):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        losses = step()
+    seconds = (time.perf_counter() - start) / steps
+    return {"images_per_second": batch_size / seconds, "seconds_per_step": seconds,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "finite": all(map(lambda x: x == x and abs(x) != float("inf"), losses)), "torch": torch.__version__}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kernel_size", type=int, choices=sorted(PADDING), default=4)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    print(json.dumps(measure(args.kernel_size, args.steps, args.warmup, threads=args.threads)))
+
+
+if __name__ == "__main__":
+    main()
