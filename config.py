@@ -58,7 +58,7 @@ class Config:
     # Data
     dataset: str = "celebA"
     data_dir: str = "data"
-    input_fname_pattern: str = "*.jpg,*.jpeg,*.png"
+    input_fname_pattern: str = "*.jpg,*.jpeg,*.png,*.webp"
     train_size: int = 0  # 0 = use every image
     input_height: int = 0  # 0 = dataset default
     input_width: int = 0  # 0 = same as input_height
