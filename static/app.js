@@ -15,7 +15,6 @@ async function explainFailure(url) {
 
 function setImage(img, url) {
   img.onerror = () => explainFailure(url);
-  img.onload = () => { img.dataset.loaded = url; };
   img.src = url;
 }
 
@@ -92,9 +91,7 @@ async function computeArithmetic() {
   if (state.label !== null) body.label = state.label;
   const answer = await fetch("/api/arithmetic", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
   if (!answer.ok) { showError((await answer.json()).error); return; }
-  const arith = $("arith");
-  arith.onload = () => { arith.dataset.loaded = "arithmetic"; };
-  arith.src = URL.createObjectURL(await answer.blob());
+  setImage($("arith"), URL.createObjectURL(await answer.blob()));
 }
 
 function fromAddress() {
@@ -107,6 +104,11 @@ function fromAddress() {
 }
 
 async function start() {
+  // Each image names the src it shows (the browser test waits for it to equal the src attribute).  Registered
+  // first, so this listener runs before any other of the load event.
+  for (const img of document.querySelectorAll("img")) {
+    img.addEventListener("load", () => { img.dataset.loaded = img.getAttribute("src"); });
+  }
   const answer = await fetch("/api/info");
   state.info = await answer.json();
   const info = state.info;
@@ -147,7 +149,7 @@ async function start() {
   $("clear-arith").addEventListener("click", () => {
     for (const group of ["a", "b", "c"]) { state.groups[group] = []; $(`count-${group}`).textContent = "0"; }
   });
-  document.body.dataset.ready = "true";
 }
 
-start().catch((e) => showError(String(e)));
+// The end-to-end test awaits this promise rather than polling the page.
+window.explorerReady = start().catch((e) => showError(String(e)));
