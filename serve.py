@@ -151,15 +151,6 @@ def _required(params, name):
     return params[name]
 
 
-def arithmetic_z(a, b, c, seed, variants=8, noise=0.25):
-    """mean(A) - mean(B) + mean(C), then `variants` copies with uniform noise of ±`noise` added:
-    the DCGAN paper's figure 7 shows the same vector with that noise gives nearly the same picture."""
-    result = a.mean(axis=0) - b.mean(axis=0) + c.mean(axis=0)
-    rng = np.random.RandomState(seed)
-    jitter = rng.uniform(-noise, noise, (variants, result.size)).astype(np.float32)
-    return np.concatenate([result[np.newaxis], result + jitter]).astype(np.float32)
-
-
 def interpolate(a, b, t, mode):
     return visualize.slerp(a, b, t).astype(np.float32) if mode == "slerp" else ((1 - t) * a + t * b).astype(np.float32)
 
@@ -211,7 +202,7 @@ class Routes:
     def arithmetic(self, body):
         self.explorer.refuse_psi(body)
         a, b, c = (self.explorer.z_group(body, name) for name in ("a", "b", "c"))
-        z = arithmetic_z(a, b, c, _integer("seed", body.get("seed", 0), 0, MAX_SEED))
+        z = visualize.arithmetic_z(a, b, c, _integer("seed", body.get("seed", 0), 0, MAX_SEED))
         one_class = body.get("label", 0 if self.explorer.config.y_dim else None)  # all nine show one class
         return self._png(self.explorer.generate(z, self.explorer.label(one_class, len(z))))
 

@@ -69,11 +69,12 @@ def grid_shape(count):
     return math.ceil(count / cols), cols
 
 
-def image_grid(images, padding=1):
-    """Tiles N images (uint8 NHWC, any N) into one image; empty cells stay black."""
+def image_grid(images, padding=1, cols=None):
+    """Tiles N images (uint8 NHWC, any N) into one image, `cols` per row (default: the most square
+    grid); empty cells stay black."""
     images = np.asarray(images)
     count, height, width, channels = images.shape
-    rows, cols = grid_shape(count)
+    rows, cols = grid_shape(count) if cols is None else (math.ceil(count / cols), cols)
     grid = np.zeros(((height + padding) * rows - padding, (width + padding) * cols - padding, channels), np.uint8)
     for index, image in enumerate(images):
         top, left = (index // cols) * (height + padding), (index % cols) * (width + padding)

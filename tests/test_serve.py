@@ -120,7 +120,7 @@ def test_arithmetic_z_is_a_minus_b_plus_c_with_bounded_noise():
     a = np.array([[1.0, 0.0], [3.0, 2.0]], np.float32)  # mean (2, 1)
     b = np.array([[0.5, 0.5]], np.float32)
     c = np.array([[0.0, -1.0], [0.0, 1.0], [0.3, 0.0]], np.float32)  # mean (0.1, 0)
-    z = serve.arithmetic_z(a, b, c, seed=0)
+    z = visualize.arithmetic_z(a, b, c, seed=0)
     assert z.shape == (9, 2) and np.allclose(z[0], [1.6, 0.5])
     assert np.all(np.abs(z[1:] - z[0]) <= 0.25) and len(np.unique(z[1:, 0])) == 8
 
@@ -130,7 +130,7 @@ def test_arithmetic_endpoint_draws_the_result_and_its_variants(server):
     groups = {name: fixed_z(3, explorer.config, seed).tolist() for name, seed in (("a", 1), ("b", 2), ("c", 3))}
     status, kind, body = request(server[0], "POST", "/api/arithmetic", json.dumps({**groups, "label": 5, "seed": 2}))
     assert status == 200 and kind == "image/png"
-    z = serve.arithmetic_z(*(np.array(groups[name], np.float32) for name in "abc"), seed=2)
+    z = visualize.arithmetic_z(*(np.array(groups[name], np.float32) for name in "abc"), seed=2)
     assert np.array_equal(png(body), utils.image_grid(explorer.generate(z, np.full(9, 5))))
 
 
