@@ -24,6 +24,7 @@ import os
 import re
 
 import numpy as np
+from tensorflow.core.protobuf import rewriter_config_pb2
 
 import model
 import utils
@@ -250,7 +251,10 @@ def d_filter_maps(config, checkpoint, images_uint8, labels):
     D_FILTERS_SHOWN filters of D's last conv layer, each on the images that excite it most."""
     v1 = tf.compat.v1
     config = dataclasses.replace(config, data_format="NHWC")  # D's weights do not depend on the layout
-    with tf.Graph().as_default() as graph, v1.Session() as session:
+    session_config = v1.ConfigProto()
+    # Grappler's remapper would fuse conv + bias + LeakyRelu, whose gradient here reads the unfused BiasAdd.
+    session_config.graph_options.rewrite_options.remapping = rewriter_config_pb2.RewriterConfig.OFF
+    with tf.Graph().as_default() as graph, v1.Session(config=session_config) as session:
         images = v1.placeholder(tf.float32, [None, config.output_height, config.output_width, config.c_dim])
         onehot = tf.one_hot(labels, config.y_dim) if config.conditional else None
         with graph.gradient_override_map({"LeakyRelu": "GuidedLeakyRelu"}):
