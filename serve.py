@@ -229,6 +229,8 @@ def make_handler(routes):
         def _answer(self, produce):
             try:
                 self._send(200, *produce())
+            except ConnectionError:  # the client left (a page replaces an image still loading): nobody to answer
+                self.close_connection = True
             except BadRequest as e:
                 self._send(e.status, "application/json", json.dumps({"error": str(e)}).encode())
             except Exception as e:  # a bug or a TensorFlow error: this request fails, the server goes on

@@ -75,7 +75,7 @@ function gridClick(event) {
   const img = event.currentTarget, cols = Math.ceil(Math.sqrt(GRID_COUNT));
   const x = event.offsetX * img.naturalWidth / img.clientWidth, y = event.offsetY * img.naturalHeight / img.clientHeight;
   const index = Math.floor(y / (state.info.height + 1)) * cols + Math.floor(x / (state.info.width + 1));
-  if (state.samples && index < state.samples.z.length) selectSample(index);
+  if (state.samples && x >= 0 && y >= 0 && index < state.samples.z.length) selectSample(index);
 }
 
 function renderInterpolation() {

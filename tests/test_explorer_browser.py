@@ -156,7 +156,7 @@ def test_page_slider_interpolation_arithmetic_download_and_reload(tmp_path):
             chromium(tmp_path / "profile") as (browser, page):
         base = f"http://127.0.0.1:{server.server_address[1]}"
         page.call("Page.enable")
-        page.call("Emulation.setDeviceMetricsOverride", width=1200, height=820, deviceScaleFactor=1, mobile=False)
+        page.call("Emulation.setDeviceMetricsOverride", width=1200, height=1000, deviceScaleFactor=1, mobile=False)
         page.call("Page.navigate", url=base + "/")
         page.wait_event("Page.loadEventFired")
         page.evaluate("window.explorerReady")
@@ -173,8 +173,16 @@ def test_page_slider_interpolation_arithmetic_download_and_reload(tmp_path):
 
         # Interpolation: A is this sample, B another one; t = 0 shows A, t = 1 shows B.
         act(page, 'document.getElementById("set-a").click();')
-        act(page, """document.getElementById("grid").dispatchEvent(new MouseEvent("click", {bubbles: true}));""")
-        other = shown(page, "selected")  # the click at (0, 0) selects the grid's first sample
+        act(page, """const grid = document.getElementById("grid"), box = grid.getBoundingClientRect();
+                     grid.dispatchEvent(new MouseEvent("click", {bubbles: true, clientX: box.right - 3,
+                                                                 clientY: box.top + 3}));""")
+        other = shown(page, "selected")  # the grid's top-right sample
+        assert other["src"] != moved["src"] and other["pixels"] != moved["pixels"]
+        if explorer.config.y_dim:  # interpolation draws in the selected class: A's
+            act(page, """const c = document.getElementById("class");
+                         c.value = "0"; c.dispatchEvent(new Event("change"));""")
+            other = shown(page, "selected")
+            assert "&label=0" in moved["src"] and "&label=0" in other["src"]
         act(page, 'document.getElementById("set-b").click(); document.getElementById("mode").value = "slerp";')
         for t, expected in (("0", moved), ("1", other)):
             act(page, f"""const s = document.getElementById("scrub"); s.value = {t};
@@ -198,7 +206,7 @@ def test_page_slider_interpolation_arithmetic_download_and_reload(tmp_path):
         assert imageio.imread(saved).shape[:2] == (explorer.config.output_height, explorer.config.output_width)
 
         screenshot = base64.b64decode(page.call("Page.captureScreenshot", format="png")["data"])
-        assert imageio.imread(screenshot).shape[:2] == (820, 1200)
+        assert imageio.imread(screenshot).shape[:2] == (1000, 1200)
         (tmp_path / "explorer.png").write_bytes(screenshot)
         if os.environ.get("EXPLORER_SCREENSHOT"):
             with open(os.environ["EXPLORER_SCREENSHOT"], "wb") as f:
