@@ -3,13 +3,17 @@
 import http.client
 import io
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 
 import imageio.v2 as imageio
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_config
+from conftest import REPO, StderrLines, tiny_config
 
 import export
 import serve
@@ -238,3 +242,25 @@ def test_a_port_in_use_is_one_line(server):
     port = server[0].server_address[1]
     with pytest.raises(UserError, match=f"--host 127.0.0.1 --port {port}: cannot listen"):
         serve.make_server(server[1], "127.0.0.1", port)
+
+
+def test_main_serve_starts_on_loopback_and_stops_on_ctrl_c(trained):
+    command = [sys.executable, str(REPO / "main.py"), "--serve", "--port", "0", "--dataset", "mnist",
+               "--out_dir", trained.out_dir, "--batch_size", "4", "--output_height", "16"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    try:
+        lines = StderrLines(process)
+        host, port = lines.wait_for(r"explorer of \S+DCGAN.model-2 on http://([\d.]+):(\d+)/").groups()
+        assert host == "127.0.0.1"
+        connection = http.client.HTTPConnection(host, int(port), timeout=60)
+        connection.request("GET", "/api/info")
+        assert json.loads(connection.getresponse().read())["z_dim"] == 4
+        connection.close()
+        process.send_signal(signal.SIGINT)
+        assert "stopped" in lines.read_to_end()
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
