@@ -93,7 +93,8 @@ HELP = {
     "keep_best": "keep the checkpoint with the best FID in checkpoint/<run>/best/ (needs --fid_every)",
     "inception_graph": "TTUR's classify_image_graph_def.pb for Inception features (python download.py inception)",
     "best": "visualize/eval/export the best-FID checkpoint (checkpoint/<run>/best/) instead of the newest",
-    "visualize_option": "comma-separated: " + ",".join(config_lib.VISUALIZE_OPTIONS),
+    "visualize_option": "comma-separated: " + ",".join(config_lib.VISUALIZE_OPTIONS)
+                        + "; the DCGAN paper's analyses (by name only): " + ",".join(config_lib.PAPER_ANALYSES),
     "serve": "start the latent explorer: a web page on --host:--port showing the run's generator",
     "serve_model": "with --serve: serve this exported SavedModel (--export DIR) instead of the run's checkpoint",
     "host": "address the explorer listens on (127.0.0.1: this machine only)",
