@@ -14,6 +14,9 @@ from errors import UserError
 
 MNIST_LIKE = ("mnist", "fashion")
 VISUALIZE_OPTIONS = ("samples", "sweeps", "interpolation", "sweep_gifs", "merged_gif")
+# The DCGAN paper's analyses (section 6), asked for by name: not in the default
+# set, as d_filters also restores D and arithmetic reads --arithmetic_groups.
+PAPER_ANALYSES = ("arithmetic", "d_filters", "walk")
 NAN_POLICIES = ("stop", "skip")
 # With --nan_policy skip, this many non-finite steps in a row mean the run has
 # diverged rather than hit a bad batch, and it stops as with --nan_policy stop.
@@ -138,6 +141,12 @@ class Config:
     keep_best: bool = False
     inception_graph: str = ""
     best: bool = False
+    # Explorer and the paper's analyses
+    serve: bool = False
+    serve_model: str = ""  # an exported SavedModel to serve instead of the run's checkpoint
+    host: str = "127.0.0.1"
+    port: int = 8000
+    arithmetic_groups: str = "0,1,2;3,4,5;6,7,8"  # A;B;C: indices into test_samples.png
     # Other modes
     visualize_option: str = ",".join(VISUALIZE_OPTIONS)
     export: str = ""
@@ -186,12 +195,30 @@ class Config:
         """(D's, G's) Adam learning rates: --d/g_learning_rate, else --learning_rate."""
         return self.d_learning_rate or self.learning_rate, self.g_learning_rate or self.learning_rate
 
+    def arithmetic_index_groups(self):
+        return _parse_arithmetic_groups(self.arithmetic_groups)
+
     def visualize_options(self):
         options = [o.strip() for o in self.visualize_option.split(",") if o.strip()]
-        unknown = [o for o in options if o not in VISUALIZE_OPTIONS]
+        known = VISUALIZE_OPTIONS + PAPER_ANALYSES
+        unknown = [o for o in options if o not in known]
         if unknown or not options:
-            raise UserError(f"--visualize_option: unknown {unknown}; choose from {','.join(VISUALIZE_OPTIONS)}")
+            raise UserError(f"--visualize_option: unknown {unknown}; choose from {','.join(known)}")
         return options
+
+
+def _parse_arithmetic_groups(text):
+    """'0,1,2;3,4,5;6,7,8' -> three lists of sample indices, or UserError."""
+    message = (f"--arithmetic_groups {text!r}: give three groups A;B;C of comma-separated indices into "
+               "test_samples.png, e.g. 0,1,2;3,4,5;6,7,8")
+    groups = text.split(";")
+    _require(len(groups) == 3, message)
+    try:
+        parsed = [[int(index) for index in group.split(",")] for group in groups]
+    except ValueError:
+        raise UserError(message) from None
+    _require(all(index >= 0 for group in parsed for index in group), message)
+    return parsed
 
 
 def _require(condition, message):
@@ -270,6 +297,11 @@ def resolve(config):
             f"(e.g. {max(multiple, round(value / multiple) * multiple)})",
         )
     _require(not c.keep_best or c.fid_every, "--keep_best needs --fid_every N (how often to measure FID)")
+    _require(0 <= c.port <= 65535, f"--port must be in 0..65535 (0 = any free port) (got {c.port})")
+    if "arithmetic" in c.visualize_options():
+        largest = max(max(group) for group in c.arithmetic_index_groups())
+        _require(largest < c.n_samples, f"--arithmetic_groups picks sample {largest} but test_samples.png has "
+                                        f"--n_samples {c.n_samples}; pick indices below {c.n_samples}")
     c.visualize_options()
     _require(c.arch in ARCHS, f"--arch must be {' or '.join(ARCHS)} (got {c.arch!r})")
     _require(c.g_upsample in G_UPSAMPLE, f"--g_upsample must be {' or '.join(G_UPSAMPLE)} (got {c.g_upsample!r})")

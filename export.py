@@ -2,9 +2,13 @@
 
 Both take z vectors of any batch size (plus integer labels for a conditional
 model) and return uint8 images, so a consumer needs no knowledge of [-1, 1]
-scaling or of this code base.
+scaling or of this code base.  The SavedModel also describes itself: its
+`sample` signature draws z from the training distribution (count + seed in,
+images and z out), and `assets.extra/dcgan.json` records z_dim, z_dist, image
+size, channels and classes, so a client needs to know nothing of the run.
 """
 
+import json
 import logging
 import os
 import shutil
@@ -12,6 +16,7 @@ import tempfile
 
 from checkpoints import restored_generator
 from errors import UserError
+from model import generator as build_generator
 from tf_runtime import tf
 from utils import write_atomically
 
@@ -19,6 +24,65 @@ v1 = tf.compat.v1
 log = logging.getLogger("dcgan")
 
 OUTPUT_NODE = "images_uint8"
+DESCRIPTION_FILE = os.path.join("assets.extra", "dcgan.json")
+
+
+def describe(config):
+    """What a client needs to feed the generator: the training flags that define its inputs and outputs."""
+    return {
+        "generator": "dcgan", "z_dim": config.z_dim, "z_dist": config.z_dist,
+        "z_range": [-1.0, 1.0] if config.z_dist == "uniform" else None,
+        "height": config.output_height, "width": config.output_width, "channels": config.c_dim,
+        "classes": config.y_dim, "truncation": False,
+        "signatures": {
+            "serving_default": "z [n, z_dim] float32" + (" + labels [n] int64" if config.conditional else "")
+                               + " -> images [n, height, width, channels] uint8",
+            "sample": "count int32 + seed int64" + (" + labels [count] int64" if config.conditional else "")
+                      + " -> images uint8, z (drawn from z_dist)",
+        },
+    }
+
+
+def read_description(directory):
+    """The dcgan.json of a SavedModel written by --export, or UserError."""
+    path = os.path.join(directory, DESCRIPTION_FILE)
+    if not os.path.isdir(directory) or not os.path.exists(os.path.join(directory, "saved_model.pb")):
+        raise UserError(f"--serve_model {directory}: not a SavedModel folder; write one with --export DIR")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise UserError(f"--serve_model {directory}: no {DESCRIPTION_FILE} (exported by an older version); "
+                        "export it again with --export") from None
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: unreadable ({e}); export the model again with --export") from None
+
+
+def _sample_signature(config):
+    """The `sample` signature's tensors: z drawn in the graph from --z_dist by a stateless
+    generator (same count + seed, same z, on any machine), through G's own variables."""
+    count = v1.placeholder(tf.int32, [], name="sample_count")
+    seed = v1.placeholder(tf.int64, [], name="sample_seed")
+    shape, stateless_seed = tf.stack([count, config.z_dim]), tf.stack([seed, tf.constant(0, tf.int64)])
+    if config.z_dist == "gaussian":
+        z = tf.random.stateless_normal(shape, stateless_seed)
+    else:
+        z = tf.random.stateless_uniform(shape, stateless_seed, minval=-1.0, maxval=1.0)
+    inputs = {"count": count, "seed": seed}
+    labels_onehot = None
+    if config.conditional:
+        inputs["labels"] = v1.placeholder(tf.int64, [None], name="sample_labels")
+        labels_onehot = tf.one_hot(inputs["labels"], config.y_dim)
+    images = build_generator(z, labels_onehot, config, is_training=False)
+    images_uint8 = tf.cast(tf.clip_by_value(tf.round((images + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
+    return inputs, {"images": images_uint8, "z": z}
+
+
+def _signature(inputs, outputs):
+    info = v1.saved_model.build_tensor_info
+    return v1.saved_model.build_signature_def(
+        inputs={name: info(t) for name, t in inputs.items()}, outputs={name: info(t) for name, t in outputs.items()},
+        method_name=v1.saved_model.signature_constants.PREDICT_METHOD_NAME)
 
 
 def _refuse_existing(path, flag):
@@ -27,7 +91,8 @@ def _refuse_existing(path, flag):
 
 
 def export_saved_model(config, directory):
-    """Writes a SavedModel with signature `serving_default`: z (+labels) -> images."""
+    """Writes a SavedModel with signatures `serving_default` (z (+labels) -> images) and `sample`
+    (count, seed (+labels) -> images, z), and its description in assets.extra/dcgan.json."""
     _refuse_existing(directory, "export")
     parent = os.path.dirname(os.path.abspath(directory))
     os.makedirs(parent, exist_ok=True)
@@ -35,19 +100,18 @@ def export_saved_model(config, directory):
     try:
         with restored_generator(config) as restored:
             session, generator = restored.session, restored.generator
-            inputs = {"z": v1.saved_model.build_tensor_info(generator.z)}
+            inputs = {"z": generator.z}
             if generator.labels is not None:
-                inputs["labels"] = v1.saved_model.build_tensor_info(generator.labels)
-            signature = v1.saved_model.build_signature_def(
-                inputs=inputs,
-                outputs={"images": v1.saved_model.build_tensor_info(generator.images_uint8)},
-                method_name=v1.saved_model.signature_constants.PREDICT_METHOD_NAME,
-            )
+                inputs["labels"] = generator.labels
+            signatures = {"serving_default": _signature(inputs, {"images": generator.images_uint8}),
+                          "sample": _signature(*_sample_signature(restored.config))}
             builder = v1.saved_model.Builder(os.path.join(staging, "model"))
             builder.add_meta_graph_and_variables(
-                session, [v1.saved_model.tag_constants.SERVING], signature_def_map={"serving_default": signature}
-            )
+                session, [v1.saved_model.tag_constants.SERVING], signature_def_map=signatures)
             builder.save()
+            description_path = os.path.join(staging, "model", DESCRIPTION_FILE)
+            os.makedirs(os.path.dirname(description_path))
+            write_atomically(description_path, json.dumps(describe(restored.config), indent=2) + "\n")
         os.replace(os.path.join(staging, "model"), directory)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

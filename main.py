@@ -109,7 +109,14 @@ HELP = {
     "keep_best": "keep the checkpoint with the best FID in checkpoint/<run>/best/ (needs --fid_every)",
     "inception_graph": "TTUR's classify_image_graph_def.pb for Inception features (python download.py inception)",
     "best": "visualize/eval/export the best-FID checkpoint (checkpoint/<run>/best/) instead of the newest",
-    "visualize_option": "comma-separated: " + ",".join(config_lib.VISUALIZE_OPTIONS),
+    "visualize_option": "comma-separated: " + ",".join(config_lib.VISUALIZE_OPTIONS)
+                        + "; the DCGAN paper's analyses (by name only): " + ",".join(config_lib.PAPER_ANALYSES),
+    "serve": "start the latent explorer: a web page on --host:--port showing the run's generator",
+    "serve_model": "with --serve: serve this exported SavedModel (--export DIR) instead of the run's checkpoint",
+    "host": "address the explorer listens on (127.0.0.1: this machine only)",
+    "port": "port the explorer listens on (0 = any free port, printed at start)",
+    "arithmetic_groups": "--visualize_option arithmetic: groups A;B;C of test_samples.png indices for A - B + C "
+                         "(e.g. smiling woman;neutral woman;neutral man)",
     "export": "write the generator as a SavedModel to this folder and exit",
     "freeze": "write the generator as a frozen GraphDef .pb to this path and exit",
 }
@@ -189,6 +196,10 @@ def run(config):
         import evaluation
 
         evaluation.run_eval(config)
+    elif config.serve or config.serve_model:
+        import serve
+
+        serve.serve(config)
     elif config.export or config.freeze:
         import export
 
@@ -200,6 +211,24 @@ def run(config):
         import visualize
 
         visualize.visualize(config)
+
+
+# Flags that name a path and have no sensible default: carpedm20 users type
+# them bare (`--export`), which absl would answer with "Missing value" or, worse,
+# by taking the next flag as the path.
+PATH_FLAGS = {"export": "DIR (a new folder for the SavedModel)", "freeze": "FILE.pb (the frozen graph to write)",
+              "serve_model": "DIR (a SavedModel written by --export)"}
+
+
+def bare_path_flag(argv):
+    """The first of PATH_FLAGS given without a value in `argv`, or None."""
+    for index, arg in enumerate(argv[1:], start=1):
+        name = arg.lstrip("-")
+        if arg.startswith("-") and name in PATH_FLAGS:
+            following = argv[index + 1] if index + 1 < len(argv) else None
+            if following is None or following.startswith("-"):
+                return name
+    return None
 
 
 def setup_logging():
@@ -224,5 +253,9 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    bare = bare_path_flag(sys.argv)
+    if bare:
+        print(f"main.py: error: --{bare} needs a path: --{bare} {PATH_FLAGS[bare]}", file=sys.stderr)
+        sys.exit(UserError.exit_code)
     define_flags()
     absl_app.run(main, flags_parser=parse_flags)

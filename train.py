@@ -11,6 +11,7 @@ checkpoint intact, when the disk is full or read-only.
 import contextlib
 import csv
 import dataclasses
+import glob
 import logging
 import math
 import os
@@ -131,11 +132,13 @@ class SummaryWriter(v1.summary.FileWriter):
 
 
 class LossHistory:
-    """Appends losses to samples/<run>/losses.csv and plots them as a PNG."""
+    """Appends losses to samples/<run>/losses.csv and plots them, with FID when
+    --fid_every measured it (read back from the run's TensorBoard events), as a PNG."""
 
-    def __init__(self, directory):
+    def __init__(self, directory, events_dir=None):
         self.path = os.path.join(directory, "losses.csv")
         self.plot_path = os.path.join(directory, "loss_curves.png")
+        self.events_dir = events_dir
 
     def append(self, row):
         new = not os.path.exists(self.path)
@@ -148,17 +151,36 @@ class LossHistory:
         except OSError as e:  # raised at flush/close it names no file: name it
             raise OSError(e.errno, e.strerror, self.path) from None
 
+    def fid_history(self):
+        """{tag: (steps, values)} of the FID scalars in the events files (a resumed run's later value wins)."""
+        values = {}
+        if not self.events_dir:
+            return {}
+        for path in sorted(glob.glob(os.path.join(glob.escape(self.events_dir), "events.out.tfevents.*"))):
+            try:
+                for event in v1.train.summary_iterator(path):
+                    for value in event.summary.value:
+                        if value.tag.startswith("quality/fid"):
+                            values.setdefault(value.tag, {})[event.step] = value.simple_value
+            except tf.errors.DataLossError:  # the record the writer is still writing
+                continue
+        return {tag: (sorted(by_step), [by_step[s] for s in sorted(by_step)]) for tag, by_step in values.items()}
+
     def plot(self):
         if not os.path.exists(self.path):
             return
         with open(self.path, newline="") as f:
             rows = {int(r["step"]): r for r in csv.DictReader(f)}  # a resumed run overwrites later steps
         steps = sorted(rows)
-        column = {name: [float(rows[s][name]) for s in steps] for name in LOSS_COLUMNS[1:]}
-        utils.plot_curves(self.plot_path, steps, {
+        column = {name: (steps, [float(rows[s][name]) for s in steps]) for name in LOSS_COLUMNS[1:]}
+        panels = {
             "losses": {"d_loss": column["d_loss"], "g_loss": column["g_loss"]},
             "discriminator output": {"D(x)": column["d_real"], "D(G(z))": column["d_fake"]},
-        })
+        }
+        fid = self.fid_history()
+        if fid:
+            panels["FID (lower is better)"] = {tag.removeprefix("quality/"): series for tag, series in fid.items()}
+        utils.plot_curves(self.plot_path, panels)
 
 
 class Schedule:
@@ -225,7 +247,7 @@ class _Loop:
                                          ) if config.watchdog else None
         self.sample_z = fixed_z(config.n_samples, config, config.seed)
         self.sample_labels = sample_labels(config.n_samples, config)
-        self.history = LossHistory(config.sample_path)
+        self.history = LossHistory(config.sample_path, config.log_path)
         self.last_saved_step = None
         self.skipped = self.skipped_in_a_row = 0  # steps with a non-finite update (--nan_policy skip)
         self.quality = evaluation.QualityMeter(config) if config.fid_every else None

@@ -1,18 +1,20 @@
 """Image helpers: crop/resize, grids, PNG/GIF saving, and the loss-curve plot.
 
-Pure NumPy + Pillow + imageio (no `scipy.misc`, removed in SciPy 1.3), so the
-visualizations work on any Python 3 install of the requirements.
+NumPy + Pillow + imageio (no `scipy.misc`, removed in SciPy 1.3), so the
+visualizations work on any Python 3 install of the requirements; plots use
+matplotlib.
 """
 
 import contextlib
 import gzip
 import hashlib
+import io
 import math
 import os
 
 import imageio.v2 as imageio
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 
 def write_atomically(path, data, mode="w"):
@@ -83,11 +85,12 @@ def grid_shape(count):
     return math.ceil(count / cols), cols
 
 
-def image_grid(images, padding=1):
-    """Tiles N images (uint8 NHWC, any N) into one image; empty cells stay black."""
+def image_grid(images, padding=1, cols=None):
+    """Tiles N images (uint8 NHWC, any N) into one image, `cols` per row (default: the most square
+    grid); empty cells stay black."""
     images = np.asarray(images)
     count, height, width, channels = images.shape
-    rows, cols = grid_shape(count)
+    rows, cols = grid_shape(count) if cols is None else (math.ceil(count / cols), cols)
     grid = np.zeros(((height + padding) * rows - padding, (width + padding) * cols - padding, channels), np.uint8)
     for index, image in enumerate(images):
         top, left = (index // cols) * (height + padding), (index % cols) * (width + padding)
@@ -121,42 +124,34 @@ def save_gif(frames, path, seconds_per_frame=0.1):
     write_atomically(path, data, mode="wb")
 
 
-_CURVE_COLORS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40))
+def plot_curves(path, panels, x_label="step"):
+    """Writes a PNG of line plots, one panel per {title: {name: (xs, ys)}}, stacked vertically.
 
-
-def plot_curves(path, steps, panels, size=(640, 240)):
-    """Draws line plots, one panel per {title: {name: values}}, stacked vertically.
-
-    Written with Pillow so people who never open TensorBoard still get the
-    loss curves as a PNG, without a plotting dependency.
+    Drawn with matplotlib (Agg: no display needed) so the plot has real axes,
+    ticks, a legend and a grid; each series has its own x values, as FID is
+    measured every --fid_every steps and losses every --log_freq.  Non-finite
+    points are left out rather than breaking the line's scale.
     """
-    width, height = size
-    margin = 40
-    canvas = Image.new("RGB", (width, height * len(panels)), "white")
-    draw = ImageDraw.Draw(canvas)
-    steps = np.asarray(steps, np.float64)
-    x_range = (steps.min(), max(steps.max(), steps.min() + 1)) if len(steps) else (0, 1)
-    for panel_index, (title, series) in enumerate(panels.items()):
-        top = panel_index * height
-        values = np.concatenate([np.asarray(v, np.float64) for v in series.values()]) if series else np.zeros(1)
-        values = values[np.isfinite(values)]
-        low, high = (values.min(), values.max()) if values.size else (0.0, 1.0)
-        high = high if high > low else low + 1.0
-        box = (margin, top + 20, width - 10, top + height - 20)
-        draw.rectangle(box, outline=(160, 160, 160))
-        draw.text((margin, top + 4), title, fill="black")
-        draw.text((2, box[1]), f"{high:.2f}", fill="black")
-        draw.text((2, box[3] - 10), f"{low:.2f}", fill="black")
-        draw.text((box[0], box[3] + 4), f"step {int(x_range[0])}", fill="black")
-        draw.text((box[2] - 80, box[3] + 4), f"step {int(x_range[1])}", fill="black")
-        for series_index, (name, ys) in enumerate(series.items()):
-            color = _CURVE_COLORS[series_index % len(_CURVE_COLORS)]
-            xs_px = box[0] + (steps - x_range[0]) / (x_range[1] - x_range[0]) * (box[2] - box[0])
-            ys_px = box[3] - (np.asarray(ys, np.float64) - low) / (high - low) * (box[3] - box[1])
-            points = [(x, y) for x, y in zip(xs_px, ys_px, strict=True) if np.isfinite(y)]
-            if len(points) > 1:
-                draw.line(points, fill=color, width=1)
-            draw.text((box[0] + 100 + 90 * series_index, top + 4), name, fill=color)
-    buffer = encode_png(np.asarray(canvas))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(len(panels), 1, figsize=(8, 2.8 * len(panels)), squeeze=False, sharex=True)
+    try:
+        for axis, (title, series) in zip(axes[:, 0], panels.items(), strict=True):
+            for name, (xs, ys) in series.items():
+                xs, ys = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
+                finite = np.isfinite(ys)
+                axis.plot(xs[finite], ys[finite], label=name, linewidth=1.2, marker="o" if finite.sum() < 20 else None)
+            axis.set_title(title)
+            axis.grid(True, alpha=0.4)
+            axis.legend(loc="best")
+        axes[-1, 0].set_xlabel(x_label)
+        figure.tight_layout()
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=100)
+    finally:
+        pyplot.close(figure)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    write_atomically(path, buffer, mode="wb")
+    write_atomically(path, buffer.getvalue(), mode="wb")

@@ -7,23 +7,45 @@
   sweep_gifs     per z dimension, a GIF of a sample grid as that dimension moves
   merged_gif     one GIF, one cell per z dimension, all dimensions moving at once
 
+The DCGAN paper's analyses (section 6), asked for by name:
+  arithmetic     A - B + C on z averaged over groups of test_samples.png (--arithmetic_groups), fig. 7
+  d_filters      guided backpropagation of D's last conv layer filters on generated images, fig. 5
+  walk           linear walks through random z with the size of each step's change in pixels: smooth
+                 change means no memorisation, a sharp jump would show G copying training images, fig. 4
+
 Everything is generated in chunks from fed z vectors, so counts never depend
 on --batch_size.
 """
 
+import dataclasses
+import json
 import logging
 import os
+import re
 
 import numpy as np
+from tensorflow.core.protobuf import rewriter_config_pb2
 
+import model
 import utils
 from checkpoints import restored_generator
 from model import fixed_z
+from networks import DISCRIMINATOR_SCOPE
+from tf_runtime import tf
 
 log = logging.getLogger("dcgan")
 
 SWEEP_STEPS = 8
 GIF_FRAMES = 16
+WALKS = 4
+WALK_KEY_POINTS = 4
+WALK_STEPS = 8  # frames from one key point to the next
+# A walk step whose pixel change exceeds this multiple of the walk's median step is reported as sharp.
+SHARP_TRANSITION_RATIO = 4.0
+D_FILTERS_SHOWN = 6  # the paper's figure 5 shows 6 filters
+D_FILTER_TOP_IMAGES = 8
+ARITHMETIC_NOISE = 0.25
+ARITHMETIC_VARIANTS = 8
 
 def slerp(a, b, t):
     """Spherical interpolation (White 2016), which keeps z at a typical norm."""
@@ -121,6 +143,7 @@ def visualize(config):
         if "sweep_gifs" in options or "merged_gif" in options:
             images = generate(*sweep_gif_inputs(config, rng_seed))
             written += _save_sweep_gifs(images.reshape(config.z_dim, GIF_FRAMES, -1, *image_shape), out, options)
+        written += paper_analyses(options, restored, rng_seed)
         log.info("wrote %d visualization files to %s", len(written), out)
         return written
 
@@ -137,4 +160,141 @@ def _save_sweep_gifs(images, out, options):
         path = os.path.join(out, "test_merged_sweeps.gif")
         utils.save_gif([utils.image_grid(images[:, frame, 0]) for frame in range(GIF_FRAMES)], path)
         written.append(path)
+    return written
+
+
+# ---- The DCGAN paper's analyses ----
+
+
+def arithmetic_z(a, b, c, seed, variants=ARITHMETIC_VARIANTS, noise=ARITHMETIC_NOISE):
+    """mean(A) - mean(B) + mean(C), then `variants` copies with uniform noise of ±`noise` added:
+    the DCGAN paper's figure 7 shows the same vector with that noise gives nearly the same picture."""
+    result = a.mean(axis=0) - b.mean(axis=0) + c.mean(axis=0)
+    rng = np.random.RandomState(seed)
+    jitter = rng.uniform(-noise, noise, (variants, result.size)).astype(np.float32)
+    return np.concatenate([result[np.newaxis], result + jitter]).astype(np.float32)
+
+
+def arithmetic_grid(config, generate, seed):
+    """Rows: group A's samples, B's, C's (from test_samples.png), then A - B + C and its noisy variants;
+    a conditional model draws every result in the class of C's first sample."""
+    groups = config.arithmetic_index_groups()
+    z = fixed_z(config.n_samples, config, seed)
+    labels = class_labels(config, (config.n_samples,), 0)
+    results = arithmetic_z(*(z[group] for group in groups), seed)
+    cols = max(len(results), *(len(group) for group in groups))
+    rows = []
+    for group in groups:
+        images = generate(z[group], None if labels is None else labels[group])
+        rows.append(np.concatenate([images, np.zeros((cols - len(group), *images.shape[1:]), np.uint8)]))
+    rows.append(generate(results, None if labels is None else np.full(len(results), labels[groups[2][0]])))
+    return utils.image_grid(np.concatenate(rows), cols=cols)
+
+
+def walk_inputs(config, seed):
+    """z [WALKS * frames, z_dim] (walk-major) and labels: walk w goes linearly through WALK_KEY_POINTS
+    random z in WALK_STEPS steps each (the paper's figure 4), keeping one class."""
+    keys = fixed_z(WALKS * WALK_KEY_POINTS, config, seed).reshape(WALKS, WALK_KEY_POINTS, config.z_dim)
+    t = np.arange(WALK_STEPS, dtype=np.float32)[:, np.newaxis] / WALK_STEPS
+    walks = [np.concatenate([(1 - t) * keys[w, k] + t * keys[w, k + 1] for k in range(WALK_KEY_POINTS - 1)]
+                            + [keys[w, -1:]]) for w in range(WALKS)]
+    z = np.asarray(walks, np.float32)
+    return z.reshape(-1, config.z_dim), class_labels(config, z.shape[:2], class_axis=0)
+
+
+def transition_sizes(frames):
+    """Mean absolute pixel change (0-255) between consecutive frames of each walk: [walks, frames - 1]."""
+    frames = np.asarray(frames, np.float64)
+    return np.abs(np.diff(frames, axis=1)).mean(axis=tuple(range(2, frames.ndim)))
+
+
+def sharpest_transitions(sizes):
+    """Per walk, the largest step's change over the median step's: 1 for an even walk."""
+    median = np.median(sizes, axis=1)
+    return sizes.max(axis=1) / np.maximum(median, 1e-12)
+
+
+def _save_walk(config, generate, seed, out):
+    z, labels = walk_inputs(config, seed)
+    frames = generate(z, labels).reshape(WALKS, -1, config.output_height, config.output_width, config.c_dim)
+    strip_path, gif_path = os.path.join(out, "test_walk.png"), os.path.join(out, "test_walk.gif")
+    utils.save_png(utils.image_grid(frames.reshape(-1, *frames.shape[2:]), cols=frames.shape[1]), strip_path)
+    utils.save_gif([utils.image_grid(frames[:, i]) for i in range(frames.shape[1])], gif_path)
+    sizes = transition_sizes(frames)
+    ratios = sharpest_transitions(sizes)
+    report_path = os.path.join(out, "test_walk_transitions.json")
+    utils.write_atomically(report_path, json.dumps({
+        "sharp_transition_ratio": SHARP_TRANSITION_RATIO, "largest_over_median_step": ratios.round(3).tolist(),
+        "mean_abs_pixel_change_per_step": sizes.round(3).tolist()}, indent=2) + "\n")
+    sharp = int((ratios > SHARP_TRANSITION_RATIO).sum())
+    log.info("walk: largest step / median step per walk %s; %d of %d walks with a sharp transition (> %g)",
+             ", ".join(f"{r:.2f}" for r in ratios), sharp, WALKS, SHARP_TRANSITION_RATIO)
+    return [strip_path, gif_path, report_path]
+
+
+@tf.RegisterGradient("GuidedLeakyRelu")
+def _guided_leaky_relu_gradient(op, grad):
+    """Guided backpropagation (Springenberg et al. 2015): only positive gradients pass, and only where
+    the unit was active, so the map shows what excites the filter rather than what inhibits it."""
+    return tf.where((op.inputs[0] > 0) & (grad > 0), grad, tf.zeros_like(grad))
+
+
+def _last_conv_output(graph):
+    """D's last convolution layer (before BN): the BiasAdd of the highest-numbered d_h*_conv."""
+    pattern = re.compile(rf"^{DISCRIMINATOR_SCOPE}/d_h(\d+)_conv/BiasAdd$")
+    matches = [(int(m.group(1)), op) for op in graph.get_operations() if (m := pattern.match(op.name))]
+    return max(matches, key=lambda match: match[0])[1].outputs[0]
+
+
+def d_filter_maps(config, checkpoint, images_uint8, labels):
+    """Guided-backprop maps [filters, D_FILTER_TOP_IMAGES, H, W, C] (uint8, grey 128 = 0) of the first
+    D_FILTERS_SHOWN filters of D's last conv layer, each on the images that excite it most."""
+    v1 = tf.compat.v1
+    config = dataclasses.replace(config, data_format="NHWC")  # D's weights do not depend on the layout
+    session_config = v1.ConfigProto()
+    # Grappler's remapper would fuse conv + bias + LeakyRelu, whose gradient here reads the unfused BiasAdd.
+    session_config.graph_options.rewrite_options.remapping = rewriter_config_pb2.RewriterConfig.OFF
+    with tf.Graph().as_default() as graph, v1.Session(config=session_config) as session:
+        images = v1.placeholder(tf.float32, [None, config.output_height, config.output_width, config.c_dim])
+        onehot = tf.one_hot(labels, config.y_dim) if config.conditional else None
+        with graph.gradient_override_map({"LeakyRelu": "GuidedLeakyRelu"}):
+            model.discriminator(images, onehot, config)
+        responses = _last_conv_output(graph)
+        shown = min(D_FILTERS_SHOWN, responses.shape[-1])
+        peaks = tf.reduce_max(responses[..., :shown], axis=[1, 2])  # [images, filters]
+        maps = [tf.gradients(peaks[:, f], images)[0] for f in range(shown)]
+        v1.train.Saver(model.scope_variables(DISCRIMINATOR_SCOPE, v1.GraphKeys.GLOBAL_VARIABLES)).restore(
+            session, checkpoint)
+        peak_values, gradient_maps = session.run([peaks, maps], {images: images_uint8 / 127.5 - 1.0})
+    top = np.argsort(-peak_values, axis=0)[:D_FILTER_TOP_IMAGES]  # [top, filters]
+    chosen = np.stack([gradient_maps[f][top[:, f]] for f in range(shown)])
+    scale = np.abs(chosen).max(axis=(2, 3, 4), keepdims=True)
+    return utils.to_uint8(chosen / np.maximum(scale, 1e-12))
+
+
+def _save_d_filters(config, checkpoint, generate, seed, out):
+    count = max(config.n_samples, D_FILTER_TOP_IMAGES)
+    labels = class_labels(config, (count,), 0)
+    maps = d_filter_maps(config, checkpoint, generate(fixed_z(count, config, seed), labels), labels)
+    path = os.path.join(out, "test_d_filters.png")
+    utils.save_png(utils.image_grid(maps.reshape(-1, *maps.shape[2:]), cols=maps.shape[1]), path)
+    return [path]
+
+
+def paper_analyses(options, restored, seed):
+    """Writes the requested analyses of the paper under samples/<run>/; returns the paths."""
+    config, out = restored.config, restored.config.sample_path
+
+    def generate(z, labels):
+        return restored.generator.generate(restored.session, z, labels)
+
+    written = []
+    if "arithmetic" in options:
+        path = os.path.join(out, "test_arithmetic.png")
+        utils.save_png(arithmetic_grid(config, generate, seed), path)
+        written.append(path)
+    if "walk" in options:
+        written += _save_walk(config, generate, seed, out)
+    if "d_filters" in options:
+        written += _save_d_filters(config, restored.path, generate, seed, out)
     return written

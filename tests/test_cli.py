@@ -41,6 +41,11 @@ def test_visualize_without_checkpoint_exits_2(tmp_path):
     (dict(batch_size=0), "--batch_size must be at least 1"),
     (dict(z_dist="cauchy"), "--z_dist must be uniform or gaussian"),
     (dict(visualize_option="samples,movie"), "--visualize_option: unknown ['movie']"),
+    (dict(port=70000), "--port must be in 0..65535"),
+    (dict(visualize_option="arithmetic", arithmetic_groups="0,1;2"), "--arithmetic_groups '0,1;2': give three"),
+    (dict(visualize_option="arithmetic", arithmetic_groups="0;x;2"), "--arithmetic_groups '0;x;2': give three"),
+    (dict(visualize_option="arithmetic", n_samples=4, arithmetic_groups="0;1;7"),
+     "--arithmetic_groups picks sample 7 but test_samples.png has --n_samples 4"),
 ])
 def test_impossible_flags_are_refused(overrides, message):
     with pytest.raises(UserError) as error:
@@ -103,3 +108,21 @@ def test_folder_whose_images_all_fail_to_decode_gets_one_line(tmp_path):
                          train=True)
     with pytest.raises(UserError, match="no image could be decoded"):
         main.run(config)
+
+
+@pytest.mark.parametrize("argv, bare", [
+    (["main.py", "--export"], "export"),
+    (["main.py", "--freeze", "--dataset", "mnist"], "freeze"),
+    (["main.py", "-serve", "--serve_model"], "serve_model"),
+    (["main.py", "--export", "out/model", "--freeze", "g.pb"], None),
+    (["main.py", "--export=out/model", "--serve"], None),
+])
+def test_bare_path_flags_are_found(argv, bare):
+    assert main.bare_path_flag(argv) == bare
+
+
+def test_export_without_a_path_says_which_path_to_add(tmp_path):
+    result = run_main("--export", "--dataset", "mnist", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "main.py: error: --export needs a path: --export DIR (a new folder for the SavedModel)"]

@@ -1,0 +1,106 @@
+"""The self-describing SavedModel: the `sample` signature, dcgan.json, and the README's TF2 client."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import REPO, tiny_config
+
+import export
+import train
+from checkpoints import restored_generator
+from errors import UserError
+
+v1 = tf.compat.v1
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A tiny conditional (mnist) generator trained 2 steps and exported."""
+    root = tmp_path_factory.mktemp("export")
+    config = tiny_config(root, max_steps=2, z_dim=4)
+    train.train(config)
+    directory = str(root / "saved")
+    export.export_saved_model(config, directory)
+    return config, directory
+
+
+def run_signature(directory, name, feeds):
+    with tf.Graph().as_default(), v1.Session() as session:
+        signature = v1.saved_model.loader.load(session, ["serve"], directory).signature_def[name]
+        outputs = session.run({key: t.name for key, t in signature.outputs.items()},
+                              {signature.inputs[key].name: value for key, value in feeds.items()})
+        return outputs, sorted(signature.inputs)
+
+
+def test_sample_signature_draws_z_itself_and_matches_the_generator_bit_for_bit(exported):
+    config, directory = exported
+    labels = np.array([3, 1, 4, 1, 5], np.int64)
+    sampled, inputs = run_signature(directory, "sample", {"count": 5, "seed": 7, "labels": labels})
+    assert inputs == ["count", "labels", "seed"]
+    assert sampled["images"].shape == (5, 16, 16, 1) and sampled["images"].dtype == np.uint8
+    assert sampled["z"].shape == (5, 4) and np.all(np.abs(sampled["z"]) <= 1.0)
+    again, _ = run_signature(directory, "sample", {"count": 5, "seed": 7, "labels": labels})
+    other_seed, _ = run_signature(directory, "sample", {"count": 5, "seed": 8, "labels": labels})
+    assert np.array_equal(again["z"], sampled["z"]) and not np.array_equal(other_seed["z"], sampled["z"])
+    with restored_generator(config) as restored:
+        expected = restored.generator.generate(restored.session, sampled["z"], labels)
+    assert np.array_equal(sampled["images"], expected)
+    served, _ = run_signature(directory, "serving_default", {"z": sampled["z"], "labels": labels})
+    assert np.array_equal(served["images"], expected)
+
+
+def test_description_records_the_training_flags(exported):
+    config, directory = exported
+    with open(os.path.join(directory, "assets.extra", "dcgan.json")) as f:
+        description = json.load(f)
+    assert description == export.read_description(directory)
+    assert {k: description[k] for k in ("z_dim", "z_dist", "z_range", "height", "width", "channels", "classes")} == {
+        "z_dim": 4, "z_dist": "uniform", "z_range": [-1.0, 1.0], "height": 16, "width": 16, "channels": 1,
+        "classes": 10}
+
+
+@pytest.mark.parametrize("z_dist", ["uniform", "gaussian"])
+def test_sampled_z_follows_the_training_distribution(tmp_path, z_dist):
+    config = tiny_config(tmp_path, y_dim=0, z_dist=z_dist, z_dim=50)
+    with tf.Graph().as_default(), v1.Session() as session:
+        inputs, outputs = export._sample_signature(config)
+        session.run(v1.global_variables_initializer())
+        z = session.run(outputs["z"], {inputs["count"]: 200, inputs["seed"]: 1})
+    assert z.shape == (200, 50)
+    if z_dist == "uniform":  # 10,000 draws: U(-1, 1) has mean 0, std 1/sqrt(3)
+        assert z.min() >= -1.0 and z.max() <= 1.0 and abs(z.std() - 3 ** -0.5) < 0.02
+    else:
+        assert abs(z.std() - 1.0) < 0.03 and np.abs(z).max() > 3.0  # beyond uniform's range
+    assert abs(z.mean()) < 0.03
+
+
+def test_serve_model_refuses_a_folder_that_is_not_an_export(tmp_path):
+    with pytest.raises(UserError, match="not a SavedModel folder; write one with --export DIR"):
+        export.read_description(str(tmp_path))
+
+
+def readme_client():
+    """The README's five-line TF2 client, between its <!-- tf2-client --> markers."""
+    readme = (REPO / "README.md").read_text()
+    return re.search(r"<!-- tf2-client -->\s*```python\n(.*?)```", readme, re.S).group(1)
+
+
+def test_readme_client_needs_no_knowledge_of_this_code_base(exported, tmp_path):
+    config, directory = exported
+    code = readme_client()
+    assert len(code.strip().splitlines()) <= 5
+    os.symlink(directory, tmp_path / "generator")  # the path the README uses
+    # A plain TF2 process (eager), outside the repository, with none of its modules importable.
+    script = code + "\nimport numpy\nnumpy.save('images.npy', images)\n"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH="")
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    images = np.load(tmp_path / "images.npy")
+    assert images.shape == (16, 16, 16, 1) and images.dtype == np.uint8

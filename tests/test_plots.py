@@ -1,0 +1,59 @@
+"""The matplotlib plots: loss curves, D outputs, and FID read back from TensorBoard events."""
+
+import csv
+
+import imageio.v2 as imageio
+import numpy as np
+import tensorflow as tf
+
+import train
+import utils
+
+v1 = tf.compat.v1
+PANEL_HEIGHT_PX = 280  # utils.plot_curves: 2.8 inches per panel at 100 dpi
+
+
+def write_losses(directory, rows):
+    with open(directory / "losses.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(train.LOSS_COLUMNS)
+        writer.writerows(rows)
+
+
+def write_fid_events(log_dir, points, tag="quality/fid [inception]", run=0):
+    # TensorBoard names files by the second they were opened: a suffix keeps two runs' files apart
+    writer = v1.summary.FileWriter(str(log_dir), filename_suffix=f".run{run}")
+    for step, value in points:
+        writer.add_summary(v1.Summary(value=[v1.Summary.Value(tag=tag, simple_value=value)]), step)
+        writer.add_summary(v1.Summary(value=[v1.Summary.Value(tag="d_loss", simple_value=9.0)]), step)
+    writer.close()
+
+
+def test_fid_history_reads_the_fid_scalars_and_a_resumed_step_wins(tmp_path):
+    write_fid_events(tmp_path / "logs", [(10, 80.5), (20, 60.25)])
+    write_fid_events(tmp_path / "logs", [(20, 55.0), (30, 40.0)], run=1)  # a resumed run measured step 20 again
+    history = train.LossHistory(str(tmp_path), str(tmp_path / "logs"))
+    assert history.fid_history() == {"quality/fid [inception]": ([10, 20, 30], [80.5, 55.0, 40.0])}
+    assert train.LossHistory(str(tmp_path)).fid_history() == {}
+
+
+def test_plot_has_a_fid_panel_only_when_fid_was_measured(tmp_path):
+    write_losses(tmp_path, [[1, 1.4, 0.7, 0.6, 0.4], [2, 1.2, float("nan"), 0.55, 0.45], [3, 1.1, 0.9, 0.5, 0.5]])
+    history = train.LossHistory(str(tmp_path), str(tmp_path / "logs"))
+    history.plot()
+    without_fid = imageio.imread(history.plot_path)
+    assert without_fid.shape[0] == 2 * PANEL_HEIGHT_PX
+    write_fid_events(tmp_path / "logs", [(1, 300.0), (3, 250.0)])
+    history.plot()
+    with_fid = imageio.imread(history.plot_path)
+    assert with_fid.shape[0] == 3 * PANEL_HEIGHT_PX
+    assert np.array_equal(with_fid.shape[1:], without_fid.shape[1:])
+
+
+def test_plot_curves_draws_each_series_in_its_own_colour(tmp_path):
+    path = tmp_path / "plot.png"
+    utils.plot_curves(str(path), {"one panel": {"a": ([0, 1, 2], [0.0, 1.0, 0.5]), "b": ([0, 2], [1.0, 0.0])}})
+    image = imageio.imread(path)[..., :3].reshape(-1, 3).astype(int)
+    # matplotlib's first two default colours (tab:blue, tab:orange) are both present: two lines, a legend
+    for colour in ((31, 119, 180), (255, 127, 14)):
+        assert (np.abs(image - colour).sum(axis=1) == 0).sum() > 20
