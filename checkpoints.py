@@ -32,6 +32,7 @@ import os
 import re
 import socket
 
+from config import ARCHITECTURE_FIELDS, with_defaults
 from errors import UserError
 from model import GENERATOR_SCOPE, InferenceGenerator, scope_variables
 from tf_runtime import tf
@@ -174,7 +175,8 @@ class Checkpoints:
         saved = read_architecture(self.directory)
         if saved is None:
             return
-        differences = {k: (saved.get(k), v) for k, v in self.architecture.items() if saved.get(k) != v}
+        saved = with_defaults(saved, self.architecture)
+        differences = {k: (saved[k], v) for k, v in self.architecture.items() if saved[k] != v}
         if differences:
             detail = ", ".join(f"{k}={old} (now {new})" for k, (old, new) in sorted(differences.items()))
             raise UserError(
@@ -194,7 +196,8 @@ class Checkpoints:
                 saved = json.load(f)
         except (OSError, ValueError) as e:
             raise UserError(f"{path} is unreadable ({e}); delete it to resume with the current flags") from None
-        differences = {k: (saved.get(k), v) for k, v in self.recipe.items() if saved.get(k) != v}
+        saved = with_defaults(saved, self.recipe)
+        differences = {k: (saved[k], v) for k, v in self.recipe.items() if saved[k] != v}
         if not differences:
             return
         detail = ", ".join(f"--{k} {old} (now {new})" for k, (old, new) in sorted(differences.items()))
@@ -324,7 +327,7 @@ def restored_generator(config, checkpoint=None):
     architecture = read_architecture(directory)
     if architecture is None or not checkpoint_paths(directory):
         raise UserError(f"no checkpoint in {directory}; train first with the same flags and --train")
-    config = dataclasses.replace(config, **architecture)
+    config = dataclasses.replace(config, **with_defaults(architecture, ARCHITECTURE_FIELDS))
     with tf.Graph().as_default():
         generator = InferenceGenerator(config)
         saver = v1.train.Saver(scope_variables(GENERATOR_SCOPE, v1.GraphKeys.GLOBAL_VARIABLES))

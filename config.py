@@ -13,7 +13,10 @@ import os
 from errors import UserError
 
 MNIST_LIKE = ("mnist", "fashion")
-VISUALIZE_OPTIONS = ("samples", "sweeps", "interpolation", "sweep_gifs", "merged_gif")
+VISUALIZE_OPTIONS = ("samples", "sweeps", "interpolation", "sweep_gifs", "merged_gif", "style_mixing", "truncation",
+                     "noise")
+# Visualizations of the style generator only (--arch style).
+STYLE_VISUALIZE_OPTIONS = ("style_mixing", "truncation", "noise")
 NAN_POLICIES = ("stop", "skip")
 # With --nan_policy skip, this many non-finite steps in a row mean the run has
 # diverged rather than hit a bad batch, and it stops as with --nan_policy stop.
@@ -23,19 +26,22 @@ NAN_SKIP_LIMIT = 10
 # values cannot be restored, so they are stored beside it and compared.
 ARCHITECTURE_FIELDS = (
     "output_height", "output_width", "c_dim", "y_dim", "z_dim", "gf_dim", "df_dim", "gfc_dim", "dfc_dim",
-    "kernel_size", "minibatch_stddev", "z_dist", "conditioning",
+    "kernel_size", "minibatch_stddev", "z_dist", "conditioning", "arch", "mapping_layers", "w_dim",
+    "mapping_lr_multiplier", "style_upsample",
 )
 # Fields that define the training recipe: stored beside the checkpoints, and a
 # resumed run that changes one is refused unless --allow_recipe_change.
 RECIPE_FIELDS = (
     "loss", "learning_rate", "d_learning_rate", "g_learning_rate", "beta1", "beta2", "d_steps", "g_steps",
     "fused_update", "real_label", "label_flip", "instance_noise", "instance_noise_steps", "gp_lambda", "r1_gamma",
-    "feature_matching", "d_batchnorm", "bn_momentum", "historical_averaging", "image_pool",
+    "feature_matching", "d_batchnorm", "bn_momentum", "historical_averaging", "image_pool", "style_mixing",
 )
 LOSSES = ("non_saturating", "minimax", "least_squares", "hinge", "wasserstein")
 LOSSES_WITH_TARGETS = ("non_saturating", "minimax", "least_squares")
 D_BATCHNORM = ("separate", "combined")
 ON_COLLAPSE = ("warn", "stop")
+GENERATOR_ARCHS = ("dcgan", "style")
+STYLE_UPSAMPLING = ("nearest", "bilinear")
 
 
 @dataclasses.dataclass
@@ -63,7 +69,15 @@ class Config:
     kernel_size: int = 5  # 5 = carpedm20, 4 = the PyTorch reference DCGAN
     minibatch_stddev: bool = False
     bn_momentum: float = 0.9
+    arch: str = "dcgan"
     conditioning: str = "concat"  # conditional models: labels concatenated (carpedm20) or acgan
+    # --arch style: the style-based generator (networks/style.py)
+    mapping_layers: int = 8
+    w_dim: int = 512
+    mapping_lr_multiplier: float = 0.01
+    style_upsample: str = "nearest"
+    style_mixing: float = 0.9  # probability that a training batch mixes two w at a random crossover layer
+    truncation_psi: float = 1.0  # sampling: w = w_avg + psi * (w - w_avg); 1 = no truncation
     data_format: str = "NHWC"
     # Training
     train: bool = False
@@ -171,6 +185,15 @@ class Config:
         return options
 
 
+def with_defaults(recorded, names):
+    """The values of `names` in a checkpoint's recorded architecture or recipe.
+
+    A field the record lacks was added to Config after the run was written, so
+    that run was built with the field's default (e.g. --arch dcgan)."""
+    defaults = {field.name: field.default for field in dataclasses.fields(Config)}
+    return {name: recorded.get(name, defaults[name]) for name in names}
+
+
 def _require(condition, message):
     if not condition:
         raise UserError(message)
@@ -248,4 +271,19 @@ def resolve(config):
         )
     _require(not c.keep_best or c.fid_every, "--keep_best needs --fid_every N (how often to measure FID)")
     c.visualize_options()
+    _require(c.arch in GENERATOR_ARCHS, f"--arch must be one of {', '.join(GENERATOR_ARCHS)} (got {c.arch!r})")
+    _require(c.style_upsample in STYLE_UPSAMPLING,
+             f"--style_upsample must be {' or '.join(STYLE_UPSAMPLING)} (got {c.style_upsample!r})")
+    for name in ("mapping_layers", "w_dim"):
+        _require(getattr(c, name) >= 1, f"--{name} must be at least 1 (got {getattr(c, name)})")
+    _require(0 < c.mapping_lr_multiplier <= 1,
+             f"--mapping_lr_multiplier must be in (0, 1] (got {c.mapping_lr_multiplier}); 0.01 in StyleGAN")
+    _require(0 <= c.style_mixing <= 1, f"--style_mixing must be a probability in [0, 1] (got {c.style_mixing})")
+    _require(math.isfinite(c.truncation_psi), f"--truncation_psi must be a finite number (got {c.truncation_psi})")
+    if c.arch == "style":
+        size = c.output_height
+        _require(c.output_width == size and size >= 16 and size & (size - 1) == 0,
+                 f"--arch style grows a 4x4 constant by doublings: --output_height and --output_width must be equal "
+                 f"powers of two from 16 (16, 32, 64, ...; got {c.output_height}x{c.output_width}; "
+                 f"MNIST/Fashion-MNIST: --output_height 32 resizes the 28x28 digits)")
     return c

@@ -39,6 +39,16 @@ HELP = {
     "kernel_size": "convolution kernel of G and D: 5 (carpedm20) or 4 (the PyTorch reference DCGAN)",
     "minibatch_stddev": "give D a feature map of the batch's standard deviation (Karras et al. 2018)",
     "bn_momentum": "momentum of G's BatchNorm moving averages (0.8 in the Keras anime-faces recipe)",
+    "arch": "generator architecture: dcgan, or style (StyleGAN's mapping network, learned constant, noise, AdaIN; "
+            "sizes 16, 32, 64, ...)",
+    "mapping_layers": "--arch style: dense layers of the mapping network z -> w",
+    "w_dim": "--arch style: size of w (and of the mapping network's layers)",
+    "mapping_lr_multiplier": "--arch style: learning-rate multiplier of the mapping network (0.01 in StyleGAN)",
+    "style_upsample": "--arch style: upsampling between resolutions, nearest or bilinear",
+    "style_mixing": "--arch style: probability that a training batch feeds two w, switched at a random layer "
+                    "(style mixing regularisation; 0 = off)",
+    "truncation_psi": "--arch style: sample from w_avg + psi * (w - w_avg), w_avg the average w tracked in "
+                      "training (samples, visualize, eval, export default; 1 = off)",
     "data_format": "NHWC (CPU) or NCHW (often faster on NVIDIA GPUs)",
     "train": "train (resuming from the newest checkpoint); without it, visualize",
     "epoch": "epochs to train",
