@@ -27,7 +27,11 @@ def _refuse_existing(path, flag):
 
 
 def export_saved_model(config, directory):
-    """Writes a SavedModel with signature `serving_default`: z (+labels) -> images."""
+    """Writes a SavedModel with signature `serving_default`: z (+labels) -> images.
+
+    A style generator's also has `truncation`: the same plus a float scalar
+    `truncation_psi` (serving_default samples at the export's --truncation_psi),
+    so ψ is an input a consumer may give or leave out."""
     _refuse_existing(directory, "export")
     parent = os.path.dirname(os.path.abspath(directory))
     os.makedirs(parent, exist_ok=True)
@@ -43,9 +47,14 @@ def export_saved_model(config, directory):
                 outputs={"images": v1.saved_model.build_tensor_info(generator.images_uint8)},
                 method_name=v1.saved_model.signature_constants.PREDICT_METHOD_NAME,
             )
+            signatures = {"serving_default": signature}
+            if generator.truncation_psi is not None:
+                signatures["truncation"] = v1.saved_model.build_signature_def(
+                    inputs={**inputs, "truncation_psi": v1.saved_model.build_tensor_info(generator.truncation_psi)},
+                    outputs=signature.outputs, method_name=signature.method_name)
             builder = v1.saved_model.Builder(os.path.join(staging, "model"))
             builder.add_meta_graph_and_variables(
-                session, [v1.saved_model.tag_constants.SERVING], signature_def_map={"serving_default": signature}
+                session, [v1.saved_model.tag_constants.SERVING], signature_def_map=signatures
             )
             builder.save()
         os.replace(os.path.join(staging, "model"), directory)
@@ -55,7 +64,8 @@ def export_saved_model(config, directory):
 
 
 def freeze_graph(config, path):
-    """Writes a frozen GraphDef: feed `z:0` (and `labels:0`), fetch `images_uint8:0`."""
+    """Writes a frozen GraphDef: feed `z:0` (and `labels:0`, and for a style
+    generator optionally `truncation_psi:0`), fetch `images_uint8:0`."""
     _refuse_existing(path, "freeze")
     with restored_generator(config) as restored:
         frozen = v1.graph_util.convert_variables_to_constants(
