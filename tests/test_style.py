@@ -256,3 +256,17 @@ def test_saved_model_takes_psi_as_an_optional_input_and_the_frozen_graph_too(tra
                 # Not bit for bit: freezing turns the equalised weights (stored x He constant) into constants,
                 # which TensorFlow computes along another path (float32 differences up to ~4e-4 measured).
                 assert np.abs(fed.astype(int) - images).max() <= 1
+
+
+def test_a_checkpoint_recorded_before_arch_existed_reads_as_dcgan(tmp_path):
+    import json
+
+    from checkpoints import ARCHITECTURE_FILE, Checkpoints
+
+    architecture = tiny_config(tmp_path).architecture()
+    old = {k: v for k, v in architecture.items() if k not in ("arch", "mapping_layers", "w_dim",
+                                                             "mapping_lr_multiplier", "style_upsample")}
+    (tmp_path / ARCHITECTURE_FILE).write_text(json.dumps(old))
+    Checkpoints(str(tmp_path), None, architecture).check_architecture()  # the defaults: no difference
+    with pytest.raises(UserError, match="arch=dcgan \\(now style\\)"):
+        Checkpoints(str(tmp_path), None, style_config(tmp_path).architecture()).check_architecture()
