@@ -32,6 +32,7 @@ import re
 import socket
 
 import config as config_lib
+from config import with_defaults
 from errors import UserError
 from model import InferenceGenerator, scope_variables
 from tf_runtime import tf
@@ -220,7 +221,7 @@ class Checkpoints:
         saved = read_architecture(self.directory)
         if saved is None:
             return
-        differences = {k: (saved.get(k), v) for k, v in self.architecture.items() if saved.get(k) != v}
+        differences = {k: (saved[k], v) for k, v in self.architecture.items() if saved[k] != v}
         if differences:
             detail = ", ".join(f"{k}={old} (now {new})" for k, (old, new) in sorted(differences.items()))
             raise UserError(
@@ -236,11 +237,13 @@ class Checkpoints:
         if self.recipe is None or not os.path.exists(path) or not checkpoint_paths(self.directory):
             return
         try:
-            with open(path) as f:
-                saved = json.load(f)
+            saved = read_json(path)
+            if not isinstance(saved, dict):
+                raise ValueError("not a JSON object")
         except (OSError, ValueError) as e:
             raise UserError(f"{path} is unreadable ({e}); delete it to resume with the current flags") from None
-        differences = {k: (saved.get(k), v) for k, v in self.recipe.items() if saved.get(k) != v}
+        saved = with_defaults(saved, self.recipe)
+        differences = {k: (saved[k], v) for k, v in self.recipe.items() if saved[k] != v}
         if not differences:
             return
         detail = ", ".join(f"--{k} {old} (now {new})" for k, (old, new) in sorted(differences.items()))

@@ -13,7 +13,10 @@ import os
 from errors import UserError
 
 MNIST_LIKE = ("mnist", "fashion")
-VISUALIZE_OPTIONS = ("samples", "sweeps", "interpolation", "sweep_gifs", "merged_gif")
+VISUALIZE_OPTIONS = ("samples", "sweeps", "interpolation", "sweep_gifs", "merged_gif", "style_mixing", "truncation",
+                     "noise")
+# Visualizations of the style generator only (--arch style).
+STYLE_VISUALIZE_OPTIONS = ("style_mixing", "truncation", "noise")
 # The DCGAN paper's analyses (section 6), asked for by name: not in the default
 # set, as d_filters also restores D and arithmetic reads --arithmetic_groups.
 PAPER_ANALYSES = ("arithmetic", "d_filters", "walk")
@@ -28,32 +31,36 @@ ARCHITECTURE_FIELDS = (
     "output_height", "output_width", "c_dim", "y_dim", "z_dim", "gf_dim", "df_dim", "gfc_dim", "dfc_dim",
     "kernel_size", "minibatch_stddev", "z_dist", "conditioning",
     "arch", "g_upsample", "d_head", "g_norm", "d_norm", "spectral_norm", "g_ema",
+    "mapping_layers", "w_dim", "mapping_lr_multiplier", "style_upsample",
 )
 # Fields that define the training recipe: stored beside the checkpoints, and a
 # resumed run that changes one is refused unless --allow_recipe_change.
 RECIPE_FIELDS = (
     "loss", "learning_rate", "d_learning_rate", "g_learning_rate", "beta1", "beta2", "d_steps", "g_steps",
     "fused_update", "real_label", "label_flip", "instance_noise", "instance_noise_steps", "gp_lambda", "r1_gamma",
-    "feature_matching", "d_batchnorm", "bn_momentum", "historical_averaging", "image_pool",
+    "feature_matching", "d_batchnorm", "bn_momentum", "historical_averaging", "image_pool", "style_mixing",
 )
 LOSSES = ("non_saturating", "minimax", "least_squares", "hinge", "wasserstein")
 LOSSES_WITH_TARGETS = ("non_saturating", "minimax", "least_squares")
 D_BATCHNORM = ("separate", "combined")
 ON_COLLAPSE = ("warn", "stop")
-ARCHS = ("dcgan", "mlp")
+# dcgan and mlp name a family of both networks; style is StyleGAN's generator
+# with the DCGAN discriminator.
+ARCHS = ("dcgan", "mlp", "style")
 G_UPSAMPLE = ("deconv", "resize_conv")
 D_HEADS = ("dense", "gap")
 NORMS = ("batch", "instance", "layer", "none")
 # --g_norm/--d_norm "" means the architecture's own choice: BatchNorm in both
 # DCGAN networks (the paper), BatchNorm in the MLP G and none in the MLP D,
 # which regularises with dropout instead (the vanilla GAN of documents 002/003).
-DEFAULT_NORMS = {"dcgan": ("batch", "batch"), "mlp": ("batch", "none")}
+DEFAULT_NORMS = {"dcgan": ("batch", "batch"), "mlp": ("batch", "none"), "style": ("batch", "batch")}
 PROBE_DATASETS = ("mnist", "fashion", "cifar10")
 # What a checkpoint folder written before these architecture fields existed
 # was built with: its architecture file lacks them, and they are read as these.
 ARCHITECTURE_BEFORE_FIELDS = {"arch": "dcgan", "g_upsample": "deconv", "d_head": "dense", "g_norm": "batch",
                               "d_norm": "batch", "spectral_norm": False, "g_ema": 0.0, "kernel_size": 5,
                               "minibatch_stddev": False, "z_dist": "uniform", "conditioning": "concat"}
+STYLE_UPSAMPLING = ("nearest", "bilinear")
 
 
 @dataclasses.dataclass
@@ -81,6 +88,7 @@ class Config:
     kernel_size: int = 5  # 5 = carpedm20, 4 = the PyTorch reference DCGAN
     minibatch_stddev: bool = False
     bn_momentum: float = 0.9
+    arch: str = "dcgan"
     conditioning: str = "concat"  # conditional models: labels concatenated (carpedm20) or acgan
     arch: str = "dcgan"  # "dcgan" (networks/dcgan.py) or "mlp" (networks/mlp.py)
     g_upsample: str = "deconv"  # "deconv" or "resize_conv" (nearest x2, then a stride-1 convolution)
@@ -90,6 +98,13 @@ class Config:
     spectral_norm: bool = False  # spectral normalization of every D weight (Miyato et al. 2018)
     g_ema: float = 0.0  # decay of an exponential moving average of G's weights; 0 = off
     linear_probe: bool = False  # score D's features with a linear classifier, vs a random D, and exit
+    # --arch style: the style-based generator (networks/style.py)
+    mapping_layers: int = 8
+    w_dim: int = 512
+    mapping_lr_multiplier: float = 0.01
+    style_upsample: str = "nearest"
+    style_mixing: float = 0.9  # probability that a training batch mixes two w at a random crossover layer
+    truncation_psi: float = 1.0  # sampling: w = w_avg + psi * (w - w_avg); 1 = no truncation
     data_format: str = "NHWC"
     # Training
     train: bool = False
@@ -221,6 +236,15 @@ def _parse_arithmetic_groups(text):
     return parsed
 
 
+def with_defaults(recorded, names):
+    """The values of `names` in a checkpoint's recorded architecture or recipe.
+
+    A field the record lacks was added to Config after the run was written, so
+    that run was built with the field's default (e.g. --arch dcgan)."""
+    defaults = {field.name: field.default for field in dataclasses.fields(Config)}
+    return {name: recorded.get(name, defaults[name]) for name in names}
+
+
 def _require(condition, message):
     if not condition:
         raise UserError(message)
@@ -334,4 +358,18 @@ def resolve(config):
                  f"--linear_probe needs a labelled dataset: {', '.join(PROBE_DATASETS)} (got {c.dataset!r})")
         _require(not c.conditional, "--linear_probe needs an unconditional D (--y_dim 0): a conditional D is "
                                     "given the label the probe has to predict")
+    _require(c.style_upsample in STYLE_UPSAMPLING,
+             f"--style_upsample must be {' or '.join(STYLE_UPSAMPLING)} (got {c.style_upsample!r})")
+    for name in ("mapping_layers", "w_dim"):
+        _require(getattr(c, name) >= 1, f"--{name} must be at least 1 (got {getattr(c, name)})")
+    _require(0 < c.mapping_lr_multiplier <= 1,
+             f"--mapping_lr_multiplier must be in (0, 1] (got {c.mapping_lr_multiplier}); 0.01 in StyleGAN")
+    _require(0 <= c.style_mixing <= 1, f"--style_mixing must be a probability in [0, 1] (got {c.style_mixing})")
+    _require(math.isfinite(c.truncation_psi), f"--truncation_psi must be a finite number (got {c.truncation_psi})")
+    if c.arch == "style":
+        size = c.output_height
+        _require(c.output_width == size and size >= 16 and size & (size - 1) == 0,
+                 f"--arch style grows a 4x4 constant by doublings: --output_height and --output_width must be equal "
+                 f"powers of two from 16 (16, 32, 64, ...; got {c.output_height}x{c.output_width}; "
+                 f"MNIST/Fashion-MNIST: --output_height 32 resizes the 28x28 digits)")
     return c

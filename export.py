@@ -92,7 +92,11 @@ def _refuse_existing(path, flag):
 
 def export_saved_model(config, directory):
     """Writes a SavedModel with signatures `serving_default` (z (+labels) -> images) and `sample`
-    (count, seed (+labels) -> images, z), and its description in assets.extra/dcgan.json."""
+    (count, seed (+labels) -> images, z), and its description in assets.extra/dcgan.json.
+
+    A style generator's also has `truncation`: serving_default's inputs plus a
+    float scalar `truncation_psi` (serving_default samples at the export's
+    --truncation_psi), so ψ is an input a consumer may give or leave out."""
     _refuse_existing(directory, "export")
     parent = os.path.dirname(os.path.abspath(directory))
     os.makedirs(parent, exist_ok=True)
@@ -105,6 +109,9 @@ def export_saved_model(config, directory):
                 inputs["labels"] = generator.labels
             signatures = {"serving_default": _signature(inputs, {"images": generator.images_uint8}),
                           "sample": _signature(*_sample_signature(restored.config))}
+            if generator.truncation_psi is not None:
+                signatures["truncation"] = _signature({**inputs, "truncation_psi": generator.truncation_psi},
+                                                      {"images": generator.images_uint8})
             builder = v1.saved_model.Builder(os.path.join(staging, "model"))
             builder.add_meta_graph_and_variables(
                 session, [v1.saved_model.tag_constants.SERVING], signature_def_map=signatures)
@@ -119,7 +126,8 @@ def export_saved_model(config, directory):
 
 
 def freeze_graph(config, path):
-    """Writes a frozen GraphDef: feed `z:0` (and `labels:0`), fetch `images_uint8:0`."""
+    """Writes a frozen GraphDef: feed `z:0` (and `labels:0`, and for a style
+    generator optionally `truncation_psi:0`), fetch `images_uint8:0`."""
     _refuse_existing(path, "freeze")
     with restored_generator(config) as restored:
         frozen = v1.graph_util.convert_variables_to_constants(

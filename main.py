@@ -43,8 +43,9 @@ HELP = {
     "kernel_size": "convolution kernel of G and D: 5 (carpedm20) or 4 (the PyTorch reference DCGAN)",
     "minibatch_stddev": "give D a feature map of the batch's standard deviation (Karras et al. 2018)",
     "bn_momentum": "momentum of G's BatchNorm moving averages (0.8 in the Keras anime-faces recipe)",
-    "arch": "network family: dcgan (convolutional, networks/dcgan.py) or mlp (the fully connected vanilla GAN, "
-            "networks/mlp.py; widths from --gfc_dim/--dfc_dim)",
+    "arch": "network family: dcgan (convolutional, networks/dcgan.py), mlp (the fully connected vanilla GAN, "
+            "networks/mlp.py; widths from --gfc_dim/--dfc_dim), or style (StyleGAN's generator: mapping network, "
+            "learned constant, noise, AdaIN; sizes 16, 32, 64, ...; with the DCGAN discriminator)",
     "g_upsample": "G's upsampling: deconv (transposed convolutions) or resize_conv (nearest-neighbour x2, then a "
                   "stride-1 convolution: fewer checkerboard artefacts)",
     "d_head": "D's last layer: dense (on the flattened features) or gap (global average pooling, then dense)",
@@ -55,6 +56,14 @@ HELP = {
              "evaluate and export with it; 0 = off",
     "linear_probe": "mnist/fashion/cifar10: train a linear classifier on the trained D's features and on a random "
                     "D's, print both test accuracies and exit",
+    "mapping_layers": "--arch style: dense layers of the mapping network z -> w",
+    "w_dim": "--arch style: size of w (and of the mapping network's layers)",
+    "mapping_lr_multiplier": "--arch style: learning-rate multiplier of the mapping network (0.01 in StyleGAN)",
+    "style_upsample": "--arch style: upsampling between resolutions, nearest or bilinear",
+    "style_mixing": "--arch style: probability that a training batch feeds two w, switched at a random layer "
+                    "(style mixing regularisation; 0 = off)",
+    "truncation_psi": "--arch style: sample from w_avg + psi * (w - w_avg), w_avg the average w tracked in "
+                      "training (samples, visualize, eval, export default; 1 = off)",
     "data_format": "NHWC (CPU) or NCHW (often faster on NVIDIA GPUs)",
     "train": "train (resuming from the newest checkpoint); without it, visualize",
     "epoch": "epochs to train",

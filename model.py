@@ -27,7 +27,7 @@ from networks import (
     GENERATOR_SCOPE,
     RANDOM_STREAMS,
     discriminator,
-    generator,
+    generator_for,
 )
 from tf_runtime import tf
 
@@ -284,7 +284,8 @@ class DCGAN:
                                  else None)
 
         def fake_batch(onehot, update_moving_stats):
-            images = generator(self.random.z(batch, config), onehot, config, True, update_moving_stats)
+            images = generator_for(config, self.random)(self.random.z(batch, config), onehot, config, True,
+                                                        update_moving_stats)
             return images, onehot
 
         # D's update: real batch and a fake batch of the same classes (carpedm20).
@@ -494,20 +495,23 @@ class InferenceGenerator:
 
     Shared by training-time samples, visualization and export: the batch
     dimension is free, so sample counts never depend on --batch_size.  With
-    --g_ema it is the averaged G (its variables under `scope`).
+    --g_ema it is the averaged G (its variables under `scope`).  A style
+    generator also takes `truncation_psi` (a scalar, default --truncation_psi).
     """
 
     def __init__(self, config):
         self.z = v1.placeholder(tf.float32, [None, config.z_dim], name="z")
         self.labels = v1.placeholder(tf.int64, [None], name="labels") if config.conditional else None
-        labels_onehot = tf.one_hot(self.labels, config.y_dim) if config.conditional else None
+        self.labels_onehot = tf.one_hot(self.labels, config.y_dim) if config.conditional else None
+        self.truncation_psi = (v1.placeholder_with_default(float(config.truncation_psi), [], name="truncation_psi")
+                               if config.arch == "style" else None)
         self.scope = GENERATOR_AVERAGE_SCOPE if config.g_ema else GENERATOR_SCOPE
         if config.g_ema:
             log.info("generator: sampling with the moving average of G's weights (--g_ema %g)", config.g_ema)
         with averaged_generator_variables() if config.g_ema else contextlib.nullcontext():
-            self.images = generator(self.z, labels_onehot, config, is_training=False)
-        pixels = tf.clip_by_value(tf.round((self.images + 1.0) * 127.5), 0.0, 255.0)
-        self.images_uint8 = tf.cast(pixels, tf.uint8, name="images_uint8")
+            self.images = generator_for(config, truncation_psi=self.truncation_psi)(
+                self.z, self.labels_onehot, config, is_training=False)
+        self.images_uint8 = to_uint8(self.images, name="images_uint8")
 
     def feed(self, z, labels=None):
         feed = {self.z: z}
@@ -522,6 +526,12 @@ class InferenceGenerator:
             part = None if labels is None else labels[start:start + chunk]
             images.append(session.run(self.images_uint8, self.feed(z[start:start + chunk], part)))
         return np.concatenate(images)
+
+
+def to_uint8(images, name=None):
+    """Images in [-1, 1] -> uint8 pixels (rounded, clipped)."""
+    pixels = tf.clip_by_value(tf.round((images + 1.0) * 127.5), 0.0, 255.0)
+    return tf.cast(pixels, tf.uint8, name=name)
 
 
 def fixed_z(count, config, seed):

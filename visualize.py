@@ -6,6 +6,11 @@
   interpolation  a GIF walking between random z points (spherical interpolation)
   sweep_gifs     per z dimension, a GIF of a sample grid as that dimension moves
   merged_gif     one GIF, one cell per z dimension, all dimensions moving at once
+  style_mixing   (--arch style) per crossover resolution, a grid: row r takes
+                 the coarse styles of source A_r, column c the fine ones of B_c
+  truncation     (--arch style) rows are random z, columns ψ from 0 to 1
+  noise          (--arch style) rows are one w each under different noise,
+                 the last column the per-pixel standard deviation it causes
 
 The DCGAN paper's analyses (section 6), asked for by name:
   arithmetic     A - B + C on z averaged over groups of test_samples.png (--arithmetic_groups), fig. 7
@@ -29,8 +34,10 @@ from tensorflow.core.protobuf import rewriter_config_pb2
 import model
 import utils
 from checkpoints import restored_generator
-from model import fixed_z
-from networks import DISCRIMINATOR_SCOPE
+from config import STYLE_VISUALIZE_OPTIONS, Config
+from errors import UserError
+from model import fixed_z, to_uint8
+from networks import DISCRIMINATOR_SCOPE, style
 from tf_runtime import tf
 
 log = logging.getLogger("dcgan")
@@ -144,6 +151,7 @@ def visualize(config):
             images = generate(*sweep_gif_inputs(config, rng_seed))
             written += _save_sweep_gifs(images.reshape(config.z_dim, GIF_FRAMES, -1, *image_shape), out, options)
         written += paper_analyses(options, restored, rng_seed)
+        written += style_visualizations(restored, options, rng_seed)
         log.info("wrote %d visualization files to %s", len(written), out)
         return written
 
@@ -298,3 +306,99 @@ def paper_analyses(options, restored, seed):
     if "d_filters" in options:
         written += _save_d_filters(config, restored.path, generate, seed, out)
     return written
+
+
+STYLE_SOURCES = 5  # sources per side of a style mixing grid
+NOISE_ROWS = 6
+NOISE_REALIZATIONS = 32  # images behind each standard deviation map; the first NOISE_ROWS - 1 are shown
+
+
+def style_visualizations(restored, options, seed):
+    """The --arch style visualizations among `options`; for another generator they
+    are skipped when they came with the default (all) and refused when named."""
+    session, generator, config = restored.session, restored.generator, restored.config
+    requested = [o for o in options if o in STYLE_VISUALIZE_OPTIONS]
+    if config.arch != "style":
+        if requested and config.visualize_option != Config.visualize_option:
+            raise UserError(f"--visualize_option {','.join(requested)} needs a style generator (--arch style); "
+                            f"{config.checkpoint_path} holds a --arch {config.arch} one")
+        return []
+    with session.graph.as_default():
+        tools = StyleTools(session, generator, config)
+    out, written = config.sample_path, []
+    if "style_mixing" in options:
+        for resolution, grid in tools.style_mixing_grids(seed):
+            written.append(os.path.join(out, f"test_style_mixing_{resolution:03d}.png"))
+            utils.save_grid(grid, written[-1])
+    if "truncation" in options:
+        written.append(os.path.join(out, "test_truncation.png"))
+        utils.save_grid(tools.truncation_grid(seed), written[-1])
+    if "noise" in options:
+        written.append(os.path.join(out, "test_noise.png"))
+        utils.save_grid(tools.noise_grid(seed), written[-1])
+    return written
+
+
+class StyleTools:
+    """Feeds a restored style generator below z: w (truncated by the generator's
+    ψ) from z, and images from fed per-layer styles, on G's own variables."""
+
+    def __init__(self, session, generator, config):
+        self.session, self.generator, self.config = session, generator, config
+        self.layers = style.num_layers(config)
+        self.w = style.truncate(style.mapping(generator.z, generator.labels_onehot, config),
+                                style.average_w(config), generator.truncation_psi)
+        self.styles = tf.compat.v1.placeholder(tf.float32, [None, self.layers, config.w_dim], name="layer_styles")
+        self.images = to_uint8(style.synthesis(self.styles, config, style.inference_noise))
+
+    def w_of(self, count, seed, extra_feed=None):
+        config = self.config
+        feed = self.generator.feed(fixed_z(count, config, seed), class_labels(config, (count,), 0))
+        return self.session.run(self.w, {**feed, **(extra_feed or {})})
+
+    def synthesize(self, styles):
+        return self.session.run(self.images, {self.styles: styles})
+
+    def style_mixing_grids(self, seed):
+        """[(resolution, images)]: for each resolution but the output's, a
+        (1 + STYLE_SOURCES)² grid whose cell (r, c) takes the layers up to that
+        resolution from source A_r and the rest from B_c; the first row shows
+        the B sources, the first column the A sources, the corner is blank."""
+        coarse = self.w_of(STYLE_SOURCES, seed)
+        fine = self.w_of(STYLE_SOURCES, seed + 1)
+        pure = self.synthesize(np.repeat(np.concatenate([coarse, fine])[:, None], self.layers, axis=1))
+        blank = np.zeros_like(pure[:1])
+        grids = []
+        for index, resolution in enumerate(style.resolutions(self.config)[:-1]):
+            crossover = 2 * (index + 1)  # two layers per resolution
+            first = np.arange(self.layers)[None, None, :, None] < crossover
+            mixed = np.where(first, coarse[:, None, None], fine[None, :, None]).reshape(-1, self.layers,
+                                                                                        self.config.w_dim)
+            cells = self.synthesize(mixed).reshape(STYLE_SOURCES, STYLE_SOURCES, *pure.shape[1:])
+            rows = [np.concatenate([blank, pure[STYLE_SOURCES:]])]
+            rows += [np.concatenate([pure[r:r + 1], cells[r]]) for r in range(STYLE_SOURCES)]
+            grids.append((resolution, np.concatenate(rows)))
+        return grids
+
+    def truncation_grid(self, seed, steps=SWEEP_STEPS):
+        """Row r: random z number r at ψ = 0, 1/(steps-1), ..., 1 (ψ = 0: the average w in every row)."""
+        columns = [self.w_of(steps, seed, {self.generator.truncation_psi: psi}) for psi in np.linspace(0, 1, steps)]
+        return self.synthesize(np.repeat(np.stack(columns, axis=1).reshape(-1, 1, self.config.w_dim),
+                                         self.layers, axis=1))
+
+    def noise_grid(self, seed):
+        """Row r: one w under NOISE_ROWS - 1 different noise draws, then the
+        per-pixel standard deviation over NOISE_REALIZATIONS draws (averaged over
+        channels, scaled so the grid's largest is white): where noise acts."""
+        rows = []
+        for w in self.w_of(NOISE_ROWS, seed):
+            images = self.synthesize(np.broadcast_to(w, (NOISE_REALIZATIONS, self.layers, len(w))))
+            deviation = images.astype(np.float64).std(axis=0).mean(axis=-1, keepdims=True)
+            rows.append((images[:NOISE_ROWS - 1], deviation))
+        brightest = max(max(d.max() for _, d in rows), 1e-12)
+        channels = rows[0][0].shape[-1]
+        grid = []
+        for images, deviation in rows:
+            deviation_image = np.round(np.repeat(deviation, channels, axis=-1) * 255.0 / brightest).astype(np.uint8)
+            grid += [*images, deviation_image]
+        return np.stack(grid)

@@ -4,10 +4,14 @@ Every generator maps (z, one-hot labels or None) to NHWC images in [-1, 1]
 under the `generator/` scope; every discriminator maps NHWC images (and
 labels) to (logits, features) under `discriminator/`, and appends its hidden
 activations to `layers` when given a list (the linear probe's features).
-`--arch` picks the family: dcgan.py (convolutional) or mlp.py (fully connected).
+`--arch` picks the family: dcgan.py (convolutional), mlp.py (fully connected),
+or style (StyleGAN's generator in style.py with the DCGAN discriminator).
 """
 
+import functools
 import importlib
+
+from errors import UserError
 
 GENERATOR_SCOPE = "generator"
 DISCRIMINATOR_SCOPE = "discriminator"
@@ -22,12 +26,31 @@ RANDOM_STREAMS = "random_streams"
 
 
 def family(config):
-    """The module of --arch: networks/dcgan.py or networks/mlp.py."""
-    return importlib.import_module(f"networks.{config.arch}")
+    """The module of --arch's discriminator: networks/dcgan.py or networks/mlp.py."""
+    return importlib.import_module(f"networks.{'dcgan' if config.arch == 'style' else config.arch}")
+
+
+def generator_for(config, random=None, truncation_psi=None):
+    """The generator `--arch` names, as a function of
+    (z, labels_onehot, config, is_training, update_moving_stats=True).
+
+    The style generator also needs the training graph's `random` streams (its
+    per-pixel noise and the second z of style mixing come from them, so runs
+    stay reproducible) and, in inference, the truncation ψ tensor; the others
+    draw nothing and have no average w to truncate towards.
+    """
+    if config.arch == "style":
+        from networks import style  # imported here: the network modules import this package's scope names
+
+        return functools.partial(style.generator, random=random, truncation_psi=truncation_psi)
+    if config.truncation_psi != 1.0:
+        raise UserError(f"--truncation_psi {config.truncation_psi} needs a style generator (--arch style); "
+                        f"this one is --arch {config.arch}")
+    return family(config).generator
 
 
 def generator(z, labels_onehot, config, is_training, update_moving_stats=True):
-    return family(config).generator(z, labels_onehot, config, is_training, update_moving_stats)
+    return generator_for(config)(z, labels_onehot, config, is_training, update_moving_stats)
 
 
 def discriminator(images, labels_onehot, config, layers=None):
