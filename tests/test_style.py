@@ -137,7 +137,7 @@ def test_style_generator_trains_with_every_loss_and_regulariser(tmp_path):
     recipes = [dict(loss="non_saturating", r1_gamma=10.0), dict(loss="wasserstein", gp_lambda=10.0, beta1=0.0),
                dict(loss="hinge", fused_update=True), dict(loss="least_squares", feature_matching=True,
                                                            historical_averaging=0.01, image_pool=4, label_flip=0.1),
-               dict(conditioning="acgan", instance_noise=0.1, minibatch_stddev=True)]
+               dict(loss="minimax", conditioning="acgan", instance_noise=0.1, minibatch_stddev=True)]
     for index, recipe in enumerate(recipes):
         config = style_config(tmp_path / str(index), **recipe)
         with tf.Graph().as_default(), v1.Session() as session:
