@@ -16,7 +16,7 @@ import tempfile
 
 from checkpoints import restored_generator
 from errors import UserError
-from model import generator as build_generator
+from model import to_uint8
 from tf_runtime import tf
 from utils import write_atomically
 
@@ -58,9 +58,9 @@ def read_description(directory):
         raise UserError(f"{path}: unreadable ({e}); export the model again with --export") from None
 
 
-def _sample_signature(config):
+def _sample_signature(config, generator):
     """The `sample` signature's tensors: z drawn in the graph from --z_dist by a stateless
-    generator (same count + seed, same z, on any machine), through G's own variables."""
+    generator (same count + seed, same z, on any machine), through `generator`'s variables."""
     count = v1.placeholder(tf.int32, [], name="sample_count")
     seed = v1.placeholder(tf.int64, [], name="sample_seed")
     shape, stateless_seed = tf.stack([count, config.z_dim]), tf.stack([seed, tf.constant(0, tf.int64)])
@@ -73,9 +73,7 @@ def _sample_signature(config):
     if config.conditional:
         inputs["labels"] = v1.placeholder(tf.int64, [None], name="sample_labels")
         labels_onehot = tf.one_hot(inputs["labels"], config.y_dim)
-    images = build_generator(z, labels_onehot, config, is_training=False)
-    images_uint8 = tf.cast(tf.clip_by_value(tf.round((images + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
-    return inputs, {"images": images_uint8, "z": z}
+    return inputs, {"images": to_uint8(generator.build(z, labels_onehot)), "z": z}
 
 
 def _signature(inputs, outputs):
@@ -108,7 +106,7 @@ def export_saved_model(config, directory):
             if generator.labels is not None:
                 inputs["labels"] = generator.labels
             signatures = {"serving_default": _signature(inputs, {"images": generator.images_uint8}),
-                          "sample": _signature(*_sample_signature(restored.config))}
+                          "sample": _signature(*_sample_signature(restored.config, generator))}
             if generator.truncation_psi is not None:
                 signatures["truncation"] = _signature({**inputs, "truncation_psi": generator.truncation_psi},
                                                       {"images": generator.images_uint8})

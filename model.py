@@ -508,10 +508,16 @@ class InferenceGenerator:
         self.scope = GENERATOR_AVERAGE_SCOPE if config.g_ema else GENERATOR_SCOPE
         if config.g_ema:
             log.info("generator: sampling with the moving average of G's weights (--g_ema %g)", config.g_ema)
-        with averaged_generator_variables() if config.g_ema else contextlib.nullcontext():
-            self.images = generator_for(config, truncation_psi=self.truncation_psi)(
-                self.z, self.labels_onehot, config, is_training=False)
+        self.config = config
+        self.images = self.build(self.z, self.labels_onehot)
         self.images_uint8 = to_uint8(self.images, name="images_uint8")
+
+    def build(self, z, labels_onehot):
+        """G's images for other z/label tensors, on this generator's variables and settings
+        (the averaged G with --g_ema; the truncation input of a style generator)."""
+        with averaged_generator_variables() if self.config.g_ema else contextlib.nullcontext():
+            return generator_for(self.config, truncation_psi=self.truncation_psi)(
+                z, labels_onehot, self.config, is_training=False)
 
     def feed(self, z, labels=None):
         feed = {self.z: z}
