@@ -15,6 +15,7 @@ import export
 import train
 from checkpoints import restored_generator
 from errors import UserError
+from model import InferenceGenerator
 
 v1 = tf.compat.v1
 
@@ -69,7 +70,7 @@ def test_description_records_the_training_flags(exported):
 def test_sampled_z_follows_the_training_distribution(tmp_path, z_dist):
     config = tiny_config(tmp_path, y_dim=0, z_dist=z_dist, z_dim=50)
     with tf.Graph().as_default(), v1.Session() as session:
-        inputs, outputs = export._sample_signature(config)
+        inputs, outputs = export._sample_signature(config, InferenceGenerator(config))
         session.run(v1.global_variables_initializer())
         z = session.run(outputs["z"], {inputs["count"]: 200, inputs["seed"]: 1})
     assert z.shape == (200, 50)

@@ -39,7 +39,7 @@ def test_misspelled_flag_is_one_line_naming_the_closest_in_every_mode(flag_value
 
 
 @pytest.mark.parametrize("argv, unknown, closest", [
-    (["--arch", "style"], "arch", "cache"),  # another codebase's flag still gets the nearest of ours
+    (["--manualSeed", "7"], "manualSeed", "seed"),  # pytorch/examples dcgan's flag gets the nearest of ours
     (["--batchsize=4"], "batchsize", "batch_size"),
     (["--nofeature_matchin"], "nofeature_matchin", "nofeature_matching"),  # absl's boolean negation
     (["--max_step=3"], "max_step", "max_steps"),
@@ -77,7 +77,7 @@ def test_known_flags_flagfiles_and_undefok_still_parse(flag_values, tmp_path):
     flagfile = tmp_path / "run.flags"
     flagfile.write_text("--dataset=fashion\n--z_dim=8\n")
     remaining = main.parse_flags(["main.py", f"--flagfile={flagfile}", "--learning_rate", "0.5", "--notrain",
-                                  "--undefok=arch", "--arch=style"], flag_values)
+                                  "--undefok=netG", "--netG=dcgan"], flag_values)
     assert remaining == ["main.py"]
     assert (flag_values.dataset, flag_values.z_dim, flag_values.learning_rate, flag_values.train) == (
         "fashion", 8, 0.5, False)
@@ -101,9 +101,9 @@ def test_main_refuses_a_misspelled_flag_before_training(tmp_path):
 
 
 def test_main_refuses_an_unknown_flag_from_a_flagfile_in_export_mode(tmp_path):
-    (tmp_path / "run.flags").write_text("--dataset=mnist\n--export=exported\n--arch=style\n")
+    (tmp_path / "run.flags").write_text("--dataset=mnist\n--export=exported\n--ngf=64\n")
     result = run_main("--flagfile=run.flags", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "main.py: error: unknown flag --arch; did you mean --cache? (python main.py --helpfull lists every flag)"]
+        "main.py: error: unknown flag --ngf; did you mean --gf_dim? (python main.py --helpfull lists every flag)"]
     assert os.listdir(tmp_path) == ["run.flags"]
