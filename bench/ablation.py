@@ -53,10 +53,12 @@ VARIANTS = {
 # Model settings per table: the flags that pick the data and the model, beside the recipe's.
 DATASETS = {
     "mnist": {"dataset": "mnist", "flags": []},
-    "mnist_unconditional": {"dataset": "mnist", "flags": ["--y_dim=0"]},
+    # The unconditional G upsamples 4 times by 2, so it needs a multiple of 16: MNIST is trained at 32x32.
+    "mnist_unconditional": {"dataset": "mnist", "flags": ["--y_dim=0", "--output_height=32"]},
     "fashion": {"dataset": "fashion", "flags": []},
-    "fashion_unconditional": {"dataset": "fashion", "flags": ["--y_dim=0"]},
+    "fashion_unconditional": {"dataset": "fashion", "flags": ["--y_dim=0", "--output_height=32"]},
 }
+CLASSIFIER_SIZE = 28  # the MNIST / Fashion-MNIST classifiers take 28x28x1
 RECIPES = ("default", *RECIPE_FILES, *VARIANTS)
 METRICS = ("fid", "kid_mean", "precision", "recall", "class_accuracy", "classes_present", "class_kl_uniform")
 
@@ -112,6 +114,25 @@ def run_plan(recipe, budget):
     steps = max(1, budget // (BATCH_SIZE * d_steps))
     flags = [flag.replace("{half_steps}", str(steps // 2)) for flag in flags] + [f"--batch_size={BATCH_SIZE}"]
     return steps, flags
+
+
+def settings(recipe):
+    """Every recipe and architecture setting a recipe's flags give (the Config defaults where they say nothing)."""
+    _, flags = run_plan(recipe, BATCH_SIZE)
+    return {name: flag_value(flags, name) for name in config_lib.RECIPE_FIELDS + config_lib.ARCHITECTURE_FIELDS}
+
+
+def distinct_recipes(recipes):
+    """(recipes to train, {recipe: the earlier recipe it equals}): a recipe whose flags change nothing in the
+    defaults (carpedm20's flags are the project's defaults) would train the very same run again."""
+    kept, same_as = [], {}
+    for recipe in recipes:
+        twin = next((k for k in kept if settings(k) == settings(recipe)), None)
+        if twin is None:
+            kept.append(recipe)
+        else:
+            same_as[recipe] = twin
+    return kept, same_as
 
 
 def run_key(record):
@@ -210,10 +231,29 @@ def train_run(dataset, recipe, seed, budget, args):
 def run_config(dataset, seed, out_dir, args):
     """The Config naming a run (its checkpoints are read with the architecture stored beside them)."""
     settings = DATASETS[dataset]
-    y_dim = flag_value(settings["flags"], "y_dim")
     return config_lib.resolve(config_lib.Config(
-        dataset=settings["dataset"], data_dir=args.data_dir, out_dir=out_dir, batch_size=BATCH_SIZE, y_dim=y_dim,
+        dataset=settings["dataset"], data_dir=args.data_dir, out_dir=out_dir, batch_size=BATCH_SIZE,
+        y_dim=flag_value(settings["flags"], "y_dim"), output_height=flag_value(settings["flags"], "output_height"),
         seed=seed, eval_samples=args.eval_samples))
+
+
+def resized_classifier(checkpoint_dir, dataset):
+    """The dataset's 28x28 classifier for a model trained at another size (the unconditional MNIST G makes
+    32x32): every image, real (which training resized 28 -> 32) and generated alike, is resized back to 28x28
+    by PIL's antialiased bilinear filter before the classifier, so both sides take the same path."""
+    from PIL import Image
+
+    import metrics
+
+    class ResizedClassifier(metrics.ClassifierExtractor):
+        def _prepare(self, batch):
+            resized = [np.asarray(Image.fromarray(image[:, :, 0]).resize((CLASSIFIER_SIZE, CLASSIFIER_SIZE),
+                                                                          Image.BILINEAR)) for image in batch]
+            return super()._prepare(np.stack(resized)[:, :, :, np.newaxis])
+
+    extractor = ResizedClassifier(checkpoint_dir, dataset)
+    extractor.name += f", images resized to {CLASSIFIER_SIZE}x{CLASSIFIER_SIZE}"
+    return extractor
 
 
 _EXTRACTORS = {}
@@ -221,13 +261,16 @@ _EXTRACTORS = {}
 
 def meter_for(config, args):
     """The quality meter of a run's config, with the classifier and real statistics kept under --work_dir
-    (the classifier loaded once per dataset, the real statistics read from their cache)."""
+    (the classifier loaded once per dataset and size, the real statistics read from their cache)."""
     import evaluation
 
     config = dataclasses.replace(config, out_dir=args.work_dir)
-    if config.dataset not in _EXTRACTORS:
-        _EXTRACTORS[config.dataset] = evaluation.load_extractor(config)
-    return evaluation.QualityMeter(config, _EXTRACTORS[config.dataset])
+    key = (config.dataset, config.output_height)
+    if key not in _EXTRACTORS:
+        _EXTRACTORS[key] = (evaluation.load_extractor(config) if config.output_height == CLASSIFIER_SIZE
+                            else resized_classifier(os.path.join(config.out_dir, config.checkpoint_dir),
+                                                    config.dataset))
+    return evaluation.QualityMeter(config, _EXTRACTORS[key])
 
 
 def score_checkpoints(config, saved, args):
@@ -264,8 +307,7 @@ def append_record(record):
 
 def ensure_floor(dataset, args, records):
     """Once per dataset and sample count: real vs real (train [n, 2n) against the reference [0, n))."""
-    name = DATASETS[dataset]["dataset"]
-    if any(r.get("kind") == "floor" and r["dataset"] == name and r["n"] == args.eval_samples for r in records):
+    if any(r.get("kind") == "floor" and r["dataset"] == dataset and r["n"] == args.eval_samples for r in records):
         return
     import evaluation
     import metrics
@@ -275,7 +317,7 @@ def ensure_floor(dataset, args, records):
     real = evaluation.real_images_uint8(dataclasses.replace(config, eval_samples=2 * args.eval_samples),
                                         2 * args.eval_samples)[args.eval_samples:]
     results = metrics.evaluate(real, meter.real_stats, meter.extractor)
-    append_record({"kind": "floor", "dataset": name, "n": args.eval_samples, "extractor": results["extractor"],
+    append_record({"kind": "floor", "dataset": dataset, "n": args.eval_samples, "extractor": results["extractor"],
                    **{key: float(results[key]) for key in ("fid", "kid_mean", "precision", "recall")}})
 
 
@@ -294,6 +336,9 @@ def command_run(args):
     recipes = RECIPES if args.recipes == "all" else tuple(args.recipes.split(","))
     for name in recipes:
         recipe_flags(name)  # an unknown name is refused before hours of training
+    recipes, same_as = distinct_recipes(recipes)
+    for recipe, twin in same_as.items():
+        print(f"{recipe}: the same settings as {twin}, not trained again (see its row)", file=sys.stderr)
     unknown = [d for d in datasets if d not in DATASETS]
     if unknown:
         raise UserError(f"--dataset: unknown {unknown}; choose from {', '.join(DATASETS)}")
@@ -397,6 +442,10 @@ def render(records):
         "Watchdog fired = runs with at least one `watchdog:` warning; failed = runs that exited non-zero.",
         "",
     ]
+    _, same_as = distinct_recipes(RECIPES)
+    lines += [f"- `{recipe}` gives exactly the settings of `{twin}` at batch {BATCH_SIZE} (every recipe and "
+              "architecture flag), so it was not trained again: read its row as that one." for recipe, twin in
+              same_as.items()] + [""]
     groups = {}
     for run in runs:
         groups.setdefault((run["dataset"], run["budget"]), {}).setdefault(run["recipe"], []).append(run)
@@ -405,7 +454,7 @@ def render(records):
         any_run = next(iter(runs_by_recipe.values()))[0]
         n_samples = any_run["checkpoints"][-1]["n_samples"] if any_run["checkpoints"] else 0
         lines += [f"## {dataset}, budget {budget:,} images ({budget / 60000:.2f} MNIST epochs)", ""]
-        floor = floors.get((DATASETS[dataset]["dataset"], n_samples))
+        floor = floors.get((dataset, n_samples))
         extractor = any_run["checkpoints"][-1]["extractor"] if any_run["checkpoints"] else "?"
         lines.append(f"{n_samples} generated samples per checkpoint; features: {extractor}.")
         if floor:

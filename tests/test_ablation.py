@@ -73,3 +73,9 @@ def test_run_plan_fills_half_the_steps_and_reads_negated_booleans():
     assert ablation.flag_value(flags, "fused_update") is False and ablation.flag_value(flags, "g_steps") == 2
     with pytest.raises(UserError, match="unknown recipe 'nope'"):
         ablation.run_plan("nope", 19200)
+
+
+def test_a_recipe_with_the_defaults_flags_is_not_trained_twice():
+    kept, same_as = ablation.distinct_recipes(["default", "carpedm20", "ttur", "fused_k4"])
+    assert kept == ["default", "ttur", "fused_k4"] and same_as == {"carpedm20": "default"}
+    assert ablation.settings("fused_k4")["kernel_size"] == 4 and ablation.settings("default")["kernel_size"] == 5
