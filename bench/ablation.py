@@ -178,8 +178,9 @@ def checkpoint_at_time(checkpoints, seconds):
 
 
 def equal_time(runs):
-    """T = the shortest run among `runs` (seconds to its last checkpoint): every run is compared at T."""
-    return min(run["checkpoints"][-1]["seconds"] for run in runs if run["checkpoints"])
+    """T = the shortest run among `runs` (seconds to its last checkpoint): every run is compared at T.
+    None when no run saved a checkpoint."""
+    return min((run["checkpoints"][-1]["seconds"] for run in runs if run["checkpoints"]), default=None)
 
 
 def format_mean_std(values, digits):
@@ -433,8 +434,8 @@ def render(records):
         "",
         "How each run was made: `python main.py --train --dataset D --data_dir ../shared/data <recipe flags> "
         f"--batch_size {BATCH_SIZE} --seed S --max_steps <budget / ({BATCH_SIZE} × d_steps)> "
-        f"--ckpt_freq <steps / {CHECKPOINTS_PER_RUN}>` (the first two runs, default and dcgan_paper seed 1, "
-        "were made with steps / 6: scoring each checkpoint took longer than training on this loaded machine), "
+        f"--ckpt_freq <steps / {CHECKPOINTS_PER_RUN}>` (steps / 6 for the runs started first, before scoring "
+        "turned out to cost more than training on this loaded machine: results.jsonl lists each run's checkpoints), "
         "every recipe at batch 64 (dcgan_paper's 128 overridden to 64). Wall time counts from the process launch "
         "(start-up and graph building included) to each `saved` line. Each checkpoint is scored on "
         "generated samples against the same number of real training images, with the dataset's domain-classifier "
@@ -466,13 +467,14 @@ def render(records):
         lines += ["", "### At equal images seen (final checkpoint), best mean FID first", ""]
         lines += table(runs_by_recipe, lambda run: run["checkpoints"][-1] if run["checkpoints"] else None, conditional)
         t = equal_time([run for rs in runs_by_recipe.values() for run in rs])
-        lines += ["", f"### At equal wall-clock time, T = {t:.0f} s", ""]
-        lines += table(runs_by_recipe, lambda run, t=t: checkpoint_at_time(run["checkpoints"], t), conditional)
-        chart = f"ablation/{dataset}_{budget}_fid_vs_time.png"
-        fid_time_chart(os.path.join(os.path.dirname(DOC_PATH), chart), runs_by_recipe)
-        lines += ["", "FID (mean over seeds, each seed interpolated between its checkpoints) against wall-clock "
-                  "seconds since launch; the project's Pillow plotter labels its x axis 'step', read seconds:", "",
-                  f"![FID against wall time, {dataset}]({chart})", ""]
+        if t is not None:
+            lines += ["", f"### At equal wall-clock time, T = {t:.0f} s", ""]
+            lines += table(runs_by_recipe, lambda run, t=t: checkpoint_at_time(run["checkpoints"], t), conditional)
+            chart = f"ablation/{dataset}_{budget}_fid_vs_time.png"
+            fid_time_chart(os.path.join(os.path.dirname(DOC_PATH), chart), runs_by_recipe)
+            lines += ["", "FID (mean over seeds, each seed interpolated between its checkpoints) against wall-clock "
+                      "seconds since launch; the project's Pillow plotter labels its x axis 'step', read seconds:",
+                      "", f"![FID against wall time, {dataset}]({chart})", ""]
         warnings = [(run["recipe"], run["seed"], run["watchdog_examples"][0]) for rs in runs_by_recipe.values()
                     for run in rs if run["watchdog_examples"]]
         if warnings:

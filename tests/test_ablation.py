@@ -36,6 +36,7 @@ def test_checkpoint_at_time_takes_the_last_one_at_or_before_t():
 def test_equal_time_is_the_shortest_run_and_ignores_runs_without_checkpoints():
     runs = [{"checkpoints": checkpoints(20.0, 90.0)}, {"checkpoints": checkpoints(30.0, 70.0)}, {"checkpoints": []}]
     assert ablation.equal_time(runs) == 70.0
+    assert ablation.equal_time([{"checkpoints": []}]) is None
 
 
 def record(dataset, recipe, seed, budget, kind="run"):
