@@ -398,8 +398,8 @@ def table(runs_by_recipe, pick, conditional):
 
 
 def fid_time_chart(path, runs_by_recipe, points=60):
-    """FID against wall time, mean over seeds (each seed interpolated between its checkpoints), one curve per
-    recipe, drawn by the project's own Pillow plotter."""
+    """FID against wall time, mean over seeds (each seed interpolated between its checkpoints, the curve
+    drawn where every seed has one before and after), one curve per recipe, by the project's Pillow plotter."""
     import utils
 
     end = max(run["checkpoints"][-1]["seconds"] for runs in runs_by_recipe.values() for run in runs
@@ -414,7 +414,7 @@ def fid_time_chart(path, runs_by_recipe, points=60):
             if times:
                 per_seed.append(np.interp(grid, times, fids, left=np.nan, right=np.nan))
         if per_seed:
-            curves[recipe] = np.nanmean(np.array(per_seed), axis=0) if len(per_seed) > 1 else per_seed[0]
+            curves[recipe] = np.mean(per_seed, axis=0)  # NaN wherever one seed has no checkpoints around
     utils.plot_curves(path, grid, {"FID": curves}, size=(900, 420))  # a short title: the legend follows it
 
 

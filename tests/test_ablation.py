@@ -80,3 +80,29 @@ def test_a_recipe_with_the_defaults_flags_is_not_trained_twice():
     kept, same_as = ablation.distinct_recipes(["default", "carpedm20", "ttur", "fused_k4"])
     assert kept == ["default", "ttur", "fused_k4"] and same_as == {"carpedm20": "default"}
     assert ablation.settings("fused_k4")["kernel_size"] == 4 and ablation.settings("default")["kernel_size"] == 5
+
+
+def scored_run(recipe, seed, fids, seconds, watchdog=0):
+    saved = [{"step": 100 * (i + 1), "seconds": s, "fid": f, "kid_mean": f / 2, "precision": 0.5, "recall": 0.25,
+              "class_accuracy": 0.9, "classes_present": 10.0, "class_kl_uniform": 0.01, "n_samples": 5000,
+              "extractor": "test features"} for i, (f, s) in enumerate(zip(fids, seconds, strict=True))]
+    return {**record("mnist", recipe, seed, 19200), "checkpoints": saved, "watchdog_warnings": watchdog,
+            "watchdog_examples": ["watchdog: D saturated"] if watchdog else [], "returncode": 0, "error": ""}
+
+
+def test_render_shows_mean_std_over_seeds_at_equal_images_and_at_equal_time(tmp_path, monkeypatch):
+    monkeypatch.setattr(ablation, "DOC_PATH", str(tmp_path / "ablation.md"))
+    monkeypatch.setattr(ablation, "DISCUSSION_PATH", str(tmp_path / "missing.md"))
+    records = [scored_run("default", 1, [300.0, 100.0], [50.0, 100.0]),
+               scored_run("default", 2, [200.0, 140.0], [60.0, 120.0], watchdog=3),
+               scored_run("ttur", 1, [90.0, 80.0, 70.0], [40.0, 80.0, 160.0])]
+    ablation.render(records)
+    text = (tmp_path / "ablation.md").read_text()
+    equal_images, equal_time = text.split("### At equal images seen")[1].split("### At equal wall-clock time")
+    # Final checkpoints: default 100 and 140 -> 120 ± 28.28 (sample std); ttur 70 first (lower FID).
+    assert equal_images.index("| ttur | 1/1 | 70.00 |") < equal_images.index("| default | 2/2 | 120.00 ± 28.28 |")
+    assert "| 1/2 | 0/2 |" in equal_images  # one default run of two had the watchdog fire, none failed
+    # T = 100 s (default seed 1's whole run): default seed 2 at its 60 s checkpoint (200), ttur at 80 s (80).
+    assert equal_time.startswith(", T = 100 s")
+    assert "| default | 2/2 | 150.00 ± 70.71 |" in equal_time and "| ttur | 1/1 | 80.00 |" in equal_time
+    assert (tmp_path / "ablation" / "mnist_19200_fid_vs_time.png").stat().st_size > 0
