@@ -1,0 +1,534 @@
+"""Which training recipe should be the default?  Each recipe trained at the same budget, scored by the same meter.
+
+Every (dataset, recipe, seed, budget) run trains `main.py --train` in a subprocess
+outside the repository, timing each saved checkpoint from the launch of the
+process (what a user waits for, start-up included) and counting the collapse
+watchdog's warnings; then each checkpoint is scored in this process by
+`evaluation.QualityMeter` (the dataset's domain classifier: FID, KID,
+precision/recall and class statistics).  One JSON line per finished run is
+appended to docs/ablation/results.jsonl, and a run already there is skipped,
+so the table can be completed across sessions; `render` rewrites
+docs/ablation.md and its charts from that file alone.
+
+    python bench/ablation.py run --dataset mnist --recipes all --seeds 1 --budget 25000
+    python bench/ablation.py run --dataset mnist --recipes default,ttur --seeds 1,2,3 --budget 25000
+    python bench/ablation.py render
+
+Every recipe trains with batch 64, so images seen and steps mean the same thing
+across rows: dcgan_paper's 128 is overridden to 64 (its other flags are kept).
+A step consumes d_steps batches, so a budget of B images is B / (64 x d_steps) steps.
+"""
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+
+REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_DIR)
+
+import numpy as np  # noqa: E402
+
+import config as config_lib  # noqa: E402
+from errors import UserError  # noqa: E402
+
+BATCH_SIZE = 64
+CHECKPOINTS_PER_RUN = 4
+RESULTS_PATH = os.path.join(REPO_DIR, "docs", "ablation", "results.jsonl")
+DOC_PATH = os.path.join(REPO_DIR, "docs", "ablation.md")
+DISCUSSION_PATH = os.path.join(REPO_DIR, "docs", "ablation", "discussion.md")
+RECIPE_FILES = ("carpedm20", "dcgan_paper", "anime_faces", "wgan_gp", "hinge_r1", "ttur")
+# Variants of the project's defaults, as extra flags; "{half_steps}" is half the run's steps.
+VARIANTS = {
+    "combined_bn": ["--d_batchnorm=combined"],
+    "smooth_noise": ["--real_label=0.9", "--instance_noise=0.1", "--instance_noise_steps={half_steps}"],
+    "fused_k4": ["--fused_update", "--g_steps=1", "--kernel_size=4"],
+}
+# Model settings per table: the flags that pick the data and the model, beside the recipe's.
+DATASETS = {
+    "mnist": {"dataset": "mnist", "flags": []},
+    # The unconditional G upsamples 4 times by 2, so it needs a multiple of 16: MNIST is trained at 32x32.
+    "mnist_unconditional": {"dataset": "mnist", "flags": ["--y_dim=0", "--output_height=32"]},
+    "fashion": {"dataset": "fashion", "flags": []},
+    "fashion_unconditional": {"dataset": "fashion", "flags": ["--y_dim=0", "--output_height=32"]},
+}
+CLASSIFIER_SIZE = 28  # the MNIST / Fashion-MNIST classifiers take 28x28x1
+RECIPES = ("default", *RECIPE_FILES, *VARIANTS)
+METRICS = ("fid", "kid_mean", "precision", "recall", "class_accuracy", "classes_present", "class_kl_uniform")
+
+
+# ---------------------------------------------------------------------------
+# Pure parts (tests/test_ablation.py).
+# ---------------------------------------------------------------------------
+
+
+def recipe_flags(recipe):
+    """The command-line flags of a recipe by name (before "{half_steps}" is filled in)."""
+    if recipe == "default":
+        return []
+    if recipe in RECIPE_FILES:
+        return [f"--flagfile={os.path.join(REPO_DIR, 'recipes', recipe + '.flags')}"]
+    if recipe in VARIANTS:
+        return list(VARIANTS[recipe])
+    raise UserError(f"--recipes: unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}")
+
+
+def expanded_flags(flags):
+    """`flags` with each --flagfile replaced by its lines (comments and blank lines dropped), in order."""
+    expanded = []
+    for flag in flags:
+        if flag.startswith("--flagfile="):
+            with open(flag.split("=", 1)[1]) as f:
+                expanded += [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
+        else:
+            expanded.append(flag)
+    return expanded
+
+
+def flag_value(flags, name):
+    """The value the last `--name=V` (or `--name` / `--noname` for a boolean) in `flags` gives, else the
+    Config default: what absl will parse, read without defining the flags."""
+    value = getattr(config_lib.Config, name)
+    for flag in flags:
+        if flag.startswith(f"--{name}="):
+            text = flag.split("=", 1)[1]
+            if isinstance(value, bool):
+                value = text.lower() in ("true", "1")
+            else:
+                value = text if isinstance(value, str) else type(value)(text)
+        elif flag in (f"--{name}", f"--no{name}"):
+            value = flag == f"--{name}"
+    return value
+
+
+def run_plan(recipe, budget):
+    """(steps, flags) of one run: the recipe's flags at batch 64 and the steps that see `budget` images."""
+    flags = expanded_flags(recipe_flags(recipe))
+    d_steps = flag_value(flags, "d_steps")
+    steps = max(1, budget // (BATCH_SIZE * d_steps))
+    flags = [flag.replace("{half_steps}", str(steps // 2)) for flag in flags] + [f"--batch_size={BATCH_SIZE}"]
+    return steps, flags
+
+
+def settings(recipe):
+    """Every recipe and architecture setting a recipe's flags give (the Config defaults where they say nothing)."""
+    _, flags = run_plan(recipe, BATCH_SIZE)
+    return {name: flag_value(flags, name) for name in config_lib.RECIPE_FIELDS + config_lib.ARCHITECTURE_FIELDS}
+
+
+def distinct_recipes(recipes):
+    """(recipes to train, {recipe: the earlier recipe it equals}): a recipe whose flags change nothing in the
+    defaults (carpedm20's flags are the project's defaults) would train the very same run again."""
+    kept, same_as = [], {}
+    for recipe in recipes:
+        twin = next((k for k in kept if settings(k) == settings(recipe)), None)
+        if twin is None:
+            kept.append(recipe)
+        else:
+            same_as[recipe] = twin
+    return kept, same_as
+
+
+def run_key(record):
+    return (record["dataset"], record["recipe"], int(record["seed"]), int(record["budget"]))
+
+
+def read_results(path):
+    """The records in the results file (a line cut short by a killed write is ignored)."""
+    if not os.path.exists(path):
+        return []
+    records = []
+    with open(path) as f:
+        for line in f:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+    return records
+
+
+def pending_runs(records, datasets, recipes, seeds, budget):
+    """The (dataset, recipe, seed, budget) runs not yet in `records`, in the order to run them."""
+    done = {run_key(r) for r in records if r.get("kind") == "run"}
+    return [(d, r, s, budget) for d in datasets for s in seeds for r in recipes if (d, r, s, budget) not in done]
+
+
+def mean_std(values):
+    """(mean, sample standard deviation, n) of the finite values; std is None below 2 values, mean None at 0."""
+    values = [float(v) for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return None, None, 0
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else None
+    return float(np.mean(values)), std, len(values)
+
+
+def checkpoint_at_time(checkpoints, seconds):
+    """The last checkpoint saved at or before `seconds` of wall time (checkpoints sorted by step), or None."""
+    chosen = None
+    for checkpoint in checkpoints:
+        if checkpoint["seconds"] <= seconds:
+            chosen = checkpoint
+    return chosen
+
+
+def equal_time(runs):
+    """T = the shortest run among `runs` (seconds to its last checkpoint): every run is compared at T.
+    None when no run saved a checkpoint."""
+    return min((run["checkpoints"][-1]["seconds"] for run in runs if run["checkpoints"]), default=None)
+
+
+def format_mean_std(values, digits):
+    mean, std, n = mean_std(values)
+    if n == 0:
+        return "—"
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
+
+
+# ---------------------------------------------------------------------------
+# Running and scoring.
+# ---------------------------------------------------------------------------
+
+
+def train_run(dataset, recipe, seed, budget, args):
+    """Trains one run in a subprocess; returns (record without scores, run folder)."""
+    steps, flags = run_plan(recipe, budget)
+    settings = DATASETS[dataset]
+    out_dir = os.path.join(args.work_dir, "runs", dataset, recipe, f"seed{seed}_budget{budget}")
+    shutil.rmtree(out_dir, ignore_errors=True)  # a run cut short is redone: its wall times would not add up
+    os.makedirs(out_dir)
+    ckpt_freq = max(1, steps // CHECKPOINTS_PER_RUN)
+    command = [sys.executable, os.path.join(REPO_DIR, "main.py"), "--train", f"--dataset={settings['dataset']}",
+               f"--data_dir={args.data_dir}", *settings["flags"], *flags, f"--seed={seed}", f"--max_steps={steps}",
+               f"--out_dir={out_dir}", f"--ckpt_freq={ckpt_freq}", f"--sample_freq={ckpt_freq}",
+               f"--max_to_keep={CHECKPOINTS_PER_RUN + 2}", "--log_freq=50"]
+    print(f"[{time.strftime('%H:%M:%S')}] {dataset} {recipe} seed {seed}: {steps} steps", file=sys.stderr, flush=True)
+    saved, watchdog_lines, tail = [], [], []
+    start = time.time()
+    with open(os.path.join(out_dir, "train.log"), "w") as log, subprocess.Popen(
+            command, cwd=REPO_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+        for line in process.stdout:
+            log.write(line)
+            tail = (tail + [line.rstrip()])[-5:]
+            if " saved " in line:
+                saved.append((line.rsplit(" saved ", 1)[1].strip(), time.time() - start))
+            elif "watchdog:" in line:
+                watchdog_lines.append(line.strip())
+    record = {
+        "kind": "run", "dataset": dataset, "recipe": recipe, "seed": seed, "budget": budget, "steps": steps,
+        "batch_size": BATCH_SIZE, "flags": settings["flags"] + flags, "returncode": process.returncode,
+        "error": "" if process.returncode == 0 else tail[-1] if tail else "no output",
+        "wall_seconds": time.time() - start, "watchdog_warnings": len(watchdog_lines),
+        "watchdog_examples": watchdog_lines[:3], "cpu_seconds_note": "wall clock on a shared 2-core machine",
+    }
+    return record, out_dir, saved
+
+
+def run_config(dataset, seed, out_dir, args):
+    """The Config naming a run (its checkpoints are read with the architecture stored beside them)."""
+    settings = DATASETS[dataset]
+    return config_lib.resolve(config_lib.Config(
+        dataset=settings["dataset"], data_dir=args.data_dir, out_dir=out_dir, batch_size=BATCH_SIZE,
+        y_dim=flag_value(settings["flags"], "y_dim"), output_height=flag_value(settings["flags"], "output_height"),
+        seed=seed, eval_samples=args.eval_samples))
+
+
+def resized_classifier(checkpoint_dir, dataset):
+    """The dataset's 28x28 classifier for a model trained at another size (the unconditional MNIST G makes
+    32x32): every image, real (which training resized 28 -> 32) and generated alike, is resized back to 28x28
+    by PIL's antialiased bilinear filter before the classifier, so both sides take the same path."""
+    from PIL import Image
+
+    import metrics
+
+    class ResizedClassifier(metrics.ClassifierExtractor):
+        def _prepare(self, batch):
+            resized = [np.asarray(Image.fromarray(image[:, :, 0]).resize((CLASSIFIER_SIZE, CLASSIFIER_SIZE),
+                                                                          Image.BILINEAR)) for image in batch]
+            return super()._prepare(np.stack(resized)[:, :, :, np.newaxis])
+
+    extractor = ResizedClassifier(checkpoint_dir, dataset)
+    extractor.name += f", images resized to {CLASSIFIER_SIZE}x{CLASSIFIER_SIZE}"
+    return extractor
+
+
+_EXTRACTORS = {}
+
+
+def meter_for(config, args):
+    """The quality meter of a run's config, with the classifier and real statistics kept under --work_dir
+    (the classifier loaded once per dataset and size, the real statistics read from their cache)."""
+    import evaluation
+
+    config = dataclasses.replace(config, out_dir=args.work_dir)
+    key = (config.dataset, config.output_height)
+    if key not in _EXTRACTORS:
+        _EXTRACTORS[key] = (evaluation.load_extractor(config) if config.output_height == CLASSIFIER_SIZE
+                            else resized_classifier(os.path.join(config.out_dir, config.checkpoint_dir),
+                                                    config.dataset))
+    return evaluation.QualityMeter(config, _EXTRACTORS[key])
+
+
+def score_checkpoints(config, saved, args):
+    """Each saved checkpoint's scores, with its step, images seen and wall time."""
+    from checkpoints import checkpoint_step, restored_generator
+
+    scored = []
+    for path, seconds in saved:
+        with restored_generator(config, checkpoint=path) as restored:
+            results = meter_for(restored.config, args).measure(restored.session, restored.generator)
+        step = checkpoint_step(path)
+        entry = {"step": step, "seconds": round(seconds, 1), "n_samples": int(results["n_samples"]),
+                 "extractor": results["extractor"]}
+        entry.update({key: float(results[key]) for key in METRICS if key in results})
+        scored.append(entry)
+    return scored
+
+
+def copy_sample_grid(out_dir, config, dataset, recipe):
+    """The run's last sample grid, as docs/ablation/<dataset>_<recipe>.png."""
+    grids = sorted(f for f in os.listdir(config.sample_path) if f.startswith("train_") and f.endswith(".png"))
+    if not grids:
+        return None
+    target = os.path.join(os.path.dirname(RESULTS_PATH), f"{dataset}_{recipe}.png")
+    shutil.copyfile(os.path.join(config.sample_path, grids[-1]), target)
+    return os.path.relpath(target, os.path.dirname(DOC_PATH))
+
+
+def append_record(record):
+    os.makedirs(os.path.dirname(RESULTS_PATH), exist_ok=True)
+    with open(RESULTS_PATH, "a") as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def ensure_floor(dataset, args, records):
+    """Once per dataset and sample count: real vs real (train [n, 2n) against the reference [0, n))."""
+    if any(r.get("kind") == "floor" and r["dataset"] == dataset and r["n"] == args.eval_samples for r in records):
+        return
+    import evaluation
+    import metrics
+
+    config = run_config(dataset, 0, args.work_dir, args)
+    meter = meter_for(config, args)
+    real = evaluation.real_images_uint8(dataclasses.replace(config, eval_samples=2 * args.eval_samples),
+                                        2 * args.eval_samples)[args.eval_samples:]
+    results = metrics.evaluate(real, meter.real_stats, meter.extractor)
+    append_record({"kind": "floor", "dataset": dataset, "n": args.eval_samples, "extractor": results["extractor"],
+                   **{key: float(results[key]) for key in ("fid", "kid_mean", "precision", "recall")}})
+
+
+def ensure_classifier(dataset, args):
+    import metrics
+
+    checkpoint_dir = os.path.join(args.work_dir, "checkpoint")
+    name = DATASETS[dataset]["dataset"]
+    if not metrics.classifier_is_trained(checkpoint_dir, name):
+        print(f"training the {name} classifier first", file=sys.stderr)
+        metrics.train_classifier_from_directory(name, args.data_dir, checkpoint_dir)
+
+
+def command_run(args):
+    datasets = args.dataset.split(",")
+    recipes = RECIPES if args.recipes == "all" else tuple(args.recipes.split(","))
+    for name in recipes:
+        recipe_flags(name)  # an unknown name is refused before hours of training
+    recipes, same_as = distinct_recipes(recipes)
+    for recipe, twin in same_as.items():
+        print(f"{recipe}: the same settings as {twin}, not trained again (see its row)", file=sys.stderr)
+    unknown = [d for d in datasets if d not in DATASETS]
+    if unknown:
+        raise UserError(f"--dataset: unknown {unknown}; choose from {', '.join(DATASETS)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    for dataset in datasets:
+        ensure_classifier(dataset, args)
+        ensure_floor(dataset, args, read_results(RESULTS_PATH))
+    for dataset, recipe, seed, budget in pending_runs(read_results(RESULTS_PATH), datasets, recipes, seeds,
+                                                      args.budget):
+        if not pending_runs(read_results(RESULTS_PATH), [dataset], [recipe], [seed], budget):
+            continue  # another worker finished it meanwhile
+        record, out_dir, saved = train_run(dataset, recipe, seed, budget, args)
+        config = run_config(dataset, seed, out_dir, args)
+        record["checkpoints"] = score_checkpoints(config, saved, args)
+        if seed == min(seeds):
+            record["sample_grid"] = copy_sample_grid(out_dir, config, dataset, recipe)
+        append_record(record)
+        final = record["checkpoints"][-1] if record["checkpoints"] else {}
+        print(f"  done in {record['wall_seconds']:.0f} s: FID {final.get('fid', float('nan')):.2f}, "
+              f"watchdog {record['watchdog_warnings']}, exit {record['returncode']}", file=sys.stderr, flush=True)
+        render(read_results(RESULTS_PATH))
+
+
+# ---------------------------------------------------------------------------
+# Rendering docs/ablation.md.
+# ---------------------------------------------------------------------------
+
+
+def recipe_row(recipe, runs, pick):
+    """One table row: mean ± std over seeds of the checkpoints `pick` chooses from each run."""
+    chosen = [pick(run) for run in runs]
+    chosen = [c for c in chosen if c is not None]
+    column = {key: [c.get(key) for c in chosen] for key in METRICS + ("seconds", "step")}
+    fired = sum(1 for run in runs if run["watchdog_warnings"])
+    failed = sum(1 for run in runs if run["returncode"] != 0)
+    cells = [recipe, f"{len(chosen)}/{len(runs)}", format_mean_std(column["fid"], 2),
+             format_mean_std(column["kid_mean"], 2),
+             format_mean_std(column["precision"], 3), format_mean_std(column["recall"], 3)]
+    if any(v is not None for v in column["class_accuracy"]):
+        cells.append(format_mean_std(column["class_accuracy"], 3))
+    else:
+        cells.append(format_mean_std(column["classes_present"], 1))
+    cells += [format_mean_std(column["class_kl_uniform"], 3), format_mean_std(column["step"], 0),
+              format_mean_std(column["seconds"], 0), f"{fired}/{len(runs)}", f"{failed}/{len(runs)}"]
+    return "| " + " | ".join(cells) + " |"
+
+
+def table(runs_by_recipe, pick, conditional):
+    class_header = "requested-class acc." if conditional else "classes present (of 10)"
+    lines = [f"| recipe | seeds | FID | KID | precision | recall | {class_header} | class KL to uniform | "
+             "step | wall s | watchdog fired | failed |",
+             "|" + "---|" * 12]
+    order = sorted(runs_by_recipe, key=lambda r: mean_std([pick(run) and pick(run).get("fid")
+                                                           for run in runs_by_recipe[r]])[0] or math.inf)
+    return lines + [recipe_row(recipe, runs_by_recipe[recipe], pick) for recipe in order]
+
+
+def fid_time_chart(path, runs_by_recipe, points=60):
+    """FID against wall time, mean over seeds (each seed interpolated between its checkpoints, the curve
+    drawn where every seed has one before and after), one curve per recipe, by the project's Pillow plotter."""
+    import utils
+
+    end = max(run["checkpoints"][-1]["seconds"] for runs in runs_by_recipe.values() for run in runs
+              if run["checkpoints"])
+    grid = np.linspace(0, end, points)
+    curves = {}
+    for recipe, runs in sorted(runs_by_recipe.items()):
+        per_seed = []
+        for run in runs:
+            times = [c["seconds"] for c in run["checkpoints"]]
+            fids = [c["fid"] for c in run["checkpoints"]]
+            if times:
+                per_seed.append(np.interp(grid, times, fids, left=np.nan, right=np.nan))
+        if per_seed:
+            curves[recipe] = np.mean(per_seed, axis=0)  # NaN wherever one seed has no checkpoints around
+    utils.plot_curves(path, grid, {"FID": curves}, size=(900, 420))  # a short title: the legend follows it
+
+
+def render(records):
+    runs = [r for r in records if r.get("kind") == "run"]
+    floors = {(r["dataset"], r["n"]): r for r in records if r.get("kind") == "floor"}
+    lines = [
+        "# Recipe ablation, measured",
+        "",
+        "Generated by `python bench/ablation.py render` from `docs/ablation/results.jsonl` (one line per run, "
+        "appended by `python bench/ablation.py run ...`); do not edit by hand.",
+        "",
+        f"Machine: {cpu_model()}, 2 cores, **shared with three other agents' jobs while these ran** (load average "
+        "often 4–8): wall times are what this machine gave, not the CPU's best, and differ between rows by "
+        "more than the recipes do; compare them as rough ratios. Rendered "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; Python {platform.python_version()}.",
+        "",
+        "How each run was made: `python main.py --train --dataset D --data_dir ../shared/data <recipe flags> "
+        f"--batch_size {BATCH_SIZE} --seed S --max_steps <budget / ({BATCH_SIZE} × d_steps)> "
+        f"--ckpt_freq <steps / {CHECKPOINTS_PER_RUN}>` (steps / 6 for the runs started first, before scoring "
+        "turned out to cost more than training on this loaded machine: results.jsonl lists each run's checkpoints), "
+        "every recipe at batch 64 (dcgan_paper's 128 overridden to 64). Wall time counts from the process launch "
+        "(start-up and graph building included) to each `saved` line. Each checkpoint is scored on "
+        "generated samples against the same number of real training images, with the dataset's domain-classifier "
+        "features (`metrics.py --train_classifier`; their scale is not Inception's, so KID is in the hundreds). "
+        "Equal images = the final checkpoint; equal time = each run's last checkpoint at or before T, "
+        "T = the shortest run of the table (a run with no checkpoint by T is left out: see the seeds column). "
+        "Watchdog fired = runs with at least one `watchdog:` warning; failed = runs that exited non-zero.",
+        "",
+    ]
+    _, same_as = distinct_recipes(RECIPES)
+    lines += [f"- `{recipe}` gives exactly the settings of `{twin}` at batch {BATCH_SIZE} (every recipe and "
+              "architecture flag), so it was not trained again: read its row as that one." for recipe, twin in
+              same_as.items()] + [""]
+    groups = {}
+    for run in runs:
+        groups.setdefault((run["dataset"], run["budget"]), {}).setdefault(run["recipe"], []).append(run)
+    for (dataset, budget), runs_by_recipe in sorted(groups.items()):
+        conditional = flag_value(DATASETS[dataset]["flags"], "y_dim") != 0
+        any_run = next(iter(runs_by_recipe.values()))[0]
+        n_samples = any_run["checkpoints"][-1]["n_samples"] if any_run["checkpoints"] else 0
+        lines += [f"## {dataset}, budget {budget:,} images ({budget / 60000:.2f} MNIST epochs)", ""]
+        floor = floors.get((dataset, n_samples))
+        extractor = any_run["checkpoints"][-1]["extractor"] if any_run["checkpoints"] else "?"
+        lines.append(f"{n_samples} generated samples per checkpoint; features: {extractor}.")
+        if floor:
+            lines.append(f"Real-vs-real floor at {floor['n']} images (train [n, 2n) vs [0, n)): "
+                         f"FID {floor['fid']:.2f}, KID {floor['kid_mean']:.2f}, "
+                         f"precision {floor['precision']:.3f}, recall {floor['recall']:.3f}.")
+        lines += ["", "### At equal images seen (final checkpoint), best mean FID first", ""]
+        lines += table(runs_by_recipe, lambda run: run["checkpoints"][-1] if run["checkpoints"] else None, conditional)
+        t = equal_time([run for rs in runs_by_recipe.values() for run in rs])
+        if t is not None:
+            lines += ["", f"### At equal wall-clock time, T = {t:.0f} s", ""]
+            lines += table(runs_by_recipe, lambda run, t=t: checkpoint_at_time(run["checkpoints"], t), conditional)
+            chart = f"ablation/{dataset}_{budget}_fid_vs_time.png"
+            fid_time_chart(os.path.join(os.path.dirname(DOC_PATH), chart), runs_by_recipe)
+            lines += ["", "FID (mean over seeds, each seed interpolated between its checkpoints) against wall-clock "
+                      "seconds since launch; the project's Pillow plotter labels its x axis 'step', read seconds:",
+                      "", f"![FID against wall time, {dataset}]({chart})", ""]
+        warnings = [(run["recipe"], run["seed"], run["watchdog_examples"][0]) for rs in runs_by_recipe.values()
+                    for run in rs if run["watchdog_examples"]]
+        if warnings:
+            lines += ["Watchdog warnings (first of each run that fired):", ""]
+            lines += [f"- {recipe} seed {seed}: `{text}`" for recipe, seed, text in warnings]
+            lines.append("")
+        failures = [(run["recipe"], run["seed"], run["error"]) for rs in runs_by_recipe.values() for run in rs
+                    if run["returncode"] != 0]
+        lines += [f"- FAILED {recipe} seed {seed}: `{error}`" for recipe, seed, error in failures]
+        grids = [(recipe, rs[0].get("sample_grid")) for recipe, rs in sorted(runs_by_recipe.items())
+                 if any(r.get("sample_grid") for r in rs)]
+        if grids:
+            lines += ["", "Samples at the final checkpoint (lowest seed):", "",
+                      " ".join(f"{recipe}<br>![{recipe}]({path})" for recipe, path in grids), ""]
+    if os.path.exists(DISCUSSION_PATH):
+        with open(DISCUSSION_PATH) as f:
+            lines += ["", f.read()]
+    with open(DOC_PATH, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def cpu_model():
+    try:
+        output = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return platform.processor() or "unknown CPU"
+    return next((line.split(":", 1)[1].strip() for line in output.splitlines() if line.startswith("Model name")),
+                "unknown CPU")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="train and score the runs not yet in the results file, then render")
+    run.add_argument("--dataset", default="mnist", help=f"comma-separated: {', '.join(DATASETS)}")
+    run.add_argument("--recipes", default="all", help=f"'all' or comma-separated: {', '.join(RECIPES)}")
+    run.add_argument("--seeds", default="1", help="comma-separated seeds")
+    run.add_argument("--budget", type=int, default=25000, help="training images seen per run")
+    run.add_argument("--eval_samples", type=int, default=5000, help="generated (and real) images per score")
+    run.add_argument("--data_dir", default=os.path.join(os.path.dirname(REPO_DIR), "shared", "data"))
+    run.add_argument("--work_dir", default="/tmp/ablation",
+                     help="runs, the classifiers and cached real statistics (outside the repository)")
+    commands.add_parser("render", help="rewrite docs/ablation.md and its charts from the results file")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        command_run(args)
+    else:
+        render(read_results(RESULTS_PATH))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
