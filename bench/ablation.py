@@ -399,7 +399,7 @@ def table(runs_by_recipe, pick, conditional):
 
 def fid_time_chart(path, runs_by_recipe, points=60):
     """FID against wall time, mean over seeds (each seed interpolated between its checkpoints, the curve
-    drawn where every seed has one before and after), one curve per recipe, by the project's Pillow plotter."""
+    drawn where every seed has one before and after), one curve per recipe (matplotlib)."""
     import utils
 
     end = max(run["checkpoints"][-1]["seconds"] for runs in runs_by_recipe.values() for run in runs
@@ -415,7 +415,8 @@ def fid_time_chart(path, runs_by_recipe, points=60):
                 per_seed.append(np.interp(grid, times, fids, left=np.nan, right=np.nan))
         if per_seed:
             curves[recipe] = np.mean(per_seed, axis=0)  # NaN wherever one seed has no checkpoints around
-    utils.plot_curves(path, grid, {"FID": curves}, size=(900, 420))  # a short title: the legend follows it
+    utils.plot_curves(path, {"FID (mean over seeds)": {recipe: (grid, fid) for recipe, fid in curves.items()}},
+                      x_label="wall-clock seconds since launch")
 
 
 def render(records):
@@ -473,7 +474,7 @@ def render(records):
             chart = f"ablation/{dataset}_{budget}_fid_vs_time.png"
             fid_time_chart(os.path.join(os.path.dirname(DOC_PATH), chart), runs_by_recipe)
             lines += ["", "FID (mean over seeds, each seed interpolated between its checkpoints) against wall-clock "
-                      "seconds since launch; the project's Pillow plotter labels its x axis 'step', read seconds:",
+                      "seconds since launch; drawn with matplotlib:",
                       "", f"![FID against wall time, {dataset}]({chart})", ""]
         warnings = [(run["recipe"], run["seed"], run["watchdog_examples"][0]) for rs in runs_by_recipe.values()
                     for run in rs if run["watchdog_examples"]]
