@@ -354,7 +354,8 @@ def command_run(args):
         record, out_dir, saved = train_run(dataset, recipe, seed, budget, args)
         config = run_config(dataset, seed, out_dir, args)
         record["checkpoints"] = score_checkpoints(config, saved, args)
-        if seed == min(seeds):
+        if not any(run_key(r)[:2] == (dataset, recipe) and r["budget"] == budget and r["seed"] < seed
+                   for r in read_results(RESULTS_PATH) if r.get("kind") == "run"):  # the grid of the lowest seed
             record["sample_grid"] = copy_sample_grid(out_dir, config, dataset, recipe)
         append_record(record)
         final = record["checkpoints"][-1] if record["checkpoints"] else {}
