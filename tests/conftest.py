@@ -4,9 +4,15 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 import config as config_lib
 import tf_runtime  # noqa: F401  (graph mode and TensorFlow's environment, as in main.py)
+
+# Every property test runs the same examples in every run (derandomize) and has no
+# per-example deadline: on a loaded 2-core machine a slow example is not a failure.
+settings.register_profile("project", deadline=None, derandomize=True)
+settings.load_profile("project")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
