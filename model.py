@@ -34,8 +34,6 @@ from tf_runtime import tf
 v1 = tf.compat.v1
 log = logging.getLogger("dcgan")
 
-__all__ = ["DCGAN", "InferenceGenerator", "GENERATOR_SCOPE", "DISCRIMINATOR_SCOPE", "fixed_z", "sample_labels"]
-
 
 class RandomStreams:
     """Every random draw of the training graph, from stateless ops.
@@ -367,7 +365,8 @@ class DCGAN:
 
     def _optimizer(self, network):
         config = self.config
-        rate = (config.d_learning_rate if network == "d" else config.g_learning_rate) or config.learning_rate
+        d_rate, g_rate = config.learning_rates()
+        rate = d_rate if network == "d" else g_rate
         scope = DISCRIMINATOR_SCOPE if network == "d" else GENERATOR_SCOPE
         optimizer = v1.train.AdamOptimizer(rate, beta1=config.beta1, beta2=config.beta2, name=f"{scope}_adam")
         if config.mixed_precision:
