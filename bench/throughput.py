@@ -48,7 +48,7 @@ SETTINGS = {  # name -> Config fields shared by its contenders
 CONTENDERS = [  # (label, switches); "torch" runs bench/torch_dcgan.py
     ("project, 1 D + 1 G fused (reference semantics), fp32", REFERENCE),
     ("project, 1 D + 1 G fused, bfloat16 rewrite", dict(REFERENCE, bfloat16=True)),
-    ("project default schedule (1 D + 2 G, separate runs), fp32", {}),
+    ("project, carpedm20 schedule (1 D + 2 G, separate runs), fp32", dict(fused_update=False, g_steps=2)),
     ("PyTorch reference (bench/torch_dcgan.py), fp32", "torch"),
 ]
 EXTRAS = [  # (label, switches, session/env variations) on the 64x64 4x4 reference-semantics step
