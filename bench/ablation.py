@@ -56,6 +56,13 @@ VARIANTS = {
     "ttur_k4": [TTUR, "--kernel_size=4"],
     # ttur with bfloat16 compute (float32 weights): does the faster CPU precision cost quality?
     "ttur_bf16": [TTUR, "--bfloat16"],
+    # Architecture options (issues 15 and 16), each on the default recipe.
+    "arch_mlp": ["--arch=mlp"],
+    "arch_style": ["--arch=style"],
+    "resize_conv": ["--g_upsample=resize_conv"],
+    "gap_head": ["--d_head=gap"],
+    "spectral_norm": ["--spectral_norm"],
+    "g_ema": ["--g_ema=0.999"],
 }
 # Model settings per table: the flags that pick the data and the model, beside the recipe's.
 DATASETS = {
