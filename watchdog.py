@@ -13,6 +13,11 @@ these holds for `patience` steps in a row:
   low_diversity    the fake batch's mean pairwise distance is under a third
                    of the real batch's: the generator is collapsing (judged
                    after `warmup` steps: an untrained G's samples are alike);
+  near_duplicates  over MAX_NEAR_DUPLICATES of the fake pairs are closer than
+                   the real batch's NEAR_DUPLICATE_QUANTILE pair distance
+                   (real data: about that quantile): G repeats a few images.
+                   A mean distance misses this when those few images differ
+                   from each other, or carry noise (after `warmup` steps);
   exploding        a gradient norm over 100 times its running median, or
                    not finite.
 
@@ -29,7 +34,10 @@ SATURATED_LOW, SATURATED_HIGH = 0.01, 0.99
 CHANCE_LOSS = 2 * math.log(2)
 CHANCE_TOLERANCE = 0.01
 MIN_DIVERSITY = 1 / 3
+NEAR_DUPLICATE_QUANTILE = 0.02
+MAX_NEAR_DUPLICATES = 0.2
 EXPLOSION_FACTOR = 100.0
+COLLAPSE_ADVICE = "Try --minibatch_stddev, --feature_matching or a lower G learning rate"
 
 
 @dataclasses.dataclass
@@ -45,7 +53,8 @@ class CollapseWatchdog:
         self.probability_loss = probability_loss
         self.warmup = warmup
         self.cross_entropy_loss = cross_entropy_loss
-        self.patience = {"d_saturated": patience, "low_diversity": patience, "exploding": 1,
+        self.patience = {"d_saturated": patience, "low_diversity": patience,
+                         "near_duplicates": patience, "exploding": 1,
                          "d_not_learning": chance_patience}
         self.streak = collections.Counter()
         self.firing = set()
@@ -67,7 +76,12 @@ class CollapseWatchdog:
                 f"D(G(z)) {stats['d_fake']:.3f}; G learns nothing from it. Try --d_batchnorm combined")
         conditions["low_diversity"] = step > self.warmup and stats["diversity"] < MIN_DIVERSITY and (
             f"low diversity: fake samples are {stats['diversity']:.2f}x as far apart as real ones; "
-            "G may be collapsing. Try --minibatch_stddev, --feature_matching or a lower G learning rate")
+            f"G may be collapsing. {COLLAPSE_ADVICE}")
+        near_duplicates = stats["near_duplicates"]
+        conditions["near_duplicates"] = step > self.warmup and near_duplicates > MAX_NEAR_DUPLICATES and (
+            f"near-duplicates: {near_duplicates:.0%} of fake pairs are closer than the closest "
+            f"{NEAR_DUPLICATE_QUANTILE:.0%} of real pairs; G is repeating a few images (mode collapse). "
+            f"{COLLAPSE_ADVICE}")
         exploded = []
         for name, history in self.norms.items():
             if name not in stats:
