@@ -43,6 +43,7 @@ log = logging.getLogger("dcgan")
 
 ARCHITECTURE_FILE = "architecture.json"
 RECIPE_FILE = "recipe.json"
+ROLLBACK_FILE = "rollback.json"
 CHECKPOINT_PREFIX = "DCGAN.model"
 STATE_FILE = "checkpoint"  # TensorFlow's name: tf.train.latest_checkpoint reads it
 MANIFEST_SUFFIX = ".manifest.json"
@@ -116,6 +117,55 @@ def read_architecture(directory):
     before = {name: getattr(config_lib.Config(), name) for name in config_lib.ARCHITECTURE_FIELDS}
     before.update(config_lib.ARCHITECTURE_BEFORE_FIELDS)
     return {name: architecture.get(name, before[name]) for name in config_lib.ARCHITECTURE_FIELDS}
+
+
+@dataclasses.dataclass(frozen=True)
+class RollbackRecord:
+    """What --on_collapse rollback did to a run folder: the factor on both
+    learning rates and the number of rollbacks that led to it.
+
+    Kept in a file beside the checkpoints, not in them: checkpoints written
+    before rollbacks existed still restore, and a restarted run keeps its
+    lowered rates whichever checkpoint it resumes from.
+    """
+
+    learning_rate_scale: float = 1.0
+    rollbacks: int = 0
+
+
+def _rollback_problem(saved):
+    """Why a parsed rollback.json is not a RollbackRecord, or None."""
+    fields = [field.name for field in dataclasses.fields(RollbackRecord)]
+    if not isinstance(saved, dict) or sorted(saved) != sorted(fields):
+        return f"not an object with keys {', '.join(fields)}"
+    scale, rollbacks = saved["learning_rate_scale"], saved["rollbacks"]
+    if type(scale) not in (int, float) or not 0 < scale <= 1:
+        return f"learning_rate_scale is {json.dumps(scale)[:40]}, not a number in (0, 1]"
+    if type(rollbacks) is not int or rollbacks < 0:
+        return f"rollbacks is {json.dumps(rollbacks)[:40]}, not a whole number of 0 or more"
+    return None
+
+
+def read_rollback(directory):
+    """The folder's RollbackRecord (the default one, rates as the flags say, if it has none);
+    a damaged file is one UserError."""
+    path = os.path.join(directory, ROLLBACK_FILE)
+    if not os.path.exists(path):
+        return RollbackRecord()
+    try:
+        saved = read_json(path)
+        problem = _rollback_problem(saved)
+    except (OSError, ValueError) as e:
+        problem = f"unreadable: {e}"
+    if problem:
+        raise UserError(f"{path}: damaged ({problem}); delete it to train at the learning rates the flags give")
+    return RollbackRecord(float(saved["learning_rate_scale"]), saved["rollbacks"])
+
+
+def write_rollback(directory, record):
+    """Writes `record` atomically, as every file beside the checkpoints is written."""
+    os.makedirs(directory, exist_ok=True)
+    write_atomically(os.path.join(directory, ROLLBACK_FILE), json.dumps(dataclasses.asdict(record), indent=2))
 
 
 def checkpoint_step(path):

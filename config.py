@@ -46,7 +46,12 @@ D_BATCHNORM = ("separate", "combined")
 # (D's, G's) Adam learning rates when no --learning_rate is given: the two time-scale update rule
 # (D 4x faster), the best recipe of docs/ablation.md. A --learning_rate sets both networks' rates.
 DEFAULT_LEARNING_RATES = (4e-4, 1e-4)
-ON_COLLAPSE = ("warn", "stop")
+ON_COLLAPSE = ("warn", "stop", "rollback")
+# --on_collapse rollback multiplies both learning rates by this factor at each
+# rollback, and after this many rollbacks in one run folder stops as `stop` does:
+# a collapse that lower rates could not cure a fourth time needs a new recipe.
+ROLLBACK_RATE_FACTOR = 0.5
+ROLLBACK_LIMIT = 3
 # dcgan and mlp name a family of both networks; style is StyleGAN's generator
 # with the DCGAN discriminator.
 ARCHS = ("dcgan", "mlp", "style")
@@ -309,7 +314,7 @@ def resolve(config):
              f"--image_pool {c.image_pool} must hold at least one batch (--batch_size {c.batch_size}), or be 0 (off)")
     _require(c.kernel_size in (4, 5), f"--kernel_size must be 4 or 5 (got {c.kernel_size})")
     _require(c.d_batchnorm in D_BATCHNORM, f"--d_batchnorm must be {' or '.join(D_BATCHNORM)} (got {c.d_batchnorm!r})")
-    _require(c.on_collapse in ON_COLLAPSE, f"--on_collapse must be {' or '.join(ON_COLLAPSE)} (got {c.on_collapse!r})")
+    _require(c.on_collapse in ON_COLLAPSE, f"--on_collapse must be {', '.join(ON_COLLAPSE)} (got {c.on_collapse!r})")
     _require(not (c.bfloat16 and c.mixed_precision),
              "--bfloat16 and --mixed_precision (float16, GPU) exclude each other; pick one")
     _require(c.z_dist in ("uniform", "gaussian"), f"--z_dist must be uniform or gaussian (got {c.z_dist!r})")

@@ -95,7 +95,10 @@ HELP = {
                     "the class, Odena et al. 2017)",
     "watchdog": "warn when training collapses: D saturated, D not discriminating, low diversity, exploding "
                 "gradients",
-    "on_collapse": "what the watchdog does: warn (log and TensorBoard) or stop (exit 4, nothing saved)",
+    "on_collapse": "what the watchdog does: warn (log and TensorBoard), stop (exit 4, nothing saved) or rollback "
+                   "(restore the newest good checkpoint, multiply both learning rates by "
+                   f"{config_lib.ROLLBACK_RATE_FACTOR:g} and go on; stops as `stop` after "
+                   f"{config_lib.ROLLBACK_LIMIT} rollbacks)",
     "allow_recipe_change": "resume even though recipe flags (loss, learning rates, ...) differ from the checkpoint's",
     "nan_policy": "on a NaN/Inf loss or gradient: stop (exit 3, nothing saved) or skip that update "
                   f"(stops after {config_lib.NAN_SKIP_LIMIT} steps in a row)",

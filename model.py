@@ -299,6 +299,9 @@ class DCGAN:
         batch = tf.shape(real_images)[0]
         self.global_step = v1.train.get_or_create_global_step()
         self.images_seen = v1.get_variable("images_seen", [], tf.int64, v1.zeros_initializer(), trainable=False)
+        # Both learning rates are multiplied by it; --on_collapse rollback feeds a lower one.  A placeholder, not a
+        # variable: checkpoints hold the same variables with or without rollbacks.
+        self.learning_rate_scale = v1.placeholder_with_default(1.0, [], name="learning_rate_scale")
         self.random = RandomStreams(config.seed)
         real_onehot = tf.one_hot(real_labels, config.y_dim) if config.conditional else None
 
@@ -396,8 +399,9 @@ class DCGAN:
     def _optimizer(self, network):
         config = self.config
         d_rate, g_rate = config.learning_rates()
-        rate = d_rate if network == "d" else g_rate
         scope = DISCRIMINATOR_SCOPE if network == "d" else GENERATOR_SCOPE
+        rate = tf.multiply(d_rate if network == "d" else g_rate, self.learning_rate_scale,
+                           name=f"{scope}_learning_rate")
         optimizer = v1.train.AdamOptimizer(rate, beta1=config.beta1, beta2=config.beta2, name=f"{scope}_adam")
         if config.mixed_precision:
             # The loss-scale wrapper only: the float16 rewrite itself is switched on

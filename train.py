@@ -22,8 +22,8 @@ import time
 import data
 import evaluation
 import utils
-from checkpoints import Checkpoints, checkpoint_step
-from config import LOSSES_WITH_TARGETS, NAN_SKIP_LIMIT
+from checkpoints import ROLLBACK_FILE, Checkpoints, RollbackRecord, checkpoint_step, read_rollback, write_rollback
+from config import LOSSES_WITH_TARGETS, NAN_SKIP_LIMIT, ROLLBACK_LIMIT, ROLLBACK_RATE_FACTOR
 from errors import CollapseDetected, TrainingDiverged, UserError
 from model import DCGAN, fixed_z, sample_labels
 from tf_runtime import cpu_has_bfloat16, session_config, tf
@@ -204,6 +204,15 @@ def _check_precision(config):
                         "more slowly than float32; train without --bfloat16")
 
 
+def restore_and_reposition(session, model, checkpoints, batches):
+    """Restores the newest good checkpoint (returns its path, None if there is
+    none) and starts the input stream where that checkpoint left it, so a
+    resumed or rolled-back run reads what the uninterrupted run would have read."""
+    restored = checkpoints.restore(session)
+    batches.initialize(session, start=int(session.run(model.images_seen)))
+    return restored
+
+
 def train(config):
     """Trains until --epoch/--max_steps; returns the final global step."""
     _check_precision(config)
@@ -218,25 +227,21 @@ def train(config):
         checkpoints = Checkpoints(config.checkpoint_path, model.saver, config.architecture(), config.recipe())
         checkpoints.check_architecture()
         checkpoints.check_recipe(config.allow_recipe_change)
-        loop = _Loop(config, source, schedule, model, checkpoints)
+        loop = _Loop(config, source, schedule, model, checkpoints, batches)
         # From here on nothing may add an op: a graph that grows inside the loop
         # leaks memory over a long run without any error (MonitoredTrainingSession's rule).
         graph.finalize()
         with checkpoints.exclusive(), v1.Session(config=session_config(config.xla, config.precision)) as session:
             session.run(model.initializer)
-            restored = checkpoints.restore(session)
-            images_seen = int(session.run(model.images_seen))
+            restored = restore_and_reposition(session, model, checkpoints, batches)
             if restored:
-                log.info("resumed from %s (%d images seen)", restored, images_seen)
-            # The input stream continues where the checkpoint left it, so a resumed
-            # run reads what the uninterrupted run would have read.
-            batches.initialize(session, start=images_seen)
+                log.info("resumed from %s (%d images seen)", restored, session.run(model.images_seen))
             return loop.run(session)
 
 
 class _Loop:
-    def __init__(self, config, source, schedule, model, checkpoints):
-        self.config, self.model, self.checkpoints = config, model, checkpoints
+    def __init__(self, config, source, schedule, model, checkpoints, batches=None):
+        self.config, self.model, self.checkpoints, self.batches = config, model, checkpoints, batches
         self.session = None
         self.source_description = source.description
         self.schedule = schedule
@@ -252,6 +257,18 @@ class _Loop:
         self.skipped = self.skipped_in_a_row = 0  # steps with a non-finite update (--nan_policy skip)
         self.quality = evaluation.QualityMeter(config) if config.fid_every else None
         self.best = evaluation.BestCheckpoint(config, v1.train.Saver(max_to_keep=1)) if config.keep_best else None
+        self.rollback = read_rollback(config.checkpoint_path)  # --on_collapse rollback's lowered rates, if any
+
+    @property
+    def rate_feed(self):
+        """The feed of every training run: the learning-rate factor of earlier rollbacks (the graph's default is 1)."""
+        scale = self.rollback.learning_rate_scale
+        return {self.model.learning_rate_scale: scale} if scale != 1 else None
+
+    def _rates_description(self):
+        d_rate, g_rate = (rate * self.rollback.learning_rate_scale for rate in self.config.learning_rates())
+        return (f"learning rates now D {d_rate:.3g} / G {g_rate:.3g} after {self.rollback.rollbacks} of at most "
+                f"{ROLLBACK_LIMIT} rollbacks")
 
     def _saved_description(self):
         latest = self.checkpoints.latest()
@@ -280,6 +297,9 @@ class _Loop:
         self.last_saved_step = step
         log.info("training %s: step %d of %d (%d per epoch), batch %d", config.run_name, step,
                  self.total_steps, self.steps_per_epoch, config.batch_size)
+        if self.rollback.rollbacks:
+            log.warning("%s: %s; delete it to train at the flags' rates",
+                        os.path.join(config.checkpoint_path, ROLLBACK_FILE), self._rates_description())
         with self._write_errors(), _summary_thread_quiet():
             os.makedirs(config.sample_path, exist_ok=True)
             writer = SummaryWriter(config.log_path, session.graph if step == 0 else None)
@@ -320,7 +340,8 @@ class _Loop:
             want_summary = (step + 1) % config.summary_freq == 0
             results, summaries, applied = {}, [], []
             for fetches, summary in plan:
-                out = session.run({"values": fetches, "summary": summary} if want_summary else {"values": fetches})
+                out = session.run({"values": fetches, "summary": summary} if want_summary else {"values": fetches},
+                                  self.rate_feed)
                 applied += [out["values"][k] for k in ("d_applied", "g_applied") if k in out["values"]]
                 results.update(out["values"])
                 summaries += [out["summary"]] if want_summary else []
@@ -329,8 +350,9 @@ class _Loop:
             step += 1
             for summary in summaries:
                 writer.add_summary(summary, step)
-            if self.watchdog:
-                self._watch(step, results, writer)
+            if self.watchdog and (continue_from := self._watch(step, results, writer)) != step:
+                step, window_step, window_start = continue_from, continue_from, time.time()
+                continue
             if step % config.log_freq == 0 or step == self.total_steps:
                 self.history.append((step, *(results[k] for k in LOSS_COLUMNS[1:])))
                 now = time.time()
@@ -346,13 +368,43 @@ class _Loop:
         return step
 
     def _watch(self, step, results, writer):
-        for alarm in self.watchdog.observe(step, results):
+        """Reports the watchdog's alarms and acts on the first as --on_collapse says;
+        returns the step training continues from (an earlier one after a rollback)."""
+        alarms = self.watchdog.observe(step, results)
+        for alarm in alarms:
             log.warning("watchdog: %s", alarm.message)
             writer.add_summary(v1.Summary(value=[v1.Summary.Value(tag=f"watchdog/{alarm.kind}", simple_value=1.0)]),
                                step)
-            if self.config.on_collapse == "stop":
-                raise CollapseDetected(f"watchdog: {alarm.message}; stopped without saving (--on_collapse stop). "
-                                       f"Last good checkpoint: {self._saved_description()}")
+        if alarms and self.config.on_collapse == "stop":
+            raise self._collapsed(alarms[0], "--on_collapse stop")
+        if alarms and self.config.on_collapse == "rollback":
+            return self._roll_back(step, alarms[0])
+        return step
+
+    def _collapsed(self, alarm, why):
+        return CollapseDetected(f"watchdog: {alarm.message}; stopped without saving ({why}). "
+                                f"Last good checkpoint: {self._saved_description()}")
+
+    def _roll_back(self, step, alarm):
+        """--on_collapse rollback: restores the newest good checkpoint (or, with
+        none yet, keeps the current weights), lowers both learning rates and
+        forgets the watchdog's streaks; returns the step training continues from.
+        The lowered rates are recorded beside the checkpoints before training on."""
+        if self.rollback.rollbacks >= ROLLBACK_LIMIT:
+            raise self._collapsed(alarm, f"--on_collapse rollback, after {ROLLBACK_LIMIT} rollbacks")
+        restored = restore_and_reposition(self.session, self.model, self.checkpoints, self.batches)
+        self.rollback = RollbackRecord(self.rollback.learning_rate_scale * ROLLBACK_RATE_FACTOR,
+                                       self.rollback.rollbacks + 1)
+        write_rollback(self.config.checkpoint_path, self.rollback)
+        self.watchdog.reset()
+        if not restored:
+            log.warning("watchdog: no checkpoint to roll back to yet: continuing from step %d; %s", step,
+                        self._rates_description())
+            return step
+        back_to = self.last_saved_step = int(self.session.run(self.model.global_step))
+        log.warning("watchdog: rolled back from step %d to step %d (%s); %s", step, back_to, restored,
+                    self._rates_description())
+        return back_to
 
     def _count_non_finite(self, step, all_applied, d_loss, g_loss):
         """Raises TrainingDiverged for a step with a skipped (non-finite) update,

@@ -22,7 +22,8 @@ these holds for `patience` steps in a row:
                    not finite.
 
 Each alarm fires once when it starts and re-arms after the condition has
-cleared.  It is pure Python on floats, so tests drive it directly.
+cleared, or after `reset` (the run rolled back to an earlier checkpoint).
+It is pure Python on floats, so tests drive it directly.
 """
 
 import collections
@@ -59,6 +60,14 @@ class CollapseWatchdog:
         self.streak = collections.Counter()
         self.firing = set()
         self.norms = {"d_grad_norm": collections.deque(maxlen=window), "g_grad_norm": collections.deque(maxlen=window)}
+
+    def reset(self):
+        """Forgets every streak and the recent gradient norms, as at the start of a run:
+        after --on_collapse rollback the collapsed steps it counted never happened."""
+        self.streak.clear()
+        self.firing.clear()
+        for history in self.norms.values():
+            history.clear()
 
     def _conditions(self, step, stats):
         """{kind: message or None} for this step's scalars."""

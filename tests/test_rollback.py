@@ -1,0 +1,189 @@
+"""--on_collapse rollback: back to the newest good checkpoint, both learning rates halved, kept across restarts."""
+
+import json
+import logging
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import tiny_config
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import train
+from checkpoints import ROLLBACK_FILE, RollbackRecord, checkpoint_paths, read_rollback, verify, write_rollback
+from errors import CollapseDetected, UserError
+from watchdog import Alarm
+
+v1 = tf.compat.v1
+
+
+class AlarmAt:
+    """Stands in for the watchdog: one alarm each time the run reaches `step`, until `times` alarms."""
+
+    def __init__(self, step, times=1):
+        self.step, self.times, self.resets = step, times, 0
+
+    def observe(self, step, stats):
+        if step != self.step or not self.times:
+            return []
+        self.times -= 1
+        return [Alarm("d_saturated", step, f"step {step}: forced alarm")]
+
+    def reset(self):
+        self.resets += 1
+
+
+def rate_config(path, **overrides):
+    """tiny_config with one learning rate for both networks (2e-4), so the halved rates are easy to state."""
+    return tiny_config(path, **{"learning_rate": 2e-4, **overrides})
+
+
+def forced_alarms(monkeypatch, step, times=1):
+    dog = AlarmAt(step, times)
+    monkeypatch.setattr(train, "CollapseWatchdog", lambda **kwargs: dog)
+    return dog
+
+
+def checkpoint_values(path):
+    reader = tf.train.load_checkpoint(path)
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+
+
+def rollback_lines(caplog):
+    return [r.getMessage() for r in caplog.records if "rolled back" in r.getMessage()
+            or "no checkpoint to roll back to" in r.getMessage()]
+
+
+def test_rollback_restores_every_checkpointed_variable_and_halves_both_rates(tmp_path, monkeypatch, caplog):
+    config = rate_config(tmp_path, max_steps=4, ckpt_freq=2, on_collapse="rollback")
+    dog = forced_alarms(monkeypatch, step=3)
+    seen = {}
+    roll_back = train._Loop._roll_back
+
+    def checked_roll_back(loop, step, alarm):
+        session, variables = loop.session, {v.op.name: v for v in v1.global_variables()}
+        saved = checkpoint_values(loop.checkpoints.latest())
+        before = {name: session.run(variables[name]) for name in saved}
+        back_to = roll_back(loop, step, alarm)
+        seen["back_to"], seen["saved"], seen["before"] = back_to, saved, before
+        seen["after"] = {name: session.run(variables[name]) for name in saved}
+        rates = [session.graph.get_tensor_by_name(f"{scope}_learning_rate:0") for scope in ("discriminator",
+                                                                                           "generator")]
+        seen["rates"] = session.run(rates, loop.rate_feed)
+        return back_to
+
+    monkeypatch.setattr(train._Loop, "_roll_back", checked_roll_back)
+    with caplog.at_level(logging.WARNING, logger="dcgan"):
+        assert train.train(config) == 4
+
+    assert seen["back_to"] == 2 and int(seen["saved"]["global_step"]) == 2
+    assert int(seen["before"]["global_step"]) == 3  # step 3 had changed the weights the checkpoint holds
+    assert any(not np.array_equal(seen["before"][name], value) for name, value in seen["saved"].items()
+               if name.startswith("discriminator/"))
+    for name, value in seen["saved"].items():  # every checkpointed variable, bit for bit
+        assert np.array_equal(seen["after"][name], value), name
+    assert seen["rates"] == [np.float32(config.learning_rate) * np.float32(0.5)] * 2
+    assert dog.resets == 1
+    assert read_rollback(config.checkpoint_path) == RollbackRecord(0.5, 1)
+    assert rollback_lines(caplog) == [
+        f"watchdog: rolled back from step 3 to step 2 ({os.path.join(config.checkpoint_path, 'DCGAN.model-2')}); "
+        "learning rates now D 0.0001 / G 0.0001 after 1 of at most 3 rollbacks"]
+
+
+def test_restarted_run_keeps_the_lowered_rates(tmp_path, monkeypatch, caplog):
+    # Rolled back at step 3 to step 2, trained step 3 again at half the rates, then restarted to step 4.
+    rolled = rate_config(tmp_path / "rolled", max_steps=3, ckpt_freq=2, on_collapse="rollback")
+    forced_alarms(monkeypatch, step=3)
+    train.train(rolled)
+    forced_alarms(monkeypatch, step=0)  # no more alarms
+    with caplog.at_level(logging.WARNING, logger="dcgan"):
+        assert train.train(rate_config(tmp_path / "rolled", max_steps=4, on_collapse="rollback")) == 4
+    assert f"{os.path.join(rolled.checkpoint_path, ROLLBACK_FILE)}: learning rates now D 0.0001 / G 0.0001" in (
+        caplog.text)
+    # The same as 2 steps at the flags' rate, then steps 3 and 4 at half of it.
+    train.train(rate_config(tmp_path / "halved", max_steps=2, ckpt_freq=2))
+    halved = rate_config(tmp_path / "halved", max_steps=4, learning_rate=rolled.learning_rate / 2,
+                         allow_recipe_change=True)
+    train.train(halved)
+    ours, reference = (checkpoint_values(checkpoint_paths(c.checkpoint_path)[0]) for c in (rolled, halved))
+    assert set(ours) == set(reference) and int(ours["global_step"]) == 4
+    for name, value in reference.items():
+        assert np.array_equal(ours[name], value), name
+
+
+def test_without_a_checkpoint_it_goes_on_from_the_current_step_at_half_the_rates(tmp_path, monkeypatch, caplog):
+    config = rate_config(tmp_path, max_steps=3, ckpt_freq=100, on_collapse="rollback")
+    forced_alarms(monkeypatch, step=2)
+    with caplog.at_level(logging.WARNING, logger="dcgan"):
+        assert train.train(config) == 3
+    assert rollback_lines(caplog) == ["watchdog: no checkpoint to roll back to yet: continuing from step 2; "
+                                      "learning rates now D 0.0001 / G 0.0001 after 1 of at most 3 rollbacks"]
+    assert read_rollback(config.checkpoint_path) == RollbackRecord(0.5, 1)
+
+
+def test_the_fourth_collapse_in_a_run_folder_stops_the_run(tmp_path, monkeypatch, caplog):
+    config = rate_config(tmp_path, max_steps=3, ckpt_freq=1, on_collapse="rollback")
+    forced_alarms(monkeypatch, step=2, times=4)
+    with caplog.at_level(logging.WARNING, logger="dcgan"), pytest.raises(
+            CollapseDetected, match=r"forced alarm; stopped without saving \(--on_collapse rollback, after 3 "
+                                    r"rollbacks\)\. Last good checkpoint: .*DCGAN.model-1 \(step 1\)"):
+        train.train(config)
+    assert len(rollback_lines(caplog)) == 3
+    assert read_rollback(config.checkpoint_path) == RollbackRecord(0.125, 3)
+    # The count belongs to the folder: a restarted run stops at its first collapse.
+    forced_alarms(monkeypatch, step=2)
+    with pytest.raises(CollapseDetected, match="after 3 rollbacks"):
+        train.train(config)
+
+
+def test_forced_collapse_rolls_back_and_the_run_finishes(tmp_path, caplog):
+    # D at a huge learning rate, with combined BatchNorm, rejects every fake within ~30 steps (test_watchdog.py).
+    config = rate_config(tmp_path, d_learning_rate=0.3, d_batchnorm="combined", max_steps=60, ckpt_freq=10,
+                         sample_freq=100, on_collapse="rollback")
+    with caplog.at_level(logging.WARNING, logger="dcgan"):
+        assert train.train(config) == 60
+    lines = rollback_lines(caplog)
+    assert lines and all(line.startswith("watchdog: rolled back from step") for line in lines)
+    record = read_rollback(config.checkpoint_path)
+    assert record.rollbacks == len(lines) and record.learning_rate_scale == 0.5 ** len(lines)
+    latest = checkpoint_paths(config.checkpoint_path)[0]
+    assert latest.endswith("DCGAN.model-60") and verify(latest) is None
+
+
+@pytest.mark.parametrize("content", ["not json", "[]", json.dumps({"learning_rate_scale": 0.5}),
+                                     json.dumps({"learning_rate_scale": 0, "rollbacks": 1}),
+                                     json.dumps({"learning_rate_scale": 0.5, "rollbacks": -1})])
+def test_a_damaged_rollback_record_is_one_line_naming_the_file(tmp_path, content):
+    (tmp_path / ROLLBACK_FILE).write_text(content)
+    with pytest.raises(UserError, match=f"{ROLLBACK_FILE}: damaged .*delete it"):
+        read_rollback(str(tmp_path))
+
+
+def test_rollback_record_round_trips_and_defaults_to_the_flags_rates(tmp_path):
+    assert read_rollback(str(tmp_path / "none")) == RollbackRecord(1.0, 0)
+    write_rollback(str(tmp_path / "run"), RollbackRecord(0.25, 2))
+    assert read_rollback(str(tmp_path / "run")) == RollbackRecord(0.25, 2)
+    assert os.listdir(tmp_path / "run") == [ROLLBACK_FILE]  # no temporary left
+
+
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                      max_size=3), max_leaves=8)
+RECORD_LIKE = st.fixed_dictionaries({"learning_rate_scale": JSON_VALUES | st.floats(0, 2),
+                                     "rollbacks": JSON_VALUES | st.integers(-2, 5)})
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=JSON_VALUES | RECORD_LIKE)
+def test_fuzzed_rollback_records_are_read_or_refused_in_one_line(tmp_path, value):
+    (tmp_path / ROLLBACK_FILE).write_text(json.dumps(value))
+    try:
+        record = read_rollback(str(tmp_path))
+    except UserError as e:
+        assert ROLLBACK_FILE in str(e) and "\n" not in str(e)
+    else:
+        assert type(record.learning_rate_scale) is float and 0 < record.learning_rate_scale <= 1
+        assert type(record.rollbacks) is int and record.rollbacks >= 0
+        assert record == RollbackRecord(value["learning_rate_scale"], value["rollbacks"])
