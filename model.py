@@ -270,8 +270,10 @@ def _assign_if(condition, variable, value):
 
 
 def _generator_summary(g_loss, g_grad_norm):
-    return v1.summary.merge([v1.summary.scalar("g_loss", g_loss),
-                             v1.summary.scalar("gradient_norm/generator", g_grad_norm)])
+    """G's scalars under fixed tags: built twice with --fused_update (the separate and the fused G
+    run), and `summary.scalar` would tag the second copy "g_loss_1"."""
+    return v1.summary.merge([tf.raw_ops.ScalarSummary(tags="g_loss", values=g_loss),
+                             tf.raw_ops.ScalarSummary(tags="gradient_norm/generator", values=g_grad_norm)])
 
 
 def _finite_or_zero(x):

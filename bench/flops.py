@@ -6,22 +6,27 @@ Only convolutions, transposed convolutions and matmuls are counted (they are
 forward pass costs 2 x multiply-adds per image: 2*k*k*C_in*C_out*H*W with H, W
 the smaller (strided) side of the layer for a conv or a transposed conv, and
 2*in*out for a linear layer.  Its two backward products (input gradient,
-weight gradient) cost one forward each, so:
+weight gradient) cost one forward each.  A pass of a network is one of:
 
-  forward  pass (G making the fake batch of D's separate update)   1x forward
-  backprop pass (a network the loss is differentiated through)     3x forward,
-      on every layer.  TensorFlow's `Optimizer.compute_gradients` gates each
-      op's gradients together (GATE_OP), so both products of every layer run:
-      the first layer's input gradient, and in G's update D's weight gradients
-      too, though neither is applied.
-  autograd pass (PyTorch, bench/torch_dcgan.py)                    3x forward,
-      2x for the first layer: autograd skips the input gradient of a layer
-      whose input does not require grad (the real batch, fake.detach(), z).
-      In G's step D's weight gradients are computed (3x), as in TensorFlow.
+  forward  G making the fake batch of D's separate update         1x forward
+  train    the network the loss updates: forward, weight gradient, input
+           gradient except on the first layer (its input, the real batch,
+           the detached fake or z, needs none)                     3x, 2x first layer
+  through  D in G's update: forward and input gradients only (D's
+           weights are not updated by G's loss)                    2x
+  through_with_weights  the same in PyTorch, whose autograd also computes
+           D's weight gradients in G's step (they are zeroed
+           before D's next update)                                 3x
+
+That is what runs.  What TensorFlow *builds* is more: `compute_gradients`
+makes both backward products of every layer (3x everywhere), and Grappler
+prunes the ones no fetch consumes before the step runs (checked from a run's
+trace in `tests/test_flops.py`).  `step_layer_flops(..., built=True)` counts
+the built graph, which is what `tf.compat.v1.profiler` reads, to check the
+per-layer arithmetic against it; the executed count is the one for GFLOP/s.
 
 A run of the training loop is a list of passes (`RUN_PASSES`); one step is
-the runs of train.py's step plan.  `tests/test_flops.py` checks this count
-against the profiler's on the project's own graph.
+the runs of train.py's step plan.
 """
 
 import dataclasses
@@ -29,13 +34,13 @@ import re
 
 RUN_PASSES = {
     # model.d_fetches: G forward for the fake batch, D trained on the real and the fake batch.
-    "d": (("G", "forward"), ("D", "backprop"), ("D", "backprop")),
+    "d": (("G", "forward"), ("D", "train"), ("D", "train")),
     # model.g_fetches: G trained through D on a fresh fake batch.
-    "g": (("G", "backprop"), ("D", "backprop")),
+    "g": (("G", "train"), ("D", "through")),
     # model.fused_fetches: one G forward; D trained on it; G trained through the updated D on it.
-    "fused": (("G", "backprop"), ("D", "backprop"), ("D", "backprop"), ("D", "backprop")),
+    "fused": (("G", "train"), ("D", "train"), ("D", "train"), ("D", "through")),
     # pytorch/examples dcgan step: D on real, D on fake.detach(), then G (from z) through the updated D.
-    "torch": (("G", "autograd"), ("D", "autograd"), ("D", "autograd"), ("D", "backprop")),
+    "torch": (("G", "train"), ("D", "train"), ("D", "train"), ("D", "through_with_weights")),
 }
 COUNTED_OP_TYPES = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter", "MatMul")
 # A layer's ops, forward and gradient, have its scope in their names, e.g.
@@ -83,21 +88,27 @@ def layers(config):
     return g + d
 
 
-def _pass_multiplier(mode, first_layer):
+def _products(mode, first_layer, built):
+    """Forward-pass equivalents one layer costs in a pass: the forward, plus each backward product run."""
     if mode == "forward":
         return 1
-    return 2 if mode == "autograd" and first_layer else 3
+    if built or mode == "through_with_weights":
+        return 3
+    input_gradient = 0 if mode == "train" and first_layer else 1
+    weight_gradient = 1 if mode == "train" else 0
+    return 1 + input_gradient + weight_gradient
 
 
-def step_layer_flops(config, runs):
-    """{layer name: FLOPs} of one step made of `runs` (keys of RUN_PASSES), for the whole batch."""
+def step_layer_flops(config, runs, built=False):
+    """{layer name: FLOPs} of one step made of `runs` (keys of RUN_PASSES), for the whole batch: the
+    products that run, or with `built` every product TensorFlow's gradient builds (the profiler's view)."""
     all_layers = layers(config)
     counts = {layer.name: 0 for layer in all_layers}
     for run in runs:
         for network, mode in RUN_PASSES[run]:
             net_layers = [layer for layer in all_layers if layer.network == network]
             for index, layer in enumerate(net_layers):
-                counts[layer.name] += _pass_multiplier(mode, index == 0) * layer.forward_flops * config.batch_size
+                counts[layer.name] += _products(mode, index == 0, built) * layer.forward_flops * config.batch_size
     return counts
 
 
@@ -116,12 +127,29 @@ def _ops_run_by(fetches):
     return seen
 
 
-def profiler_layer_flops(graph, fetches_per_run):
-    """{layer name: FLOPs} by `tf.compat.v1.profiler` float_ops of the counted op types, summed over
-    the ops each run of `fetches_per_run` executes (an op run twice counts twice).
+def executed_op_names(session, fetches_per_run):
+    """Names of the ops a traced `session.run` of each fetch executed (after Grappler's pruning).
 
-    TensorFlow's gradient builds both products of every conv/matmul; only those a
-    fetch consumes run, so ops are counted by reachability from the fetches.
+    oneDNN's layout pass fuses some forward ops (a Conv2D with its BiasAdd) under new names, so a
+    forward op can be missing from the trace though it ran; gradient ops keep their names."""
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    names = []
+    for fetches in fetches_per_run:
+        metadata = v1.RunMetadata()
+        session.run(fetches, options=v1.RunOptions(trace_level=v1.RunOptions.FULL_TRACE), run_metadata=metadata)
+        names.append({node.node_name.split(":")[0] for device in metadata.step_stats.dev_stats
+                      for node in device.node_stats})
+    return names
+
+
+def profiler_layer_flops(graph, fetches_per_run, executed=None):
+    """{layer name: FLOPs} by `tf.compat.v1.profiler` float_ops of the counted op types, summed over
+    the ops each run of `fetches_per_run` reaches (an op run twice counts twice): the built graph.
+
+    With `executed` (executed_op_names of the same runs) a gradient op counts only if it ran, so the
+    sum is what the step computes once Grappler has pruned the backward products no fetch consumes.
     """
     import tensorflow as tf
 
@@ -135,9 +163,10 @@ def profiler_layer_flops(graph, fetches_per_run):
         float_ops[node.name] = node.float_ops
         pending += list(node.children)
     counts = {}
-    for fetches in fetches_per_run:
+    for run, fetches in enumerate(fetches_per_run):
         for name in _ops_run_by(fetches):
             match = _LAYER_IN_NAME.search(name)
-            if match and graph.get_operation_by_name(name).type in COUNTED_OP_TYPES:
+            pruned = executed is not None and name.startswith("gradients") and name not in executed[run]
+            if match and not pruned and graph.get_operation_by_name(name).type in COUNTED_OP_TYPES:
                 counts[match.group(1)] = counts.get(match.group(1), 0) + float_ops.get(name, 0)
     return counts

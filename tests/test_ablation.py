@@ -81,9 +81,11 @@ def test_run_plan_fills_half_the_steps_and_reads_negated_booleans():
 
 
 def test_a_recipe_with_the_defaults_flags_is_not_trained_twice():
-    kept, same_as = ablation.distinct_recipes(["default", "carpedm20", "ttur", "fused_k4"])
-    assert kept == ["default", "ttur", "fused_k4"] and same_as == {"carpedm20": "default"}
+    # The defaults are TTUR's rates given by --learning_rate 0, ttur.flags gives them by name: the same run.
+    kept, same_as = ablation.distinct_recipes(["default", "carpedm20", "ttur", "fused_k4", "dcgan_paper"])
+    assert kept == ["default", "carpedm20", "fused_k4"] and same_as == {"ttur": "default", "dcgan_paper": "fused_k4"}
     assert ablation.settings("fused_k4")["kernel_size"] == 4 and ablation.settings("default")["kernel_size"] == 5
+    assert ablation.settings("carpedm20")["learning_rates"] == (2e-4, 2e-4)
 
 
 def scored_run(recipe, seed, fids, seconds, watchdog=0):

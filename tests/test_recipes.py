@@ -64,7 +64,7 @@ def test_large_finite_gradients_are_applied_and_non_finite_ones_skipped():
 
 def test_a_skipped_update_leaves_batchnorm_averages_alone(tmp_path):
     with tf.Graph().as_default():
-        config = tiny_config(tmp_path)
+        config = tiny_config(tmp_path, fused_update=False, g_steps=2)  # the separate G run
         scale = v1.placeholder_with_default(1.0, [])
         images = tf.constant(np.random.RandomState(0).uniform(-1, 1, (4, 16, 16, 1)), tf.float32) * scale
         gan = model.DCGAN(config, images, tf.constant([1, 2, 3, 4], tf.int64))
@@ -88,14 +88,17 @@ def test_fused_step_updates_both_networks_in_one_run_drawing_noise_once(tmp_path
         gan = model.DCGAN(config, images, tf.constant([1, 2, 3, 4], tf.int64))
         g_vars = model.scope_variables(model.GENERATOR_SCOPE)
         d_vars = model.scope_variables(model.DISCRIMINATOR_SCOPE)
+        g_moving = [v for v in model.scope_variables(model.GENERATOR_SCOPE, v1.GraphKeys.GLOBAL_VARIABLES)
+                    if "moving_variance" in v.name]
         with v1.Session() as session:
             session.run(gan.initializer)
-            before = session.run(g_vars + d_vars)
+            before = session.run(g_vars + d_vars + g_moving)
             out = session.run(gan.fused_fetches)
-            after = session.run(g_vars + d_vars)
+            after = session.run(g_vars + d_vars + g_moving)
             draws = session.run(gan.random.counter)
-    assert out["d_applied"] and out["g_applied"]
-    assert all(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))  # every G and D weight moved
+    assert out["d_applied"] and out["g_applied"] and g_moving
+    # every G and D weight moved, and G's BatchNorm moving statistics with them
+    assert all(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
     assert draws == 1  # one fake batch: G's forward pass ran once for both updates
 
 
