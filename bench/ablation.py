@@ -5,13 +5,16 @@ outside the repository, timing each saved checkpoint from the launch of the
 process (what a user waits for, start-up included) and counting the collapse
 watchdog's warnings; then each checkpoint is scored in this process by
 `evaluation.QualityMeter` (the dataset's domain classifier: FID, KID,
-precision/recall and class statistics).  One JSON line per finished run is
+precision/recall and class statistics).  CelebA has no feature network offline
+(no Inception weights), so its checkpoints are scored by the diversity of 256
+samples against 256 real faces in pixel space (`diversity_scores`).  One JSON line per finished run is
 appended to docs/ablation/results.jsonl, and a run already there is skipped,
 so the table can be completed across sessions; `render` rewrites
 docs/ablation.md and its charts from that file alone.
 
     python bench/ablation.py run --dataset mnist --recipes all --seeds 1 --budget 25000
     python bench/ablation.py run --dataset mnist --recipes default,ttur --seeds 1,2,3 --budget 25000
+    python bench/ablation.py run --dataset celebA --recipes default,ttur --seeds 1,2,3 --budget 19200
     python bench/ablation.py render
 
 Every recipe trains with batch 64, so images seen and steps mean the same thing
@@ -28,6 +31,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,10 +75,20 @@ DATASETS = {
     "mnist_unconditional": {"dataset": "mnist", "flags": ["--y_dim=0", "--output_height=32"]},
     "fashion": {"dataset": "fashion", "flags": []},
     "fashion_unconditional": {"dataset": "fashion", "flags": ["--y_dim=0", "--output_height=32"]},
+    # The shared first 10,000 aligned faces at half resolution (89x109): a 54 px centre crop is carpedm20's
+    # 108 px crop of the full-size images, resized to 64x64.  Extracted from the tar under --work_dir once.
+    # Checkpoints every 50 steps, as the issue's targets start at step 100.
+    "celebA": {"dataset": "celebA", "flags": ["--input_height=54", "--output_height=64"],
+               "tar": "celebA_first10k_89x109.tar", "scoring": "diversity", "checkpoint_every": 50},
 }
 CLASSIFIER_SIZE = 28  # the MNIST / Fashion-MNIST classifiers take 28x28x1
 RECIPES = ("default", *RECIPE_FILES, *VARIANTS)
 METRICS = ("fid", "kid_mean", "precision", "recall", "class_accuracy", "classes_present", "class_kl_uniform")
+# Diversity scoring (datasets without a feature network): this many samples against as many real images,
+# near-duplicates = sample pairs closer than this quantile of the real-real pair distances (issue 14).
+DIVERSITY_SAMPLES = 256
+NEAR_DUPLICATE_QUANTILE = 0.01
+DIVERSITY_TARGETS = {"from_step": 100, "min_ratio": 0.8, "max_near_duplicates": 0.05}
 
 
 # ---------------------------------------------------------------------------
@@ -204,6 +218,29 @@ def equal_time(runs):
     return min((run["checkpoints"][-1]["seconds"] for run in runs if run["checkpoints"]), default=None)
 
 
+def diversity_scores(samples, real, quantile=NEAR_DUPLICATE_QUANTILE):
+    """{"diversity_ratio", "near_duplicates"} of uint8 samples against uint8 real images of the same size:
+    the samples' mean pairwise (pixel-space L2) distance over the real images', and the fraction of sample
+    pairs closer than the real pairs' `quantile` distance.  The collapse watchdog's own in-graph measures
+    (model.py), so a table and a training log mean the same thing by them."""
+    from model import mean_pairwise_distance, near_duplicate_fraction
+    from tf_runtime import tf
+
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        fake, real = (tf.constant(images, tf.float32) / 127.5 - 1.0 for images in (samples, real))
+        ratio = mean_pairwise_distance(fake) / mean_pairwise_distance(real)
+        ratio, fraction = session.run([ratio, near_duplicate_fraction(fake, real, quantile)])
+    return {"diversity_ratio": float(ratio), "near_duplicates": float(fraction)}
+
+
+def meets_diversity_target(run):
+    """Issue 14's CelebA target for one run: every checkpoint from step 100 on has a diversity ratio of at
+    least 0.8 and at most 5% near-duplicate pairs ("a few percent"); False for a run with no such checkpoint."""
+    judged = [c for c in run["checkpoints"] if c["step"] >= DIVERSITY_TARGETS["from_step"]]
+    return bool(judged) and all(c["diversity_ratio"] >= DIVERSITY_TARGETS["min_ratio"]
+                                and c["near_duplicates"] <= DIVERSITY_TARGETS["max_near_duplicates"] for c in judged)
+
+
 def format_mean_std(values, digits):
     mean, std, n = mean_std(values)
     if n == 0:
@@ -216,18 +253,47 @@ def format_mean_std(values, digits):
 # ---------------------------------------------------------------------------
 
 
-def train_run(dataset, recipe, seed, budget, args):
-    """Trains one run in a subprocess; returns (record without scores, run folder)."""
+def data_dir_for(dataset, args):
+    """The --data_dir of a dataset's runs: --data_dir itself, or for a dataset shipped as a tar in it, the
+    folder under --work_dir it is extracted to (once; a half-done extraction is never taken for done)."""
+    tar_name = DATASETS[dataset].get("tar")
+    if tar_name is None:
+        return args.data_dir
+    target = os.path.join(args.work_dir, "data", os.path.splitext(tar_name)[0])
+    if not os.path.isdir(target):
+        tar_path = os.path.join(args.data_dir, tar_name)
+        if not os.path.exists(tar_path):
+            raise UserError(f"--data_dir: {tar_path} not found; pass the folder holding {tar_name}")
+        partial = target + ".partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        with tarfile.open(tar_path) as tar:
+            tar.extractall(partial, filter="data")
+        os.rename(partial, target)
+    return target
+
+
+def train_command(dataset, recipe, seed, budget, data_dir, out_dir):
+    """(steps, the `main.py --train` command line) of one run: the dataset's and the recipe's flags, a
+    checkpoint (and sample grid) every `checkpoint_every` steps or a CHECKPOINTS_PER_RUN-th of the run,
+    all of them kept for scoring."""
     steps, flags = run_plan(recipe, budget)
     settings = DATASETS[dataset]
+    ckpt_freq = settings.get("checkpoint_every") or max(1, steps // CHECKPOINTS_PER_RUN)
+    return steps, [
+        sys.executable, os.path.join(REPO_DIR, "main.py"), "--train", f"--dataset={settings['dataset']}",
+        f"--data_dir={data_dir}", *settings["flags"], *flags, f"--seed={seed}", f"--max_steps={steps}",
+        f"--out_dir={out_dir}", f"--ckpt_freq={ckpt_freq}", f"--sample_freq={ckpt_freq}",
+        f"--max_to_keep={steps // ckpt_freq + 2}", "--log_freq=50"]
+
+
+def train_run(dataset, recipe, seed, budget, args):
+    """Trains one run in a subprocess; returns (record without scores, run folder)."""
+    settings = DATASETS[dataset]
+    flags = run_plan(recipe, budget)[1]
     out_dir = os.path.join(args.work_dir, "runs", dataset, recipe, f"seed{seed}_budget{budget}")
+    steps, command = train_command(dataset, recipe, seed, budget, data_dir_for(dataset, args), out_dir)
     shutil.rmtree(out_dir, ignore_errors=True)  # a run cut short is redone: its wall times would not add up
     os.makedirs(out_dir)
-    ckpt_freq = max(1, steps // CHECKPOINTS_PER_RUN)
-    command = [sys.executable, os.path.join(REPO_DIR, "main.py"), "--train", f"--dataset={settings['dataset']}",
-               f"--data_dir={args.data_dir}", *settings["flags"], *flags, f"--seed={seed}", f"--max_steps={steps}",
-               f"--out_dir={out_dir}", f"--ckpt_freq={ckpt_freq}", f"--sample_freq={ckpt_freq}",
-               f"--max_to_keep={CHECKPOINTS_PER_RUN + 2}", "--log_freq=50"]
     print(f"[{time.strftime('%H:%M:%S')}] {dataset} {recipe} seed {seed}: {steps} steps", file=sys.stderr, flush=True)
     saved, watchdog_lines, tail = [], [], []
     start = time.time()
@@ -254,9 +320,9 @@ def run_config(dataset, seed, out_dir, args):
     """The Config naming a run (its checkpoints are read with the architecture stored beside them)."""
     settings = DATASETS[dataset]
     return config_lib.resolve(config_lib.Config(
-        dataset=settings["dataset"], data_dir=args.data_dir, out_dir=out_dir, batch_size=BATCH_SIZE,
+        dataset=settings["dataset"], data_dir=data_dir_for(dataset, args), out_dir=out_dir, batch_size=BATCH_SIZE,
         y_dim=flag_value(settings["flags"], "y_dim"), output_height=flag_value(settings["flags"], "output_height"),
-        seed=seed, eval_samples=args.eval_samples))
+        input_height=flag_value(settings["flags"], "input_height"), seed=seed, eval_samples=args.eval_samples))
 
 
 def resized_classifier(checkpoint_dir, dataset):
@@ -311,6 +377,38 @@ def score_checkpoints(config, saved, args):
     return scored
 
 
+_REAL_IMAGES = {}
+
+
+def real_images_for_diversity(config, count, offset=0):
+    """Real images [offset, offset + count) in file order, preprocessed as training does (uint8), read once."""
+    import data
+    import evaluation
+
+    key = (config.dataset, config.data_dir, config.input_height, config.output_height)
+    if key not in _REAL_IMAGES:
+        resolved = dataclasses.replace(config, c_dim=data.open_source(config).c_dim)
+        _REAL_IMAGES[key] = evaluation.real_images_uint8(resolved, 2 * DIVERSITY_SAMPLES)
+    return _REAL_IMAGES[key][offset:offset + count]
+
+
+def score_diversity(config, saved, args):
+    """Each saved checkpoint's diversity scores (DIVERSITY_SAMPLES samples against as many real images),
+    with its step and wall time."""
+    import evaluation
+    from checkpoints import checkpoint_step, restored_generator
+
+    real = real_images_for_diversity(config, DIVERSITY_SAMPLES)
+    scored = []
+    for path, seconds in saved:
+        with restored_generator(config, checkpoint=path) as restored:
+            samples = evaluation.generate_uint8(restored.session, restored.generator, restored.config,
+                                                DIVERSITY_SAMPLES, config.seed + 2)
+        scored.append({"step": checkpoint_step(path), "seconds": round(seconds, 1), "n_samples": DIVERSITY_SAMPLES,
+                       "extractor": "pixels", **diversity_scores(samples, real)})
+    return scored
+
+
 def copy_sample_grid(out_dir, config, dataset, recipe):
     """The run's last sample grid, as docs/ablation/<dataset>_<recipe>.png."""
     grids = sorted(f for f in os.listdir(config.sample_path) if f.startswith("train_") and f.endswith(".png"))
@@ -329,7 +427,14 @@ def append_record(record):
 
 def ensure_floor(dataset, args, records):
     """Once per dataset and sample count: real vs real (train [n, 2n) against the reference [0, n))."""
-    if any(r.get("kind") == "floor" and r["dataset"] == dataset and r["n"] == args.eval_samples for r in records):
+    diversity = DATASETS[dataset].get("scoring") == "diversity"
+    n = DIVERSITY_SAMPLES if diversity else args.eval_samples
+    if any(r.get("kind") == "floor" and r["dataset"] == dataset and r["n"] == n for r in records):
+        return
+    if diversity:
+        config = run_config(dataset, 0, args.work_dir, args)
+        scores = diversity_scores(real_images_for_diversity(config, n, offset=n), real_images_for_diversity(config, n))
+        append_record({"kind": "floor", "dataset": dataset, "n": n, "extractor": "pixels", **scores})
         return
     import evaluation
     import metrics
@@ -344,6 +449,8 @@ def ensure_floor(dataset, args, records):
 
 
 def ensure_classifier(dataset, args):
+    if DATASETS[dataset].get("scoring") == "diversity":
+        return  # scored in pixel space
     import metrics
 
     checkpoint_dir = os.path.join(args.work_dir, "checkpoint")
@@ -374,13 +481,16 @@ def command_run(args):
             continue  # another worker finished it meanwhile
         record, out_dir, saved = train_run(dataset, recipe, seed, budget, args)
         config = run_config(dataset, seed, out_dir, args)
-        record["checkpoints"] = score_checkpoints(config, saved, args)
+        scoring = score_diversity if DATASETS[dataset].get("scoring") == "diversity" else score_checkpoints
+        record["checkpoints"] = scoring(config, saved, args)
         if not any(run_key(r)[:2] == (dataset, recipe) and r["budget"] == budget and r["seed"] < seed
                    for r in read_results(RESULTS_PATH) if r.get("kind") == "run"):  # the grid of the lowest seed
             record["sample_grid"] = copy_sample_grid(out_dir, config, dataset, recipe)
         append_record(record)
         final = record["checkpoints"][-1] if record["checkpoints"] else {}
-        print(f"  done in {record['wall_seconds']:.0f} s: FID {final.get('fid', float('nan')):.2f}, "
+        score = (f"diversity ratio {final['diversity_ratio']:.3f}, near-duplicates {final['near_duplicates']:.3f}"
+                 if "diversity_ratio" in final else f"FID {final.get('fid', float('nan')):.2f}")
+        print(f"  done in {record['wall_seconds']:.0f} s: {score}, "
               f"watchdog {record['watchdog_warnings']}, exit {record['returncode']}", file=sys.stderr, flush=True)
         render(read_results(RESULTS_PATH))
 
@@ -441,6 +551,97 @@ def fid_time_chart(path, runs_by_recipe, points=60):
                       x_label="wall-clock seconds since launch")
 
 
+def classifier_section(dataset, budget, runs_by_recipe, floors):
+    """A dataset scored by its domain classifier: FID & co. at equal images and at equal wall time, and a chart."""
+    lines = []
+    conditional = flag_value(DATASETS[dataset]["flags"], "y_dim") != 0
+    any_run = next(iter(runs_by_recipe.values()))[0]
+    n_samples = any_run["checkpoints"][-1]["n_samples"] if any_run["checkpoints"] else 0
+    lines += [f"## {dataset}, budget {budget:,} images ({budget / 60000:.2f} MNIST epochs)", ""]
+    floor = floors.get((dataset, n_samples))
+    extractor = any_run["checkpoints"][-1]["extractor"] if any_run["checkpoints"] else "?"
+    lines.append(f"{n_samples} generated samples per checkpoint; features: {extractor}.")
+    if floor:
+        lines.append(f"Real-vs-real floor at {floor['n']} images (train [n, 2n) vs [0, n)): "
+                     f"FID {floor['fid']:.2f}, KID {floor['kid_mean']:.2f}, "
+                     f"precision {floor['precision']:.3f}, recall {floor['recall']:.3f}.")
+    lines += ["", "### At equal images seen (final checkpoint), best mean FID first", ""]
+    lines += table(runs_by_recipe, lambda run: run["checkpoints"][-1] if run["checkpoints"] else None, conditional)
+    t = equal_time([run for rs in runs_by_recipe.values() for run in rs])
+    if t is not None:
+        lines += ["", f"### At equal wall-clock time, T = {t:.0f} s", ""]
+        lines += table(runs_by_recipe, lambda run, t=t: checkpoint_at_time(run["checkpoints"], t), conditional)
+        chart = f"ablation/{dataset}_{budget}_fid_vs_time.png"
+        fid_time_chart(os.path.join(os.path.dirname(DOC_PATH), chart), runs_by_recipe)
+        lines += ["", "FID (mean over seeds, each seed interpolated between its checkpoints) against wall-clock "
+                  "seconds since launch; drawn with matplotlib:",
+                  "", f"![FID against wall time, {dataset}]({chart})", ""]
+    return lines
+
+
+def diversity_section(dataset, budget, runs_by_recipe, floors):
+    """A dataset scored by sample diversity in pixel space (CelebA): every checkpoint's mean ± std over seeds,
+    and per recipe whether every seed met issue 14's target."""
+    settings = DATASETS[dataset]
+    steps = sorted({run["steps"] for runs in runs_by_recipe.values() for run in runs})
+    first, min_ratio = DIVERSITY_TARGETS["from_step"], DIVERSITY_TARGETS["min_ratio"]
+    max_near = DIVERSITY_TARGETS["max_near_duplicates"]
+    lines = [f"## {dataset}, budget {budget:,} images ({', '.join(map(str, steps))} steps)", "",
+             f"Flags: `{' '.join(settings['flags'])} --ckpt_freq {settings['checkpoint_every']}`, the faces "
+             f"extracted from `{settings['tar']}` (a {flag_value(settings['flags'], 'input_height')} px centre crop "
+             "of the half-size 89x109 faces is carpedm20's 108 px crop at full size). No feature network "
+             f"(no Inception weights offline), so no FID: each checkpoint's {DIVERSITY_SAMPLES} samples (seeded z) "
+             f"are compared with the first {DIVERSITY_SAMPLES} real faces (file order, training's crop and resize) in "
+             "pixel space. **ratio** = the samples' mean pairwise L2 distance / the real faces'; **near-dup.** = "
+             f"the fraction of sample pairs closer than the {NEAR_DUPLICATE_QUANTILE:.0%} quantile of real-real pair "
+             f"distances. Target (issue 14): from step {first} on, at every seed, ratio ≥ {min_ratio} and "
+             f"near-duplicates a few percent (taken here as ≤ {max_near})."]
+    floor = floors.get((dataset, DIVERSITY_SAMPLES))
+    if floor:
+        n = floor["n"]
+        lines.append(f"Real vs real (faces [{n}, {2 * n}) scored as samples against [0, {n})): "
+                     f"ratio {floor['diversity_ratio']:.3f}, near-dup. {floor['near_duplicates']:.3f}.")
+    lines += ["", "| recipe | step | seeds | ratio | near-dup. | wall s |", "|" + "---|" * 6]
+    for recipe, runs in sorted(runs_by_recipe.items()):
+        for step in sorted({c["step"] for run in runs for c in run["checkpoints"]}):
+            chosen = [c for run in runs for c in run["checkpoints"] if c["step"] == step]
+            lines.append(f"| {recipe} | {step} | {len(chosen)}/{len(runs)} | "
+                         f"{format_mean_std([c['diversity_ratio'] for c in chosen], 3)} | "
+                         f"{format_mean_std([c['near_duplicates'] for c in chosen], 3)} | "
+                         f"{format_mean_std([c['seconds'] for c in chosen], 0)} |")
+    lines += ["", f"| recipe | seeds | target met (from step {first}) | lowest ratio | highest near-dup. | "
+              "whole run, wall s | watchdog fired | failed |", "|" + "---|" * 8]
+    for recipe, runs in sorted(runs_by_recipe.items()):
+        judged = [c for run in runs for c in run["checkpoints"] if c["step"] >= first]
+        lowest = f"{min(c['diversity_ratio'] for c in judged):.3f}" if judged else "—"
+        highest = f"{max(c['near_duplicates'] for c in judged):.3f}" if judged else "—"
+        lines.append(f"| {recipe} | {len(runs)} | {sum(meets_diversity_target(run) for run in runs)}/{len(runs)} | "
+                     f"{lowest} | {highest} | {format_mean_std([run['wall_seconds'] for run in runs], 0)} | "
+                     f"{sum(1 for run in runs if run['watchdog_warnings'])}/{len(runs)} | "
+                     f"{sum(1 for run in runs if run['returncode'] != 0)}/{len(runs)} |")
+    return lines + [""]
+
+
+def run_notes(runs_by_recipe):
+    """The first watchdog warning of each run that fired, failed runs, and one sample grid per recipe."""
+    lines = []
+    warnings = [(run["recipe"], run["seed"], run["watchdog_examples"][0]) for rs in runs_by_recipe.values()
+                for run in rs if run["watchdog_examples"]]
+    if warnings:
+        lines += ["Watchdog warnings (first of each run that fired):", ""]
+        lines += [f"- {recipe} seed {seed}: `{text}`" for recipe, seed, text in warnings]
+        lines.append("")
+    failures = [(run["recipe"], run["seed"], run["error"]) for rs in runs_by_recipe.values() for run in rs
+                if run["returncode"] != 0]
+    lines += [f"- FAILED {recipe} seed {seed}: `{error}`" for recipe, seed, error in failures]
+    grids = [(recipe, rs[0].get("sample_grid")) for recipe, rs in sorted(runs_by_recipe.items())
+             if any(r.get("sample_grid") for r in rs)]
+    if grids:
+        lines += ["", "Samples at the final checkpoint (lowest seed):", "",
+                  " ".join(f"{recipe}<br>![{recipe}]({path})" for recipe, path in grids), ""]
+    return lines
+
+
 def render(records):
     runs = [r for r in records if r.get("kind") == "run"]
     floors = {(r["dataset"], r["n"]): r for r in records if r.get("kind") == "floor"}
@@ -476,42 +677,8 @@ def render(records):
     for run in runs:
         groups.setdefault((run["dataset"], run["budget"]), {}).setdefault(run["recipe"], []).append(run)
     for (dataset, budget), runs_by_recipe in sorted(groups.items()):
-        conditional = flag_value(DATASETS[dataset]["flags"], "y_dim") != 0
-        any_run = next(iter(runs_by_recipe.values()))[0]
-        n_samples = any_run["checkpoints"][-1]["n_samples"] if any_run["checkpoints"] else 0
-        lines += [f"## {dataset}, budget {budget:,} images ({budget / 60000:.2f} MNIST epochs)", ""]
-        floor = floors.get((dataset, n_samples))
-        extractor = any_run["checkpoints"][-1]["extractor"] if any_run["checkpoints"] else "?"
-        lines.append(f"{n_samples} generated samples per checkpoint; features: {extractor}.")
-        if floor:
-            lines.append(f"Real-vs-real floor at {floor['n']} images (train [n, 2n) vs [0, n)): "
-                         f"FID {floor['fid']:.2f}, KID {floor['kid_mean']:.2f}, "
-                         f"precision {floor['precision']:.3f}, recall {floor['recall']:.3f}.")
-        lines += ["", "### At equal images seen (final checkpoint), best mean FID first", ""]
-        lines += table(runs_by_recipe, lambda run: run["checkpoints"][-1] if run["checkpoints"] else None, conditional)
-        t = equal_time([run for rs in runs_by_recipe.values() for run in rs])
-        if t is not None:
-            lines += ["", f"### At equal wall-clock time, T = {t:.0f} s", ""]
-            lines += table(runs_by_recipe, lambda run, t=t: checkpoint_at_time(run["checkpoints"], t), conditional)
-            chart = f"ablation/{dataset}_{budget}_fid_vs_time.png"
-            fid_time_chart(os.path.join(os.path.dirname(DOC_PATH), chart), runs_by_recipe)
-            lines += ["", "FID (mean over seeds, each seed interpolated between its checkpoints) against wall-clock "
-                      "seconds since launch; drawn with matplotlib:",
-                      "", f"![FID against wall time, {dataset}]({chart})", ""]
-        warnings = [(run["recipe"], run["seed"], run["watchdog_examples"][0]) for rs in runs_by_recipe.values()
-                    for run in rs if run["watchdog_examples"]]
-        if warnings:
-            lines += ["Watchdog warnings (first of each run that fired):", ""]
-            lines += [f"- {recipe} seed {seed}: `{text}`" for recipe, seed, text in warnings]
-            lines.append("")
-        failures = [(run["recipe"], run["seed"], run["error"]) for rs in runs_by_recipe.values() for run in rs
-                    if run["returncode"] != 0]
-        lines += [f"- FAILED {recipe} seed {seed}: `{error}`" for recipe, seed, error in failures]
-        grids = [(recipe, rs[0].get("sample_grid")) for recipe, rs in sorted(runs_by_recipe.items())
-                 if any(r.get("sample_grid") for r in rs)]
-        if grids:
-            lines += ["", "Samples at the final checkpoint (lowest seed):", "",
-                      " ".join(f"{recipe}<br>![{recipe}]({path})" for recipe, path in grids), ""]
+        section = diversity_section if DATASETS[dataset].get("scoring") == "diversity" else classifier_section
+        lines += section(dataset, budget, runs_by_recipe, floors) + run_notes(runs_by_recipe)
     if os.path.exists(DISCUSSION_PATH):
         with open(DISCUSSION_PATH) as f:
             lines += ["", f.read()]

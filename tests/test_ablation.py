@@ -1,9 +1,13 @@
 """The ablation harness's pure parts: the flags each run gets, aggregation over seeds, the equal-time
 checkpoint, and the skip logic that makes it resumable.  No training here."""
 
+import argparse
 import json
 import math
+import pathlib
+import tarfile
 
+import numpy as np
 import pytest
 
 from bench import ablation
@@ -108,3 +112,93 @@ def test_render_shows_mean_std_over_seeds_at_equal_images_and_at_equal_time(tmp_
     assert equal_time.startswith(", T = 100 s")
     assert "| default | 2/2 | 150.00 ± 70.71 |" in equal_time and "| ttur | 1/1 | 80.00 |" in equal_time
     assert (tmp_path / "ablation" / "mnist_19200_fid_vs_time.png").stat().st_size > 0
+
+
+def test_diversity_scores_by_hand():
+    # Two-pixel images; real pairs are 5, 6, 5 apart (mean 16/3), sample pairs 0, 10, 10 (mean 20/3).
+    real = np.array([[0, 0], [3, 4], [6, 0]], np.uint8).reshape(3, 2, 1, 1)
+    samples = np.array([[0, 0], [0, 0], [6, 8]], np.uint8).reshape(3, 2, 1, 1)
+    scores = ablation.diversity_scores(samples, real)
+    assert scores["diversity_ratio"] == pytest.approx(20 / 16, rel=1e-4)  # float32, as in the training graph
+    # The 1% quantile of 3 real distances is the smallest, 5 (rank floor(0.01 x 2) = 0): one pair of 3 is closer.
+    assert scores["near_duplicates"] == pytest.approx(1 / 3)
+
+
+def faces(count, seed):
+    return np.random.default_rng(seed).integers(0, 256, (count, 8, 8, 3), dtype=np.uint8)
+
+
+def test_diversity_scores_of_copies_of_one_image_and_of_the_real_images_themselves():
+    real = faces(16, seed=0)
+    copies = ablation.diversity_scores(np.repeat(faces(1, seed=1), 16, axis=0), real)
+    assert copies == {"diversity_ratio": pytest.approx(0.0, abs=1e-3), "near_duplicates": 1.0}
+    itself = ablation.diversity_scores(real, real)
+    # 120 pairs: the real distance at rank floor(0.01 x 119) = 1 has exactly one pair below it.
+    assert itself == {"diversity_ratio": pytest.approx(1.0), "near_duplicates": pytest.approx(1 / 120)}
+
+
+def diversity_run(recipe, seed, scores, watchdog=0, wall=100.0):
+    checkpoints = [{"step": step, "seconds": wall * step / 300, "diversity_ratio": ratio, "near_duplicates": near,
+                    "n_samples": 256, "extractor": "pixels"} for step, ratio, near in scores]
+    return {**record("celebA", recipe, seed, 19200), "steps": 300, "checkpoints": checkpoints,
+            "watchdog_warnings": watchdog, "watchdog_examples": ["watchdog: near-duplicates"] if watchdog else [],
+            "returncode": 0, "error": "", "wall_seconds": wall}
+
+
+def test_the_celeba_target_holds_from_step_100_at_every_checkpoint():
+    collapsed_early = diversity_run("default", 1, [(50, 0.3, 0.9), (100, 0.85, 0.02), (150, 0.9, 0.05)])
+    assert ablation.meets_diversity_target(collapsed_early)  # step 50 is before the target's start
+    assert not ablation.meets_diversity_target(
+        diversity_run("default", 1, [(100, 0.85, 0.02), (150, 0.79, 0.01)]))  # ratio under 0.8 once
+    assert not ablation.meets_diversity_target(diversity_run("default", 1, [(100, 0.9, 0.06)]))  # 6% near-dups
+    assert not ablation.meets_diversity_target(diversity_run("default", 1, [(50, 0.9, 0.0)]))  # nothing judged
+
+
+def test_render_writes_the_celeba_table_as_mean_std_per_checkpoint_step(tmp_path, monkeypatch):
+    monkeypatch.setattr(ablation, "DOC_PATH", str(tmp_path / "ablation.md"))
+    monkeypatch.setattr(ablation, "DISCUSSION_PATH", str(tmp_path / "missing.md"))
+    records = [diversity_run("default", 1, [(50, 0.2, 0.8), (100, 0.6, 0.3)], watchdog=2, wall=900.0),
+               diversity_run("default", 2, [(50, 0.4, 0.6), (100, 0.8, 0.1)], wall=1100.0),
+               diversity_run("ttur", 1, [(50, 0.9, 0.01), (100, 0.95, 0.02)], wall=600.0),
+               {"kind": "floor", "dataset": "celebA", "n": 256, "extractor": "pixels", "diversity_ratio": 1.01,
+                "near_duplicates": 0.012}]
+    records[2]["sample_grid"] = "ablation/celebA_ttur.png"
+    ablation.render(records)
+    text = (tmp_path / "ablation.md").read_text()
+    section = text.split("## celebA, budget 19,200 images (300 steps)")[1]
+    assert "ratio 1.010, near-dup. 0.012" in section  # the real-vs-real line
+    assert "| default | 50 | 2/2 | 0.300 ± 0.141 | 0.700 ± 0.141 | 167 ± 24 |" in section  # 150 and 183 s
+    assert "| default | 100 | 2/2 | 0.700 ± 0.141 | 0.200 ± 0.141 | 333 ± 47 |" in section
+    assert "| ttur | 100 | 1/1 | 0.950 | 0.020 | 200 |" in section
+    # Per recipe: target met at 0 of 2 default seeds (worst ratio 0.6, worst near-dups 0.3 from step 100 on).
+    assert "| default | 2 | 0/2 | 0.600 | 0.300 | 1000 ± 141 | 1/2 | 0/2 |" in section
+    assert "| ttur | 1 | 1/1 | 0.950 | 0.020 | 600 | 0/1 | 0/1 |" in section
+    assert "- default seed 1: `watchdog: near-duplicates`" in section
+    assert "![ttur](ablation/celebA_ttur.png)" in section
+    assert "### At equal images seen" not in text  # no classifier table for CelebA
+
+
+def test_a_dataset_shipped_as_a_tar_is_extracted_once_under_the_work_dir(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    face = tmp_path / "000001.jpg"
+    face.write_bytes(b"not decoded here")
+    with tarfile.open(shared / "celebA_first10k_89x109.tar", "w") as tar:
+        tar.add(face, arcname="celebA/000001.jpg")
+    args = argparse.Namespace(data_dir=str(shared), work_dir=str(tmp_path / "work"))
+    data_dir = ablation.data_dir_for("celebA", args)
+    assert (pathlib.Path(data_dir) / "celebA" / "000001.jpg").read_bytes() == b"not decoded here"
+    (shared / "celebA_first10k_89x109.tar").unlink()
+    assert ablation.data_dir_for("celebA", args) == data_dir  # already there: not extracted again
+    assert ablation.data_dir_for("mnist", args) == str(shared)
+    with pytest.raises(UserError, match="celebA_first10k_89x109.tar not found"):
+        ablation.data_dir_for("celebA", argparse.Namespace(data_dir=str(shared), work_dir=str(tmp_path / "w2")))
+
+
+def test_celeba_runs_checkpoint_every_50_steps_with_the_half_size_crop_and_mnist_runs_as_before():
+    steps, command = ablation.train_command("celebA", "ttur", 2, 32000, "/d", "/o")
+    assert steps == 500 and command[2:6] == ["--train", "--dataset=celebA", "--data_dir=/d", "--input_height=54"]
+    assert command[-5:] == ["--out_dir=/o", "--ckpt_freq=50", "--sample_freq=50", "--max_to_keep=12", "--log_freq=50"]
+    assert "--d_learning_rate=0.0004" in command and "--seed=2" in command and "--max_steps=500" in command
+    steps, command = ablation.train_command("mnist", "default", 1, 19200, "/d", "/o")
+    assert steps == 300 and command[-4:] == ["--ckpt_freq=75", "--sample_freq=75", "--max_to_keep=6", "--log_freq=50"]
