@@ -67,6 +67,9 @@ VARIANTS = {
     "gap_head": ["--d_head=gap"],
     "spectral_norm": ["--spectral_norm"],
     "g_ema": ["--g_ema=0.999"],
+    "minibatch_stddev": ["--minibatch_stddev"],
+    # The default's schedule (fused 1 D + 1 G, 5x5) with one rate of 2e-4 for both networks instead of TTUR's.
+    "equal_rates": ["--learning_rate=0.0002"],
 }
 # Model settings per table: the flags that pick the data and the model, beside the recipe's.
 DATASETS = {
