@@ -389,6 +389,11 @@ class DCGAN:
         gradients and moving-average updates, and what the later parts need."""
         config = self.config
         self.random.on_replica(self.replicas.replica_id())
+        # Several workers' iterators leave the batch dimension open; the step's variables need it.
+        per_replica = config.batch_size // self.replicas.count
+        real_images.set_shape([real_images.shape[0] or per_replica, *real_images.shape[1:]])
+        if config.conditional:
+            real_labels.set_shape([real_labels.shape[0] or per_replica])
         with collected_updates() as registered:
             batch = tf.shape(real_images)[0]
             real_onehot = tf.one_hot(real_labels, config.y_dim) if config.conditional else None

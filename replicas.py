@@ -21,6 +21,7 @@ a checkpoint holds the mean of the replicas' averages.
 import contextlib
 import dataclasses
 import json
+import os
 import re
 import socket
 import tempfile
@@ -261,9 +262,12 @@ class Replicas:
                             f"resume from {latest_checkpoint() or 'the start (nothing was saved yet)'}") from None
 
 
-def build(config, tf_config="", available_gpus=None):
+def build(config, tf_config=None, available_gpus=None):
     """The Replicas for `config`'s --devices / --num_replicas and the TF_CONFIG
-    environment value `tf_config`; UserError (one line) for impossible requests."""
+    environment value `tf_config` (default: this process's); UserError (one line)
+    for impossible requests."""
+    if tf_config is None:
+        tf_config = os.environ.get("TF_CONFIG", "")
     if available_gpus is None:
         available_gpus = len(tf.config.list_physical_devices("GPU"))
     cluster = cluster_from_tf_config(tf_config)
