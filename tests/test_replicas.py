@@ -128,11 +128,13 @@ def test_two_replicas_at_global_batch_b_equal_one_device_at_b(tmp_path, monkeypa
     for name in BIASES_BEFORE_BATCHNORM:
         assert name in one and np.abs(one.pop(name)).max() <= 4 * steps * config.learning_rate, name
         assert np.abs(two.pop(name)).max() <= 4 * steps * config.learning_rate, name
-    # 1e-5, plus 1e-4 of the value for Adam's moments of order 1: float32 sums of 2 x 2 images and of
-    # 4 images through BatchNorm differ by that much.  A summed instead of averaged gradient, or a
-    # replica's gradient missing, would double or halve the moments.
+    # Weights, BatchNorm averages and counters within 1e-5.  Adam's moments accumulate the raw
+    # gradients, which float32 sums over 2 x 2 images and over 4 images, through BatchNorm on 2
+    # images, make differ by up to 0.6% here (measured); they are held to 1%: a summed instead of
+    # averaged gradient, or a replica's gradient left out, would change them by 100% or 50%.
     for name in sorted(one):
-        np.testing.assert_allclose(two[name], one[name], rtol=1e-4, atol=1e-5, err_msg=name)
+        adam_moment = "_adam" in name
+        np.testing.assert_allclose(two[name], one[name], rtol=1e-2 if adam_moment else 0, atol=1e-5, err_msg=name)
 
 
 def test_batchnorm_statistics_are_per_replica_and_its_averages_the_mean_of_the_replicas(tmp_path):
