@@ -192,3 +192,26 @@ def test_bad_device_lists_are_one_line(tmp_path, devices, message):
 def test_one_device_builds_no_strategy(tmp_path):
     replicas = replicas_lib.build(tiny_config(tmp_path), tf_config="", available_gpus=0)
     assert not replicas.distributed and replicas.count == 1 and replicas.describe() == "1 device"
+
+
+@pytest.mark.parametrize("tf_config, message", [
+    ("{not json", "TF_CONFIG: not a cluster description"),
+    ('{"cluster": {"worker": ["a:1", "b:2"], "ps": ["c:3"]}, "task": {"type": "worker", "index": 0}}',
+     "only 'worker' jobs are used"),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}',
+     "task index 2 is not one of the 2 workers"),
+    ('{"cluster": {"worker": ["a", "b:2"]}, "task": {"type": "worker", "index": 0}}', "must list host:port"),
+])
+def test_bad_tf_config_is_one_line(tmp_path, tf_config, message):
+    with pytest.raises(UserError, match=message) as error:
+        replicas_lib.build(tiny_config(tmp_path), tf_config=tf_config, available_gpus=0)
+    assert "\n" not in str(error.value)
+
+
+def test_tf_config_names_the_cluster_and_its_chief():
+    two = replicas_lib.cluster_from_tf_config(
+        '{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}')
+    assert two == replicas_lib.Cluster(("a:1", "b:2"), 1) and not two.is_chief and two.name(0) == "worker 0 (a:1)"
+    # One worker is no cluster: the run stays on this machine's devices.
+    assert replicas_lib.cluster_from_tf_config('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", '
+                                               '"index": 0}}') is None
