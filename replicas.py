@@ -258,8 +258,8 @@ class Replicas:
                 tf.errors.CancelledError, tf.errors.InternalError) as e:
             gone = self.unreachable_workers()
             who = ", ".join(gone) + " is gone" if gone else "a worker did not answer within --worker_timeout"
-            raise UserError(f"{who} ({type(e).__name__}: {e.message.splitlines()[0]}); restart every worker to "
-                            f"resume from {latest_checkpoint() or 'the start (nothing was saved yet)'}") from None
+            raise UserError(f"{who} (TensorFlow: {type(e).__name__}); restart every worker to resume from "
+                            f"{latest_checkpoint() or 'the start (nothing was saved yet)'}") from None
 
 
 def build(config, tf_config=None, available_gpus=None):
