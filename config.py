@@ -9,6 +9,7 @@ architecture cannot build, with a one-line `UserError` naming the flag.
 import dataclasses
 import math
 import os
+import re
 
 from errors import UserError
 
@@ -69,6 +70,8 @@ ARCHITECTURE_BEFORE_FIELDS = {"arch": "dcgan", "g_upsample": "deconv", "d_head":
                               "d_norm": "batch", "spectral_norm": False, "g_ema": 0.0, "kernel_size": 5,
                               "minibatch_stddev": False, "z_dist": "uniform", "conditioning": "concat"}
 STYLE_UPSAMPLING = ("nearest", "bilinear")
+# tf.distribute.experimental.CollectiveCommunication of several machines' all-reduce.
+ALL_REDUCE = ("auto", "ring", "nccl")
 
 
 @dataclasses.dataclass
@@ -146,6 +149,11 @@ class Config:
     mixed_precision: bool = False
     bfloat16: bool = False
     xla: bool = False
+    # Scale-out (replicas.py, docs/scaling.md); several machines are named by TF_CONFIG
+    num_replicas: int = 0  # 0 = every GPU when there are several, else one device
+    devices: str = ""  # e.g. /gpu:0,/gpu:1 (or /cpu:0,/cpu:1); "" = from --num_replicas
+    worker_timeout: int = 600  # seconds a step may wait for the other workers before the run stops
+    all_reduce: str = "auto"  # several machines: auto, ring (gRPC) or nccl (GPUs)
     # Output
     out_dir: str = "."
     checkpoint_dir: str = "checkpoint"
@@ -247,6 +255,19 @@ def _parse_arithmetic_groups(text):
     return parsed
 
 
+_DEVICE = re.compile(r"^/(cpu|gpu):(\d+)$", re.IGNORECASE)
+
+
+def parse_devices(text):
+    """--devices '/gpu:0,/gpu:1' -> ['/gpu:0', '/gpu:1'] (lower case), or UserError naming the flag."""
+    devices = [d.strip().lower() for d in text.split(",") if d.strip()]
+    bad = [d for d in devices if not _DEVICE.match(d)]
+    if bad:
+        raise UserError(f"--devices: {bad[0]!r} is not a device; write them as /gpu:0,/gpu:1 (or /cpu:0,/cpu:1)")
+    _require(len(set(devices)) == len(devices), f"--devices {text}: a device is listed twice")
+    return devices
+
+
 def with_defaults(recorded, names):
     """The values of `names` in a checkpoint's recorded architecture or recipe.
 
@@ -320,6 +341,10 @@ def resolve(config):
     _require(c.z_dist in ("uniform", "gaussian"), f"--z_dist must be uniform or gaussian (got {c.z_dist!r})")
     _require(c.nan_policy in NAN_POLICIES, f"--nan_policy must be {' or '.join(NAN_POLICIES)} (got {c.nan_policy!r})")
     _require(c.data_format in ("NHWC", "NCHW"), f"--data_format must be NHWC or NCHW (got {c.data_format!r})")
+    _require(c.num_replicas >= 0, f"--num_replicas must be 0 (every GPU) or more (got {c.num_replicas})")
+    _require(c.worker_timeout >= 1, f"--worker_timeout must be at least 1 second (got {c.worker_timeout})")
+    parse_devices(c.devices)
+    _require(c.all_reduce in ALL_REDUCE, f"--all_reduce must be {', '.join(ALL_REDUCE)} (got {c.all_reduce!r})")
     _require(c.c_dim in (0, 1, 3), f"--c_dim must be 1 (grayscale) or 3 (RGB) (got {c.c_dim})")
     _require(c.y_dim >= 0, f"--y_dim must be 0 (unconditional) or more (got {c.y_dim})")
     # The unconditional G upsamples 4 times by 2 and the conditional one twice; the MLP G makes any size.

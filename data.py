@@ -30,6 +30,7 @@ from PIL import Image, UnidentifiedImageError
 
 from config import MNIST_LIKE
 from errors import UserError
+from replicas import Replicas
 from tf_runtime import tf
 
 v1 = tf.compat.v1
@@ -592,12 +593,17 @@ class InputBatches:
         session.run(self.initializer, {**self.feed_dict, self.start: start})
 
 
-def input_batches(source, config, epochs=None):
+def input_batches(source, config, epochs=None, replicas=None):
     """Builds the tf.data pipeline: a seeded permutation per epoch, decoded in
     parallel, batched with drop_remainder, scaled to [-1, 1] and prefetched,
     so decoding overlaps the training step.  `epochs` bounds the stream
     (None = endless); `InputBatches.initialize(session, start)` starts it at
-    example `start` of the stream."""
+    example `start` of the stream.
+
+    With several `replicas` (replicas.py) the strategy's iterator splits each
+    global batch between them (images and labels are then per-replica values)
+    and, with several workers, gives each worker its own examples of the one
+    stream (sharded by element: the stream's order is deterministic)."""
     start = v1.placeholder_with_default(tf.constant(0, tf.int64), [], name="start_example")
     if source.arrays is not None:
         dataset, feed_dict = _array_examples(source, config, start, epochs)
@@ -606,6 +612,6 @@ def input_batches(source, config, epochs=None):
     dataset = dataset.batch(config.batch_size, drop_remainder=True)
     dataset = dataset.map(lambda images, labels: (tf.cast(images, tf.float32) / 127.5 - 1.0, labels),
                           num_parallel_calls=tf.data.AUTOTUNE)
-    iterator = v1.data.make_initializable_iterator(dataset.prefetch(tf.data.AUTOTUNE))
+    iterator = (replicas or Replicas()).iterator(dataset)
     images, labels = iterator.get_next()
     return InputBatches(images, labels if config.conditional else None, iterator.initializer, feed_dict, start)

@@ -106,6 +106,15 @@ HELP = {
     "mixed_precision": "float16 mixed precision with loss scaling (GPU)",
     "bfloat16": "bfloat16 compute with float32 weights through oneDNN (CPUs with AVX512_BF16 or AMX)",
     "xla": "compile with XLA",
+    "num_replicas": "synchronous data-parallel replicas on this machine, one per GPU (the global --batch_size is "
+                    "split between them); 0 = every GPU when there are several, else one device. Several machines: "
+                    "TF_CONFIG (docs/scaling.md)",
+    "devices": "the replicas' devices, e.g. /gpu:0,/gpu:1 (/cpu:0,/cpu:1 tries replicas on the CPU); "
+               "default: from --num_replicas",
+    "all_reduce": "several machines: the collective all-reduce, auto (TensorFlow's choice), ring (gRPC) or nccl "
+                  "(NVIDIA GPUs: NCCL within and between machines)",
+    "worker_timeout": "several machines: seconds a step waits for the other workers before the run stops, "
+                      "naming the worker that is gone",
     "out_dir": "root folder for checkpoint/, samples/ and logs/",
     "checkpoint_dir": "checkpoint folder (under out_dir)",
     "sample_dir": "samples folder (under out_dir)",

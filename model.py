@@ -15,6 +15,7 @@ one step consumes exactly `d_steps` batches and epochs count true passes.
 """
 
 import contextlib
+import functools
 import logging
 
 import numpy as np
@@ -29,6 +30,7 @@ from networks import (
     discriminator,
     generator_for,
 )
+from replicas import Replicas
 from tf_runtime import tf
 from watchdog import NEAR_DUPLICATE_QUANTILE
 
@@ -42,19 +44,29 @@ class RandomStreams:
     Each session.run that draws anything bumps one counter (a checkpointed
     variable) once, and each consumer gets its own stream id, so a run
     resumed from a checkpoint continues the very same noise it would have
-    drawn uninterrupted ("same seed = same run" across restarts).
+    drawn uninterrupted ("same seed = same run" across restarts).  With
+    several replicas each replica (`on_replica`) numbers its own streams, and
+    with `replicas` > 1 mixes its index into the counter, so replicas draw
+    different z from seeded streams; with `replicas` 1 every replica draws the
+    seeds of a single-device run.
     """
 
-    def __init__(self, seed):
+    def __init__(self, seed, replicas=1):
         self.seed = seed
         self.counter = v1.get_variable("random_draws", [], tf.int64, v1.zeros_initializer(), trainable=False)
         self.draw = self.counter.assign_add(1)
-        self.streams = 0
+        self.replicas, self.replica = replicas, 0
+        self.streams = {}  # replica -> stream ids it has used
         v1.add_to_collection(RANDOM_STREAMS, self)
 
+    def on_replica(self, replica):
+        """Draws built from here on are `replica`'s, numbered from its first stream on."""
+        self.replica = replica
+
     def _next_seed(self):
-        self.streams += 1
-        return tf.stack([tf.constant(self.seed, tf.int64) * 1000 + self.streams, self.draw])
+        self.streams[self.replica] = self.streams.get(self.replica, 0) + 1
+        draw = self.draw if self.replicas == 1 else self.draw * self.replicas + self.replica
+        return tf.stack([tf.constant(self.seed, tf.int64) * 1000 + self.streams[self.replica], draw])
 
     def uniform(self, shape, low=0.0, high=1.0):
         return tf.random.stateless_uniform(shape, self._next_seed(), low, high)
@@ -75,8 +87,25 @@ def scope_variables(scope, collection=v1.GraphKeys.TRAINABLE_VARIABLES):
     return v1.get_collection(collection, scope=scope + "/")
 
 
-def split_update_ops(scopes):
-    """Assigns every BatchNorm moving-average update to exactly one network scope.
+@contextlib.contextmanager
+def collected_updates():
+    """Yields a list that receives the MOVING_AVERAGE_UPDATES registered inside
+    the block, while the block sees only its own (so a layer's "already
+    registered" check is per replica).  Replicas build one after another, so
+    this splits the updates by the replica that created them, which names
+    cannot do (replica 0's ops carry no replica_k/ prefix)."""
+    registered = v1.get_collection_ref(ops.MOVING_AVERAGE_UPDATES)
+    earlier, collected = list(registered), []
+    del registered[:]
+    try:
+        yield collected
+    finally:
+        collected.extend(registered)
+        registered[:] = earlier + collected
+
+
+def split_update_ops(scopes, updates):
+    """Assigns every moving-average update in `updates` to exactly one network scope.
 
     Raises ValueError if any is left over, or if anything sits in UPDATE_OPS
     (this project's layers never put ops there): an update that runs with no
@@ -85,7 +114,6 @@ def split_update_ops(scopes):
     stray = v1.get_collection(v1.GraphKeys.UPDATE_OPS)
     if stray:
         raise ValueError(f"UPDATE_OPS outside {scopes}: {sorted(op.name for op in stray)}")
-    updates = v1.get_collection(ops.MOVING_AVERAGE_UPDATES)
     assigned = {scope: [u for u in updates if u[0].op.name.startswith(scope + "/")] for scope in scopes}
     leftover = [u[0].op.name for u in updates if not any(u in assigned[s] for s in scopes)]
     if leftover:
@@ -102,34 +130,54 @@ def all_finite(tensors):
     return tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(t)) for t in tensors]))
 
 
-def guarded_update(optimizer, loss, variables, moving_updates, name, check_gradients=True, averages=()):
-    """Applies `optimizer` to `loss` over `variables`, with the network's
-    moving-average updates, only if the loss (and every gradient) is finite;
-    then, in the same branch, the `averages` triples (read after the update:
-    the --g_ema weight average).
+def replica_gradients(optimizer, loss, variables, replicas, check_gradients=True):
+    """One replica's part of a guarded update: {"gradients", "finite", "norm"}.
 
-    Returns (applied: bool tensor, gradient norm).  A skipped update leaves the
-    weights, Adam's moments and the BatchNorm averages as they were, so
-    --nan_policy skip carries on past a bad batch with nothing changed.  With a
-    loss-scale optimizer only the loss is checked: it skips overflowing
-    gradients itself and must see them to lower its scale.
+    The gradients are of `loss` divided by the replica count, so the
+    optimizer's sum over replicas is the mean gradient (one replica: `loss`'s
+    own).  `finite` says whether the loss (and every gradient) is finite; with
+    a loss-scale optimizer only the loss is checked: it skips overflowing
+    gradients itself and must see them to lower its scale.  `norm` is the
+    replica's gradient norm of `loss`.
     """
-    gradients = optimizer.compute_gradients(loss, var_list=variables)
-    tensors = [loss] + ([g for g, _ in gradients if g is not None] if check_gradients else [])
+    gradients = optimizer.compute_gradients(loss / replicas.count if replicas.count > 1 else loss, var_list=variables)
+    present = [g for g, _ in gradients if g is not None]
+    norm = tf.linalg.global_norm(present)
+    return {"gradients": gradients, "finite": all_finite([loss] + (present if check_gradients else [])),
+            "norm": norm * replicas.count if replicas.count > 1 else norm}
 
-    def apply():
-        # Moving averages first: historical averaging reads each weight before the
-        # optimizer changes it, in every run alike; --g_ema then averages the new weights.
-        with tf.control_dependencies(ops.moving_average_assignments(moving_updates)):
-            updated = [optimizer.apply_gradients(gradients)]
-        if averages:
-            with tf.control_dependencies(updated):
-                updated = ops.moving_average_assignments(averages)
+
+def _apply_on_replica(optimizer, gradients, moving_updates, averages):
+    # Moving averages first: historical averaging reads each weight before the
+    # optimizer changes it, in every run alike; --g_ema then averages the new weights.
+    with tf.control_dependencies(ops.moving_average_assignments(moving_updates)):
+        updated = [optimizer.apply_gradients(gradients)]
+    if averages:
         with tf.control_dependencies(updated):
+            updated = ops.moving_average_assignments(averages)
+    return updated
+
+
+def apply_if_finite(optimizer, replicas, update, moving_updates, name, averages=()):
+    """Applies the `replica_gradients` `update` with the network's moving-average
+    updates (per replica) only if it is finite on every replica; then, in the
+    same branch, the `averages` triples (read after the update: the --g_ema
+    weight average).  Returns whether it was applied (bool tensor).
+
+    The decision is made in cross-replica context, once for all replicas and
+    workers, and the branch then runs the per-replica updates (whose
+    all-reduce is a synchronisation point: it cannot sit inside a condition
+    of a replica's own).  A skipped update leaves the weights, Adam's moments
+    and the BatchNorm averages as they were, so --nan_policy skip carries on
+    past a bad batch with nothing changed.
+    """
+    def apply():
+        updated = replicas.run(functools.partial(_apply_on_replica, optimizer, averages=averages),
+                               update["gradients"], moving_updates)
+        with tf.control_dependencies(replicas.local_all(updated)):
             return tf.constant(True)
 
-    applied = tf.cond(all_finite(tensors), apply, lambda: tf.constant(False), name=name)
-    return applied, tf.linalg.global_norm([g for g, _ in gradients if g is not None])
+    return tf.cond(replicas.all(update["finite"]), apply, lambda: tf.constant(False), name=name)
 
 
 def historical_averages(variables, step):
@@ -139,8 +187,8 @@ def historical_averages(variables, step):
     decay = 1.0 / (tf.cast(step, tf.float32) + 1.0)
     averages = []
     for variable in variables:
-        average = v1.get_variable(variable.op.name + "/historical_average", variable.shape, tf.float32,
-                                  v1.zeros_initializer(), trainable=False)
+        average = ops.moving_average_variable(variable.op.name + "/historical_average", variable.shape,
+                                              v1.zeros_initializer())
         v1.add_to_collection(ops.MOVING_AVERAGE_UPDATES, (average, variable.read_value(), decay))
         averages.append(average)
     return averages
@@ -205,8 +253,8 @@ def generator_average(decay, g_updates):
     averages are averaged like the weights (as BigGAN's G_ema averages its
     whole state dict), so they follow the averaged network's time scale."""
     weights = scope_variables(GENERATOR_SCOPE) + list(dict.fromkeys(moving for moving, _, _ in g_updates))
-    return [(v1.get_variable(averaged_name(variable), initializer=variable.initial_value, trainable=False),
-             variable, 1.0 - decay) for variable in weights]
+    return [(ops.moving_average_variable(averaged_name(variable), None, variable.initial_value), variable, 1.0 - decay)
+            for variable in weights]
 
 
 @contextlib.contextmanager
@@ -260,8 +308,11 @@ def near_duplicate_fraction(fake_images, real_images, quantile):
 
 
 def _local_variable(name, shape):
+    """Not checkpointed, one copy per replica (each keeps its own real batch)."""
     return v1.get_variable(name, shape, tf.float32, v1.zeros_initializer(), trainable=False,
-                           collections=[v1.GraphKeys.LOCAL_VARIABLES])
+                           collections=[v1.GraphKeys.LOCAL_VARIABLES],
+                           synchronization=v1.VariableSynchronization.ON_READ,
+                           aggregation=v1.VariableAggregation.MEAN)
 
 
 def _assign_if(condition, variable, value):
@@ -294,84 +345,54 @@ class DCGAN:
     with `d_fetches`, `g_fetches`, `fused_fetches`: the scalars logged with each.
     """
 
-    def __init__(self, config, real_images, real_labels=None):
+    def __init__(self, config, real_images, real_labels=None, replicas=None, noise_per_replica=True):
+        """`real_images`/`real_labels` are one batch, or with several `replicas`
+        (replicas.py) each replica's part of the global batch.  With
+        `noise_per_replica` False every replica draws the z a single device
+        would (the equivalence test of k replicas against one)."""
         self.config = config
-        batch = tf.shape(real_images)[0]
+        self.replicas = replicas = replicas or Replicas()
+        # Step counters and the noise counter are ordinary variables outside the
+        # strategy: every worker advances its own copy identically.
         self.global_step = v1.train.get_or_create_global_step()
         self.images_seen = v1.get_variable("images_seen", [], tf.int64, v1.zeros_initializer(), trainable=False)
+        self.random = RandomStreams(config.seed, replicas.count if noise_per_replica else 1)
         # Both learning rates are multiplied by it; --on_collapse rollback feeds a lower one.  A placeholder, not a
         # variable: checkpoints hold the same variables with or without rollbacks.
         self.learning_rate_scale = v1.placeholder_with_default(1.0, [], name="learning_rate_scale")
-        self.random = RandomStreams(config.seed)
-        real_onehot = tf.one_hot(real_labels, config.y_dim) if config.conditional else None
+        self.d_optimizer, self.g_optimizer = self._optimizer("d"), self._optimizer("g")
+        with replicas.scope():
+            self._build(real_images, real_labels)
 
-        # What G's separate update needs of the step's real batch, kept from the D
-        # update so G never reads the pipeline.  Local (not checkpointed): every
-        # step runs its D update before its G updates.
-        self.last_real_images = _local_variable("last_real_images", real_images.shape)
-        self.last_real_onehot = (_local_variable("last_real_onehot", real_onehot.shape) if config.conditional
-                                 else None)
-
-        def fake_batch(onehot, update_moving_stats):
-            images = generator_for(config, self.random)(self.random.z(batch, config), onehot, config, True,
-                                                        update_moving_stats)
-            return images, onehot
-
-        # D's update: real batch and a fake batch of the same classes (carpedm20).
-        # G's BatchNorm averages follow the G forward pass whose update applies
-        # them: this one when fused.
-        fake_images, fake_onehot = fake_batch(real_onehot, update_moving_stats=config.fused_update)
-        self.fake_images = fake_images
-        # G's own update (alternating schedule): a fresh fake batch of the step's
-        # classes, without reading the pipeline again.
-        g_fake, g_onehot = fake_batch(self.last_real_onehot, update_moving_stats=not config.fused_update)
-        self.pool = (ImageHistoryPool(config.image_pool, fake_images.shape[1:], self.random) if config.image_pool
-                     else None)
-        self.shown_fakes = self.pool.shown(fake_images) if self.pool else fake_images
-        d_out = self._discriminate(real_images, real_onehot, self.shown_fakes, fake_onehot)
-        self.d_loss, self.d_loss_real, self.d_loss_fake = self._d_loss(d_out, real_images, real_onehot, fake_onehot)
-        self.penalties = self._historical_averaging()
-        self.d_loss += self.penalties[DISCRIMINATOR_SCOPE]
-        updates = split_update_ops([GENERATOR_SCOPE, DISCRIMINATOR_SCOPE])
-        d_optimizer, g_optimizer = self._optimizer("d"), self._optimizer("g")
-        self.d_train_op, d_grad_norm = guarded_update(
-            d_optimizer, self.d_loss, scope_variables(DISCRIMINATOR_SCOPE), updates[DISCRIMINATOR_SCOPE],
-            f"{DISCRIMINATOR_SCOPE}_train", check_gradients=not self._loss_scaled)
-        self.last_real_features = _local_variable("last_real_features", d_out["real_features"].shape[1:])
-        remember = [_assign_if(self.d_train_op, self.last_real_images, real_images),
-                    _assign_if(self.d_train_op, self.last_real_features,
-                               tf.reduce_mean(d_out["real_features"], axis=0))]
-        if config.conditional:
-            remember.append(_assign_if(self.d_train_op, self.last_real_onehot, real_onehot))
-        if self.pool:
-            remember.append(tf.cond(self.d_train_op, lambda: self.pool.store(fake_images), tf.no_op))
-        self.d_train_op = tf.tuple([self.d_train_op], control_inputs=remember)[0]
-        self.d_real, self.d_fake = d_out["real_probability"], d_out["fake_probability"]
-        diversity = {
-            "diversity": mean_pairwise_distance(fake_images) / tf.maximum(mean_pairwise_distance(real_images), 1e-8),
-            "near_duplicates": near_duplicate_fraction(fake_images, real_images, NEAR_DUPLICATE_QUANTILE)}
+    def _build(self, real_images, real_labels):
+        config, replicas = self.config, self.replicas
+        step = replicas.run(self._replica_step, real_images, real_labels)
+        d_train_op = apply_if_finite(self.d_optimizer, replicas, step["d"], step["d_moving"],
+                                     f"{DISCRIMINATOR_SCOPE}_train")
+        remember = replicas.run(functools.partial(self._remember, d_train_op), step["real"], step["fake_images"])
+        self.d_train_op = tf.tuple([d_train_op], control_inputs=replicas.local_all(remember))[0]
+        self.fake_images, self.shown_fakes = replicas.concat(step["fake_images"]), replicas.concat(step["shown_fakes"])
+        self.d_loss, self.d_loss_real, self.d_loss_fake, self.d_real, self.d_fake = (
+            replicas.mean(step["d_scalars"][name])
+            for name in ("d_loss", "d_loss_real", "d_loss_fake", "d_real", "d_fake"))
+        diversity = {name: replicas.mean(step["d_scalars"][name]) for name in ("diversity", "near_duplicates")}
+        d_grad_norm = replicas.mean(step["d"]["norm"])
         self.d_fetches = {"d_applied": self.d_train_op, "d_loss": self.d_loss, "d_real": self.d_real,
                           "d_fake": self.d_fake, "d_grad_norm": d_grad_norm, **diversity}
 
-        g_logits, g_features = self._d_on_fake_for_g(g_fake, g_onehot, self.last_real_images,
-                                                     self.last_real_onehot)
-        self.g_loss = self._g_loss(g_logits, g_features, g_onehot, tf.stop_gradient(self.last_real_features))
-        g_variables, g_updates = scope_variables(GENERATOR_SCOPE), updates[GENERATOR_SCOPE]
+        g_updates = step["g_moving"]
         g_average = generator_average(config.g_ema, g_updates) if config.g_ema else ()
-        self.g_train_op, g_grad_norm = guarded_update(
-            g_optimizer, self.g_loss, g_variables, [] if config.fused_update else g_updates,
-            f"{GENERATOR_SCOPE}_train",
-            check_gradients=not self._loss_scaled, averages=g_average)
+        self.g_train_op = apply_if_finite(self.g_optimizer, replicas, step["g"],
+                                          [] if config.fused_update else g_updates, f"{GENERATOR_SCOPE}_train",
+                                          averages=g_average)
+        self.g_loss, g_grad_norm = replicas.mean(step["g_loss"]), replicas.mean(step["g"]["norm"])
         self.g_fetches = {"g_applied": self.g_train_op, "g_loss": self.g_loss, "g_grad_norm": g_grad_norm}
 
         if config.fused_update:
-            with tf.control_dependencies([self.d_train_op]):
-                logits, features = self._d_on_fake_for_g(fake_images, fake_onehot, real_images, real_onehot)
-                fused_g_loss = self._g_loss(
-                    logits, features, fake_onehot, tf.stop_gradient(tf.reduce_mean(d_out["real_features"], axis=0)))
-            self.fused_train_op, fused_norm = guarded_update(
-                g_optimizer, fused_g_loss, g_variables, g_updates, "fused_train",
-                check_gradients=not self._loss_scaled, averages=g_average)
+            fused = replicas.run(functools.partial(self._replica_fused_g, self.d_train_op), step["fused_inputs"])
+            self.fused_train_op = apply_if_finite(self.g_optimizer, replicas, fused, g_updates, "fused_train",
+                                                  averages=g_average)
+            fused_g_loss, fused_norm = replicas.mean(fused["loss"]), replicas.mean(fused["norm"])
             self.fused_fetches = dict(self.d_fetches, g_applied=self.fused_train_op, g_loss=fused_g_loss,
                                       g_grad_norm=fused_norm)
         else:
@@ -379,9 +400,12 @@ class DCGAN:
 
         self.advance_step = tf.group(
             v1.assign_add(self.global_step, 1),
-            v1.assign_add(self.images_seen, tf.cast(batch, tf.int64) * config.d_steps), name="advance_step")
+            v1.assign_add(self.images_seen, tf.cast(replicas.global_batch(step["batch"]), tf.int64) * config.d_steps),
+            name="advance_step")
         self.sampler = InferenceGenerator(config)
-        self.d_summary, self.g_summary = self._summaries(d_out, d_grad_norm, g_grad_norm, diversity)
+        self.d_summary, self.g_summary = self._summaries(
+            replicas.concat(step["d_logits"]["real"]), replicas.concat(step["d_logits"]["fake"]), d_grad_norm,
+            g_grad_norm, diversity)
         if config.fused_update:
             self.fused_summary = v1.summary.merge([self.d_summary, _generator_summary(fused_g_loss, fused_norm)])
         self.saver = v1.train.Saver(max_to_keep=config.max_to_keep)
@@ -391,6 +415,95 @@ class DCGAN:
         self.variables_finite = {
             v.op.name: tf.reduce_all(tf.math.is_finite(v)) for v in v1.global_variables() if v.dtype.is_floating
         }
+
+    def _replica_step(self, real_images, real_labels):
+        """One replica's part of the step: its fake batches, D's and G's losses,
+        gradients and moving-average updates, and what the later parts need."""
+        config = self.config
+        self.random.on_replica(self.replicas.replica_id())
+        # Several workers' iterators leave the batch dimension open; the step's variables need it.
+        per_replica = config.batch_size // self.replicas.count
+        real_images.set_shape([real_images.shape[0] or per_replica, *real_images.shape[1:]])
+        if config.conditional:
+            real_labels.set_shape([real_labels.shape[0] or per_replica])
+        with collected_updates() as registered:
+            batch = tf.shape(real_images)[0]
+            real_onehot = tf.one_hot(real_labels, config.y_dim) if config.conditional else None
+
+            # What G's separate update needs of the step's real batch, kept from the D
+            # update so G never reads the pipeline.  Local (not checkpointed): every
+            # step runs its D update before its G updates.
+            self.last_real_images = _local_variable("last_real_images", real_images.shape)
+            self.last_real_onehot = (_local_variable("last_real_onehot", real_onehot.shape) if config.conditional
+                                     else None)
+
+            def fake_batch(onehot, update_moving_stats):
+                images = generator_for(config, self.random)(self.random.z(batch, config), onehot, config, True,
+                                                            update_moving_stats)
+                return images, onehot
+
+            # D's update: real batch and a fake batch of the same classes (carpedm20).
+            # G's BatchNorm averages follow the G forward pass whose update applies
+            # them: this one when fused.
+            fake_images, fake_onehot = fake_batch(real_onehot, update_moving_stats=config.fused_update)
+            # G's own update (alternating schedule): a fresh fake batch of the step's
+            # classes, without reading the pipeline again.
+            g_fake, g_onehot = fake_batch(self.last_real_onehot, update_moving_stats=not config.fused_update)
+            self.pool = (ImageHistoryPool(config.image_pool, fake_images.shape[1:], self.random) if config.image_pool
+                         else None)
+            shown_fakes = self.pool.shown(fake_images) if self.pool else fake_images
+            d_out = self._discriminate(real_images, real_onehot, shown_fakes, fake_onehot)
+            d_loss, d_loss_real, d_loss_fake = self._d_loss(d_out, real_images, real_onehot, fake_onehot)
+            penalties = self._historical_averaging()
+            d_loss += penalties[DISCRIMINATOR_SCOPE]
+        updates = split_update_ops([GENERATOR_SCOPE, DISCRIMINATOR_SCOPE], registered)
+        d_update = replica_gradients(self.d_optimizer, d_loss, scope_variables(DISCRIMINATOR_SCOPE), self.replicas,
+                                     check_gradients=not self._loss_scaled)
+        real_features = tf.reduce_mean(d_out["real_features"], axis=0)
+        self.last_real_features = _local_variable("last_real_features", real_features.shape)
+        diversity = {
+            "diversity": mean_pairwise_distance(fake_images) / tf.maximum(mean_pairwise_distance(real_images), 1e-8),
+            "near_duplicates": near_duplicate_fraction(fake_images, real_images, NEAR_DUPLICATE_QUANTILE)}
+
+        g_logits, g_features = self._d_on_fake_for_g(g_fake, g_onehot, self.last_real_images, self.last_real_onehot)
+        g_loss = self._g_loss(g_logits, g_features, g_onehot, tf.stop_gradient(self.last_real_features),
+                              penalties[GENERATOR_SCOPE])
+        g_update = replica_gradients(self.g_optimizer, g_loss, scope_variables(GENERATOR_SCOPE), self.replicas,
+                                     check_gradients=not self._loss_scaled)
+        return {
+            "batch": batch, "d": d_update, "d_moving": updates[DISCRIMINATOR_SCOPE],
+            "g": g_update, "g_moving": updates[GENERATOR_SCOPE], "g_loss": g_loss,
+            "d_scalars": {"d_loss": d_loss, "d_loss_real": d_loss_real, "d_loss_fake": d_loss_fake,
+                          "d_real": d_out["real_probability"], "d_fake": d_out["fake_probability"],
+                          **diversity},
+            "d_logits": {"real": d_out["real_logits"], "fake": d_out["fake_logits"]},
+            "real": {"images": real_images, "features": real_features, "onehot": real_onehot},
+            "fake_images": fake_images, "shown_fakes": shown_fakes,
+            "fused_inputs": {"fake_images": fake_images, "fake_onehot": fake_onehot, "real_images": real_images,
+                             "real_onehot": real_onehot, "real_features": real_features,
+                             "penalty": penalties[GENERATOR_SCOPE]},
+        }
+
+    def _remember(self, d_applied, real, fake_images):
+        """On each replica, after D's update: keeps its real batch for G's update (if applied) and
+        stores the fakes in the image pool."""
+        remember = [_assign_if(d_applied, self.last_real_images, real["images"]),
+                    _assign_if(d_applied, self.last_real_features, real["features"])]
+        if self.config.conditional:
+            remember.append(_assign_if(d_applied, self.last_real_onehot, real["onehot"]))
+        if self.pool:
+            remember.append(tf.cond(d_applied, lambda: self.pool.store(fake_images), tf.no_op))
+        return remember
+
+    def _replica_fused_g(self, d_applied, inputs):
+        """On each replica: G's loss on D's fake batch through the updated D, and its gradients."""
+        with tf.control_dependencies([d_applied]):
+            logits, features = self._d_on_fake_for_g(inputs["fake_images"], inputs["fake_onehot"],
+                                                     inputs["real_images"], inputs["real_onehot"])
+            loss = self._g_loss(logits, features, inputs["fake_onehot"], tf.stop_gradient(inputs["real_features"]),
+                                inputs["penalty"])
+        return dict(replica_gradients(self.g_optimizer, loss, scope_variables(GENERATOR_SCOPE), self.replicas,
+                                      check_gradients=not self._loss_scaled), loss=loss)
 
     @property
     def _loss_scaled(self):
@@ -487,9 +600,9 @@ class DCGAN:
             total += config.r1_gamma * losses.r1_penalty(d_out["real_logits"], d_out["real_input"])
         return total, on_real, on_fake
 
-    def _g_loss(self, fake_logits, fake_features, fake_onehot, real_feature_mean):
+    def _g_loss(self, fake_logits, fake_features, fake_onehot, real_feature_mean, penalty):
         config = self.config
-        loss = losses.generator_loss(config.loss, fake_logits) + self.penalties[GENERATOR_SCOPE]
+        loss = losses.generator_loss(config.loss, fake_logits) + penalty
         if config.feature_matching:
             loss += losses.feature_matching_loss(real_feature_mean[None, :], fake_features)
         if config.conditioning == "acgan":
@@ -508,7 +621,7 @@ class DCGAN:
                 variables, averages)
         return penalties
 
-    def _summaries(self, d_out, d_grad_norm, g_grad_norm, diversity):
+    def _summaries(self, real_logits, fake_logits, d_grad_norm, g_grad_norm, diversity):
         d_summary = v1.summary.merge([
             v1.summary.scalar("d_loss", self.d_loss),
             v1.summary.scalar("d_loss_real", self.d_loss_real),
@@ -518,8 +631,8 @@ class DCGAN:
             v1.summary.scalar("gradient_norm/discriminator", d_grad_norm),
             v1.summary.scalar("watchdog/diversity_fake_over_real", diversity["diversity"]),
             v1.summary.scalar("watchdog/near_duplicate_fraction", diversity["near_duplicates"]),
-            v1.summary.histogram("D_x_histogram", _finite_or_zero(tf.sigmoid(d_out["real_logits"]))),
-            v1.summary.histogram("D_G_z_histogram", _finite_or_zero(tf.sigmoid(d_out["fake_logits"]))),
+            v1.summary.histogram("D_x_histogram", _finite_or_zero(tf.sigmoid(real_logits))),
+            v1.summary.histogram("D_G_z_histogram", _finite_or_zero(tf.sigmoid(fake_logits))),
         ])
         return d_summary, _generator_summary(self.g_loss, g_grad_norm)
 

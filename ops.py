@@ -108,6 +108,19 @@ def resize_conv2d(x, output_hwc, kernel=5, data_format="NHWC", name="resize_conv
 MOVING_AVERAGE_UPDATES = "moving_average_updates"
 
 
+def moving_average_variable(name, shape, initializer, dtype=tf.float32):
+    """A non-trainable variable that MOVING_AVERAGE_UPDATES moves.
+
+    Synchronised on read with the MEAN of the replicas' copies: with several
+    replicas (replicas.py) each replica moves its own copy with its own batch
+    statistics, and reads outside the replicas (sampling, saving) see their
+    mean, so a checkpoint holds every replica's contribution rather than replica
+    0's copy alone.  On one device it is an ordinary variable."""
+    return v1.get_variable(name, shape, dtype, initializer, trainable=False,
+                           synchronization=v1.VariableSynchronization.ON_READ,
+                           aggregation=v1.VariableAggregation.MEAN)
+
+
 def batch_norm(x, is_training, update_moving_stats=True, track_moving_stats=True, momentum=0.9, epsilon=1e-5,
                data_format="NHWC", name="bn"):
     """Batch normalization; training normalizes with the batch statistics
@@ -129,10 +142,8 @@ def batch_norm(x, is_training, update_moving_stats=True, track_moving_stats=True
         scale = v1.get_variable("scale", [channels], initializer=v1.ones_initializer())
         offset = v1.get_variable("offset", [channels], initializer=v1.zeros_initializer())
         if track_moving_stats:
-            moving_mean = v1.get_variable("moving_mean", [channels], initializer=v1.zeros_initializer(),
-                                          trainable=False)
-            moving_var = v1.get_variable("moving_variance", [channels], initializer=v1.ones_initializer(),
-                                         trainable=False)
+            moving_mean = moving_average_variable("moving_mean", [channels], v1.zeros_initializer())
+            moving_var = moving_average_variable("moving_variance", [channels], v1.ones_initializer())
         if not is_training:
             if is_4d:
                 y, _, _ = v1.nn.fused_batch_norm(
@@ -231,7 +242,7 @@ def spectrally_normalized(weights, epsilon=1e-12):
     finite update, like the BatchNorm averages: a skipped update changes nothing.
     """
     matrix = tf.reshape(weights, [-1, weights.shape[-1]])
-    u = v1.get_variable("u", [1, weights.shape[-1]], initializer=v1.random_normal_initializer(), trainable=False)
+    u = moving_average_variable("u", [1, weights.shape[-1]], v1.random_normal_initializer())
     v = tf.stop_gradient(tf.math.l2_normalize(tf.matmul(u, matrix, transpose_b=True), epsilon=epsilon))
     u_next = tf.stop_gradient(tf.math.l2_normalize(tf.matmul(v, matrix), epsilon=epsilon))
     sigma = tf.reduce_sum(tf.matmul(v, matrix) * u_next)

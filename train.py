@@ -21,6 +21,7 @@ import time
 
 import data
 import evaluation
+import replicas as replicas_lib
 import utils
 from checkpoints import ROLLBACK_FILE, Checkpoints, RollbackRecord, checkpoint_step, read_rollback, write_rollback
 from config import LOSSES_WITH_TARGETS, NAN_SKIP_LIMIT, ROLLBACK_LIMIT, ROLLBACK_RATE_FACTOR
@@ -216,27 +217,37 @@ def restore_and_reposition(session, model, checkpoints, batches):
 def train(config):
     """Trains until --epoch/--max_steps; returns the final global step."""
     _check_precision(config)
+    replicas = replicas_lib.build(config)
+    if replicas.distributed:
+        log.info("training on %s", replicas.describe())
     source = data.open_source(config)
     config = dataclasses.replace(config, c_dim=source.c_dim)
     log.info("data: %s", source.description)
     schedule = Schedule(config, source.num_examples)
-    with tf.Graph().as_default() as graph:
+    with tf.Graph().as_default() as graph, replicas.worker_outputs(config) as outputs:
         v1.set_random_seed(config.seed)
-        batches = data.input_batches(source, config, epochs=schedule.input_epochs)
-        model = DCGAN(config, batches.images, batches.labels)
+        batches = data.input_batches(source, config, epochs=schedule.input_epochs, replicas=replicas)
+        model = DCGAN(config, batches.images, batches.labels, replicas)
+        # Every worker restores from the real checkpoints; a worker other than the
+        # chief saves (it must: saving reads every worker's BatchNorm averages)
+        # and writes samples and summaries in a scratch folder of its own.
         checkpoints = Checkpoints(config.checkpoint_path, model.saver, config.architecture(), config.recipe())
         checkpoints.check_architecture()
         checkpoints.check_recipe(config.allow_recipe_change)
-        loop = _Loop(config, source, schedule, model, checkpoints, batches)
+        saving = (checkpoints if outputs is config
+                  else Checkpoints(outputs.checkpoint_path, model.saver, config.architecture(), config.recipe()))
+        loop = _Loop(outputs, source, schedule, model, saving, batches)
         # From here on nothing may add an op: a graph that grows inside the loop
         # leaks memory over a long run without any error (MonitoredTrainingSession's rule).
         graph.finalize()
-        with checkpoints.exclusive(), v1.Session(config=session_config(config.xla, config.precision)) as session:
+        options = replicas.session_config(session_config(config.xla, config.precision), config.worker_timeout)
+        with saving.exclusive(), replicas.worker_failures(checkpoints.latest), replicas.session(options) as session:
+            replicas.check_devices(session)
             session.run(model.initializer)
             restored = restore_and_reposition(session, model, checkpoints, batches)
             if restored:
                 log.info("resumed from %s (%d images seen)", restored, session.run(model.images_seen))
-            return loop.run(session)
+            return loop.run(session, saved=restored is not None)
 
 
 class _Loop:
@@ -290,11 +301,12 @@ class _Loop:
                             "the folder writable and run again. "
                             f"Last good checkpoint: {self._saved_description()}") from None
 
-    def run(self, session):
+    def run(self, session, saved):
+        """Trains from the session's step on; `saved`: that step is already in a checkpoint."""
         self.session = session
         config = self.config
         step = int(session.run(self.model.global_step))
-        self.last_saved_step = step
+        self.last_saved_step = step if saved else None
         log.info("training %s: step %d of %d (%d per epoch), batch %d", config.run_name, step,
                  self.total_steps, self.steps_per_epoch, config.batch_size)
         if self.rollback.rollbacks:
@@ -460,7 +472,7 @@ class _Loop:
             raise self._diverged(f"step {step}: {len(bad)} variables hold NaN/Inf (first {bad[0]})")
 
     def _checkpoint(self, step):
-        if step == self.last_saved_step and self.checkpoints.latest():
+        if step == self.last_saved_step:
             return
         self._check_finite(step)
         path = self.checkpoints.save(self.session, step)

@@ -115,7 +115,7 @@ def mapping(z, labels_onehot, config):
 def average_w(config):
     """The average w (`generator/w_avg`): not trained, moved by G's updates, saved in checkpoints."""
     with v1.variable_scope(GENERATOR_SCOPE, reuse=v1.AUTO_REUSE):
-        return v1.get_variable("w_avg", [config.w_dim], tf.float32, v1.zeros_initializer(), trainable=False)
+        return ops.moving_average_variable("w_avg", [config.w_dim], v1.zeros_initializer())
 
 
 def truncate(w, w_average, psi):

@@ -52,7 +52,9 @@ def test_large_finite_gradients_are_applied_and_non_finite_ones_skipped():
         scale = v1.placeholder(tf.float32, [])
         loss = tf.reduce_sum(weights) * scale
         optimizer = v1.train.GradientDescentOptimizer(1e-19)
-        applied, norm = model.guarded_update(optimizer, loss, [weights], [], "guarded")
+        replicas = model.Replicas()
+        update = model.replica_gradients(optimizer, loss, [weights], replicas)
+        applied = model.apply_if_finite(optimizer, replicas, update, [], "guarded")
         with v1.Session() as session:
             session.run(v1.global_variables_initializer())
             assert not np.isfinite(session.run(tf.linalg.global_norm([tf.fill([4], 1e19)])))  # the old check's flaw
