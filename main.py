@@ -70,8 +70,10 @@ HELP = {
     "max_steps": "stop after this many steps instead (0 = epoch * steps per epoch)",
     "batch_size": "images per batch",
     "loss": "GAN loss: " + ", ".join(config_lib.LOSSES) + " (wasserstein needs --gp_lambda)",
-    "learning_rate": "Adam learning rate of both networks (0 = the default pair: D {:g}, G {:g}, the two "
-                     "time-scale update rule)".format(*config_lib.DEFAULT_LEARNING_RATES),
+    "learning_rate": "Adam learning rate of both networks (0 = the defaults: conditional models D {:g}, G {:g}, "
+                     "the two time-scale update rule; unconditional models {:g} for both)".format(
+                         *config_lib.DEFAULT_LEARNING_RATES["conditional"],
+                         config_lib.DEFAULT_LEARNING_RATES["unconditional"][0]),
     "d_learning_rate": "D's learning rate (0 = --learning_rate, else D's default)",
     "g_learning_rate": "G's learning rate (0 = --learning_rate, else G's default)",
     "beta1": "Adam beta1 (0.5 per the DCGAN paper; 0 for WGAN-GP)",

@@ -153,8 +153,10 @@ def settings(recipe):
     _, flags = run_plan(recipe, BATCH_SIZE)
     values = {name: flag_value(flags, name) for name in config_lib.RECIPE_FIELDS + config_lib.ARCHITECTURE_FIELDS
               + ("bfloat16", "mixed_precision")}
-    # The rates the optimizers get, not the flags that give them (--learning_rate 0 means the defaults).
-    values["learning_rates"] = config_lib.Config(**values).learning_rates()
+    # The rates the optimizers get, not the flags that give them (--learning_rate 0 means the model's
+    # defaults, which differ between conditional and unconditional models: both are compared).
+    values["learning_rates"] = tuple(config_lib.Config(**dict(values, y_dim=y_dim)).learning_rates()
+                                     for y_dim in (10, 0))
     for name in ("learning_rate", "d_learning_rate", "g_learning_rate"):
         del values[name]
     return values

@@ -81,11 +81,14 @@ def test_run_plan_fills_half_the_steps_and_reads_negated_booleans():
 
 
 def test_a_recipe_with_the_defaults_flags_is_not_trained_twice():
-    # The defaults are TTUR's rates given by --learning_rate 0, ttur.flags gives them by name: the same run.
+    # The defaults give conditional models TTUR's rates (as ttur.flags does by name) but unconditional
+    # ones a single rate: two different runs.  dcgan_paper at batch 64 is fused_k4.
     kept, same_as = ablation.distinct_recipes(["default", "carpedm20", "ttur", "fused_k4", "dcgan_paper"])
-    assert kept == ["default", "carpedm20", "fused_k4"] and same_as == {"ttur": "default", "dcgan_paper": "fused_k4"}
+    assert kept == ["default", "carpedm20", "ttur", "fused_k4"] and same_as == {"dcgan_paper": "fused_k4"}
     assert ablation.settings("fused_k4")["kernel_size"] == 4 and ablation.settings("default")["kernel_size"] == 5
-    assert ablation.settings("carpedm20")["learning_rates"] == (2e-4, 2e-4)
+    assert ablation.settings("default")["learning_rates"] == ((4e-4, 1e-4), (2e-4, 2e-4))
+    assert ablation.settings("ttur")["learning_rates"] == ((4e-4, 1e-4), (4e-4, 1e-4))
+    assert ablation.settings("carpedm20")["learning_rates"] == ((2e-4, 2e-4), (2e-4, 2e-4))
 
 
 def scored_run(recipe, seed, fids, seconds, watchdog=0):

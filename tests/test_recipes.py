@@ -227,3 +227,21 @@ def test_the_generator_is_restored_with_the_z_distribution_it_was_trained_with(t
         assert restored.config.z_dist == "gaussian"
     with pytest.raises(UserError, match="z_dist=gaussian \\(now uniform\\)"):
         train.train(tiny_config(tmp_path, max_steps=3))  # resuming with other z is refused
+
+
+@pytest.mark.parametrize("flags, conditional, unconditional", [
+    ({}, (4e-4, 1e-4), (2e-4, 2e-4)),  # the defaults: TTUR for the conditional model, one rate otherwise
+    ({"learning_rate": 3e-4}, (3e-4, 3e-4), (3e-4, 3e-4)),  # --learning_rate sets both networks
+    ({"learning_rate": 3e-4, "d_learning_rate": 9e-4}, (9e-4, 3e-4), (9e-4, 3e-4)),
+    ({"g_learning_rate": 5e-5}, (4e-4, 5e-5), (2e-4, 5e-5)),  # one network's flag leaves the other's default
+])
+def test_learning_rate_flags_combine_and_none_is_ignored(tmp_path, flags, conditional, unconditional):
+    assert tiny_config(tmp_path, **flags).learning_rates() == conditional
+    assert tiny_config(tmp_path, y_dim=0, **flags).learning_rates() == unconditional
+    with tf.Graph().as_default():  # the optimizers get exactly these rates
+        gan = model.DCGAN(tiny_config(tmp_path, y_dim=0, **flags),
+                          tf.zeros((4, 16, 16, 1)), None)
+        with v1.Session() as session:
+            rates = session.run([v1.get_default_graph().get_tensor_by_name(f"{scope}_learning_rate:0")
+                                 for scope in (model.DISCRIMINATOR_SCOPE, model.GENERATOR_SCOPE)])
+    assert np.allclose(rates, unconditional) and gan.d_train_op is not None
