@@ -5,6 +5,8 @@
 Raise them with a message that names the file or flag and says what to do.
 """
 
+import sys
+
 
 class UserError(Exception):
     """A problem with the user's input (flags, files, checkpoints), not a bug."""
@@ -22,3 +24,14 @@ class CollapseDetected(UserError):
     """The collapse watchdog fired under --on_collapse stop; nothing was saved."""
 
     exit_code = 4
+
+
+def run_command(main):
+    """Exits with `main()`'s return code, or, if it raises a UserError, with
+    code 2 after printing "error: <message>" as one line on stderr: the
+    contract of the project's scripts outside main.py (bench/ and the like)."""
+    try:
+        sys.exit(main())
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -40,7 +40,7 @@ sys.path.insert(0, REPO_DIR)
 import numpy as np  # noqa: E402
 
 import config as config_lib  # noqa: E402
-from errors import UserError  # noqa: E402
+from errors import UserError, run_command  # noqa: E402
 
 BATCH_SIZE = 64
 CHECKPOINTS_PER_RUN = 4
@@ -722,8 +722,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_command(main)

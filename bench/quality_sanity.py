@@ -39,7 +39,7 @@ import config as config_lib  # noqa: E402
 import data  # noqa: E402
 import evaluation  # noqa: E402
 import metrics  # noqa: E402  (sets the TensorFlow environment before importing it)
-from errors import UserError  # noqa: E402
+from errors import run_command  # noqa: E402
 
 NOISE_SIGMAS = (0, 8, 16, 32, 64)
 BLUR_RADII = (0, 0.5, 1, 2)
@@ -147,8 +147,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_command(main)

@@ -28,7 +28,7 @@ import data  # noqa: E402
 import evaluation  # noqa: E402
 import watchdog  # noqa: E402
 from checkpoints import checkpoint_paths, checkpoint_step, restored_generator  # noqa: E402
-from errors import UserError  # noqa: E402
+from errors import UserError, run_command  # noqa: E402
 from model import fixed_z, mean_pairwise_distance, near_duplicate_fraction, sample_labels  # noqa: E402
 from networks import generator_for  # noqa: E402
 from tf_runtime import tf  # noqa: E402
@@ -125,8 +125,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_command(main)

@@ -126,3 +126,18 @@ def test_export_without_a_path_says_which_path_to_add(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "main.py: error: --export needs a path: --export DIR (a new folder for the SavedModel)"]
+
+
+def test_run_command_exits_with_main_code_or_one_line_for_a_user_error(capsys):
+    from errors import UserError, run_command
+
+    def refused():
+        raise UserError("--flag: bad value; pass a good one")
+
+    with pytest.raises(SystemExit) as exited:
+        run_command(refused)
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == "error: --flag: bad value; pass a good one\n"
+    with pytest.raises(SystemExit) as exited:
+        run_command(lambda: 0)
+    assert exited.value.code == 0
