@@ -54,9 +54,10 @@ def z_from_shards(self, batch, config):
 
 def train_steps(config, devices, steps, initial_checkpoint, final_checkpoint):
     """Builds the training graph on `devices` ("" = one device, no strategy), starts from
-    `initial_checkpoint` (written here if absent), runs the training loop's plan (train._Loop._step_plan) for `steps` steps
-    and saves to `final_checkpoint`.  Returns the devices ops were placed on, the images
-    seen, and {moving variance: the values per channel its replica's batch statistics had}."""
+    `initial_checkpoint` (written here if absent), runs the training loop's plan
+    (train._Loop._step_plan) for `steps` steps and saves to `final_checkpoint`.  Returns the
+    devices ops were placed on, the images seen, and {moving variance: the values per channel
+    its replica's batch statistics had}."""
     replicas = replicas_lib.build(dataclasses.replace(config, devices=devices), tf_config="", available_gpus=0)
     with tf.Graph().as_default() as graph:
         iterator = replicas.iterator(shard_batches(steps, config))
