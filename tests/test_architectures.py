@@ -197,7 +197,7 @@ def test_spectral_norm_u_moves_only_with_an_applied_d_update_and_is_checkpointed
 
 @pytest.mark.parametrize("fused_update", [False, True])
 def test_g_ema_equals_the_hand_computed_average_after_k_steps(tmp_path, fused_update):
-    decay, steps = 0.7, 3
+    decay, steps = 0.7, 20  # past the warm-up: (1 + 20) / 30 = 0.7
     with tf.Graph().as_default():
         config = tiny_config(tmp_path, g_ema=decay, fused_update=fused_update)
         images = tf.constant(np.random.RandomState(0).uniform(-1, 1, (4, 16, 16, 1)), tf.float32)
@@ -221,8 +221,10 @@ def test_g_ema_equals_the_hand_computed_average_after_k_steps(tmp_path, fused_up
                     session.run(gan.d_train_op)
                 assert session.run(train_op, {g_loss: np.nan} if skip else {}) != skip
                 if not skip:
-                    expected = [decay * a + (1 - decay) * w for a, w in zip(expected, session.run(weights),
-                                                                            strict=True)]
+                    warmed = min(decay, (1 + step) / (10 + step))  # warm-up: 0.1 at step 0 up to 0.7 at step 20
+                    expected = [warmed * a + (1 - warmed) * w for a, w in zip(expected, session.run(weights),
+                                                                              strict=True)]
+                session.run(gan.advance_step)
             got = session.run(averages)
             current = session.run(weights)
     for average, value in zip(got, expected, strict=True):
