@@ -250,8 +250,19 @@ def train(config):
             return loop.run(session, saved=restored is not None)
 
 
+def step_plan(config, model):
+    """The (fetches, summary) runs of one training step, in order: d_steps D
+    updates then g_steps G updates, the last D and first G as one fused run with
+    --fused_update.  Benchmarks and tests run a step through this too, so they
+    time and check what training runs."""
+    fused = 1 if config.fused_update else 0
+    return ([(model.d_fetches, model.d_summary)] * (config.d_steps - fused)
+            + [(model.fused_fetches, model.fused_summary)] * fused
+            + [(model.g_fetches, model.g_summary)] * (config.g_steps - fused))
+
+
 class _Loop:
-    def __init__(self, config, source, schedule, model, checkpoints, batches=None):
+    def __init__(self, config, source, schedule, model, checkpoints, batches):
         self.config, self.model, self.checkpoints, self.batches = config, model, checkpoints, batches
         self.session = None
         self.source_description = source.description
@@ -334,19 +345,9 @@ class _Loop:
         log.info("done at step %d; checkpoint %s", step, self._saved_description())
         return step
 
-    def _step_plan(self):
-        """The (fetches, summary) runs of one step, in order: d_steps D updates
-        then g_steps G updates, the last D and first G as one fused run with
-        --fused_update."""
-        config, model = self.config, self.model
-        fused = 1 if config.fused_update else 0
-        return ([(model.d_fetches, model.d_summary)] * (config.d_steps - fused)
-                + [(model.fused_fetches, model.fused_summary)] * fused
-                + [(model.g_fetches, model.g_summary)] * (config.g_steps - fused))
-
     def _steps(self, step, writer, stop):
         config, model, session = self.config, self.model, self.session
-        plan = self._step_plan()
+        plan = step_plan(config, model)
         window_start, window_step = time.time(), step
         while step < self.total_steps and not stop.signal_name:
             want_summary = (step + 1) % config.summary_freq == 0

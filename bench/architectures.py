@@ -1,13 +1,13 @@
-"""Training speed of each architecture option (issue 15), in images/s.
+"""Training speed of each architecture option (issues 15 and 16), in images/s.
 
 Every variant is the default full-size model with one option changed, fed a
-constant batch so only the step is timed: one D update plus --g_steps G
-updates, as in train.py.  All variants are built first, each in its own graph
+constant batch so only the step is timed: the training loop's own step
+(train.step_plan: the fused 1 D + 1 G run by default).  All variants are built first, each in its own graph
 and session, then timed in interleaved rounds (variant 1, 2, ..., 1, 2, ...)
 and reported by their median round, so a change in the machine's load during
 the run (the cores may be shared) falls on every variant alike.
 
-    python bench/architectures.py [--model celebA|mnist|both] [--rounds 5] [--steps 2]
+    python bench/architectures.py [--model celebA|mnist|mnist_unconditional|all] [--rounds 5] [--steps 2]
 
 Prints a markdown table: images/s, seconds per step and the speed relative
 to the default architecture, per model.
@@ -26,6 +26,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 import config as config_lib  # noqa: E402
+import train  # noqa: E402
+from errors import UserError  # noqa: E402
 from model import DCGAN  # noqa: E402
 from tf_runtime import session_config, tf  # noqa: E402
 
@@ -42,8 +44,11 @@ VARIANTS = [  # (label, Config overrides)
     ("--spectral_norm --d_norm none", dict(spectral_norm=True, d_norm="none")),
     ("--g_ema 0.999", dict(g_ema=0.999)),
     ("--arch mlp", dict(arch="mlp")),
+    ("--arch style", dict(arch="style")),
 ]
-MODELS = {"celebA": dict(dataset="celebA", c_dim=3), "mnist": dict(dataset="mnist")}
+MODELS = {"celebA": dict(dataset="celebA", c_dim=3), "mnist": dict(dataset="mnist"),
+          # the ablation's unconditional MNIST, where the style generator was compared with DCGAN's
+          "mnist_unconditional": dict(dataset="mnist", y_dim=0, output_height=32)}
 
 
 class Variant:
@@ -61,12 +66,12 @@ class Variant:
             self.gan = DCGAN(config, images, labels)
             self.session = v1.Session(config=session_config())
             self.session.run(self.gan.initializer)
+        self.plan = [fetches for fetches, _summary in train.step_plan(config, self.gan)]
         self.seconds = []
 
     def step(self):
-        self.session.run(self.gan.d_train_op)
-        for _ in range(self.config.g_steps):
-            self.session.run(self.gan.g_train_op)
+        for fetches in self.plan:
+            self.session.run(fetches)
 
     def time_round(self, steps):
         start = time.perf_counter()
@@ -77,15 +82,20 @@ class Variant:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", choices=["celebA", "mnist", "both"], default="both")
+    parser.add_argument("--model", choices=[*MODELS, "all"], default="all")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2, help="steps per variant per round")
     args = parser.parse_args()
-    models = list(MODELS) if args.model == "both" else [args.model]
+    models = list(MODELS) if args.model == "all" else [args.model]
     print("| model | variant | img/s | s/step | vs default |")
     print("|---|---|---:|---:|---:|")
     for model_name in models:
-        variants = [(label, Variant(model_name, overrides)) for label, overrides in VARIANTS]
+        variants = []
+        for label, overrides in VARIANTS:
+            try:
+                variants.append((label, Variant(model_name, overrides)))
+            except UserError as error:  # e.g. the style generator at MNIST's 28x28
+                print(f"| {model_name} | {label} | not built: {error} | | |", flush=True)
         for _, variant in variants:
             variant.step()  # warm-up: graph optimisation and first allocations
         for _ in range(args.rounds):

@@ -98,7 +98,7 @@ def build_project_step(config):
         images = tf.constant(rng.uniform(-1, 1, shape).astype(np.float32))
         labels = tf.constant(np.arange(config.batch_size) % config.y_dim, tf.int64) if config.conditional else None
         model = DCGAN(config, images, labels)
-    plan = train._Loop._step_plan(types.SimpleNamespace(config=config, model=model))
+    plan = train.step_plan(config, model)
     names = {id(model.d_fetches): "d", id(model.g_fetches): "g", id(getattr(model, "fused_fetches", None)): "fused"}
     return ProjectStep(config, graph, model, [fetches for fetches, _ in plan], [names[id(f)] for f, _ in plan])
 
@@ -165,8 +165,7 @@ def _summary_costs(config, step, session, run_step, plain_seconds, repeats=3):
     import model as model_lib
     import train
 
-    summaries = [summary for _, summary in train._Loop._step_plan(
-        types.SimpleNamespace(config=config, model=step.model))]
+    summaries = [summary for _, summary in train.step_plan(config, step.model)]
     with tempfile.TemporaryDirectory() as folder:
         writer = train.SummaryWriter(folder)
 

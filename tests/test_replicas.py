@@ -2,7 +2,6 @@
 
 import dataclasses
 import re
-import types
 
 import numpy as np
 import pytest
@@ -55,7 +54,7 @@ def z_from_shards(self, batch, config):
 def train_steps(config, devices, steps, initial_checkpoint, final_checkpoint):
     """Builds the training graph on `devices` ("" = one device, no strategy), starts from
     `initial_checkpoint` (written here if absent), runs the training loop's plan
-    (train._Loop._step_plan) for `steps` steps and saves to `final_checkpoint`.  Returns the
+    (train.step_plan) for `steps` steps and saves to `final_checkpoint`.  Returns the
     devices ops were placed on, the images seen, and {moving variance: the values per channel
     its replica's batch statistics had}."""
     replicas = replicas_lib.build(dataclasses.replace(config, devices=devices), tf_config="", available_gpus=0)
@@ -78,7 +77,7 @@ def train_steps(config, devices, steps, initial_checkpoint, final_checkpoint):
                 gan.saver.restore(session, str(initial_checkpoint))
             else:
                 gan.saver.save(session, str(initial_checkpoint), write_meta_graph=False, write_state=False)
-            plan = train._Loop._step_plan(types.SimpleNamespace(config=config, model=gan))
+            plan = train.step_plan(config, gan)
             for _ in range(steps):
                 for fetches, _summary in plan:
                     results = session.run(fetches)

@@ -28,14 +28,13 @@ def test_one_epoch_of_steps_reads_each_example_exactly_once(tmp_path, recipe):
     with tf.Graph().as_default():
         batches = data.input_batches(source, config, epochs=1)  # a stream of exactly one epoch
         gan = DCGAN(config, batches.images, batches.labels)
-        loop = train._Loop(config, source, schedule, gan, checkpoints=None)
         # D's real batches, as D's update saw them, gathered from every run of the step plan.
         seen = []
         with v1.Session() as session:
             session.run(gan.initializer)
             batches.initialize(session)
             for _ in range(schedule.steps_per_epoch):
-                for fetches, _summary in loop._step_plan():
+                for fetches, _summary in train.step_plan(config, gan):
                     if "d_applied" in fetches:
                         session.run(fetches)
                         seen.append(session.run(gan.last_real_images))
