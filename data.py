@@ -233,8 +233,8 @@ def _read_cifar_class_folders(folder):
         rank_in_class[labels == label] = np.arange(np.sum(labels == label))
     order = np.lexsort((labels, rank_in_class))
     lossy = sum(path.lower().endswith(_LOSSY_SUFFIXES) for path in listing.files)
-    kind = "JPEG" if lossy == len(listing.files) else "PNG" if not lossy else "JPEG and PNG"
-    origin = f"{kind} class folders" + (" (lossy copy)" if lossy else "")
+    origin = ("lossy JPEG class folders" if lossy == len(listing.files) else "PNG class folders" if not lossy
+              else "JPEG and PNG class folders (JPEG is lossy)")
     return LabelledImages(images[order], labels[order], origin)
 
 

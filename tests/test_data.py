@@ -345,14 +345,14 @@ def test_cifar10_jpeg_class_folders_decode_near_the_pixels_written_and_say_they_
         (directory / "train" / name).mkdir(parents=True)
         Image.fromarray(pixels).save(directory / "train" / name / "0000.jpg", quality=95)
     images, labels, origin = data.read_cifar10(str(directory))
-    assert list(labels) == [7, 8] and origin == "JPEG class folders (lossy copy)"
+    assert list(labels) == [7, 8] and origin == "lossy JPEG class folders"
     # Within JPEG's error of the image written for that class (chroma subsampling blurs the block edges),
     # and far from the other one (random blocks differ by ~85 levels on average).
     error = np.abs(images.astype(int) - smooth).mean(axis=(1, 2, 3))
     swapped = np.abs(images.astype(int) - smooth[::-1]).mean(axis=(1, 2, 3))
     assert (error < 10).all() and (swapped > 40).all()
     config = tiny_config(tmp_path, dataset="cifar10", data_dir=str(tmp_path / "data"), output_height=32, batch_size=2)
-    assert data.open_source(config).description == f"CIFAR-10 JPEG class folders (lossy copy) in {directory}"
+    assert data.open_source(config).description == f"CIFAR-10 lossy JPEG class folders in {directory}"
 
 
 def test_cifar10_binary_batches_win_over_class_folders(cifar_dir):
