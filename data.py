@@ -190,7 +190,7 @@ def read_cifar10(directory, split="train"):
         images, labels = zip(*(read_cifar_batch(path) for path in paths), strict=True)
         return LabelledImages(np.concatenate(images), np.concatenate(labels), "binary batches")
     folder = os.path.join(directory, split)
-    if os.path.isdir(folder) and any(entry.is_dir() for entry in os.scandir(folder)):
+    if os.path.isdir(folder) and _subfolder_names(folder):
         return _read_cifar_class_folders(folder)
     raise UserError(
         f"{directory}: no CIFAR-10 there: neither the binary version ({_CIFAR_SUBDIR}/, python download.py "
@@ -213,9 +213,9 @@ def _read_cifar_class_folders(folder):
     class, then the second of every class...), so any prefix holds all classes evenly like the shuffled
     binary batches do: evaluation takes the first N images as its real set.
     """
-    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        if entry.is_dir() and entry.name.lower() not in CIFAR10_CLASSES:
-            raise UserError(f"{entry.path}: not a CIFAR-10 class folder; name the class folders "
+    for name in _subfolder_names(folder):
+        if name.lower() not in CIFAR10_CLASSES:
+            raise UserError(f"{os.path.join(folder, name)}: not a CIFAR-10 class folder; name the class folders "
                             f"{', '.join(CIFAR10_CLASSES)}")
     listing = list_image_files(folder, _CIFAR_FOLDER_PATTERN)
     labels = []
@@ -236,6 +236,11 @@ def _read_cifar_class_folders(folder):
     origin = ("lossy JPEG class folders" if lossy == len(listing.files) else "PNG class folders" if not lossy
               else "JPEG and PNG class folders (JPEG is lossy)")
     return LabelledImages(images[order], labels[order], origin)
+
+
+def _subfolder_names(folder):
+    with os.scandir(folder) as entries:
+        return sorted(entry.name for entry in entries if entry.is_dir())
 
 
 def _decode_same_size_files(files, shape):
