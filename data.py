@@ -163,17 +163,109 @@ def read_cifar_batch(path):
 
 
 def load_cifar10(directory, split="train"):
-    """Loads CIFAR-10 from `directory`/cifar-10-batches-bin/ (the layout of the
-    official binary tarball); returns (images uint8 [N, 32, 32, 3], labels int64 [N])."""
-    paths = [os.path.join(directory, _CIFAR_SUBDIR, name) for name in _CIFAR_FILES[split]]
-    for path in paths:
-        if not os.path.isfile(path):
-            raise UserError(
-                f"{path}: not found; put the CIFAR-10 binary version (cifar-10-batches-bin/) in {directory} "
-                "(python download.py cifar10 fetches it; the pickled python version is not read)"
-            )
-    images, labels = zip(*(read_cifar_batch(path) for path in paths), strict=True)
-    return np.concatenate(images), np.concatenate(labels)
+    """(images uint8 [N, 32, 32, 3], labels int64 [N]) of CIFAR-10 in `directory`, from either layout
+    `read_cifar10` reads."""
+    return read_cifar10(directory, split)[:2]
+
+
+class LabelledImages(typing.NamedTuple):
+    images: np.ndarray  # uint8 [N, H, W, C]
+    labels: np.ndarray  # int64 [N]
+    origin: str  # what the pixels are, for logs and the names of numbers computed from them
+
+
+def read_cifar10(directory, split="train"):
+    """CIFAR-10 from `directory`: the official binary version (cifar-10-batches-bin/) if it is there, else
+    class folders (`split`/<class name>/*.jpg|png, the layout of torchvision ImageFolder exports, Kaggle's
+    PNG copy and YoongiKim's JPEG copy).  The binary version comes first because its pixels are the
+    original ones; a JPEG copy is lossy, which `origin` says."""
+    if os.path.isdir(os.path.join(directory, _CIFAR_SUBDIR)):
+        paths = [os.path.join(directory, _CIFAR_SUBDIR, name) for name in _CIFAR_FILES[split]]
+        for path in paths:
+            if not os.path.isfile(path):
+                raise UserError(
+                    f"{path}: not found; put the CIFAR-10 binary version (cifar-10-batches-bin/) in {directory} "
+                    "(python download.py cifar10 fetches it; the pickled python version is not read)"
+                )
+        images, labels = zip(*(read_cifar_batch(path) for path in paths), strict=True)
+        return LabelledImages(np.concatenate(images), np.concatenate(labels), "binary batches")
+    folder = os.path.join(directory, split)
+    if os.path.isdir(folder) and _subfolder_names(folder):
+        return _read_cifar_class_folders(folder)
+    raise UserError(
+        f"{directory}: no CIFAR-10 there: neither the binary version ({_CIFAR_SUBDIR}/, python download.py "
+        f"cifar10 fetches it) nor class folders ({split}/<class name>/*.jpg or *.png, e.g. unzipped from a "
+        "JPEG/PNG copy)"
+    )
+
+
+# Label order of the binary version (its batches.meta.txt): folder copies are labelled by these names.
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+_CIFAR_FOLDER_PATTERN = "*.png,*.jpg,*.jpeg"
+_LOSSY_SUFFIXES = (".jpg", ".jpeg")
+
+
+def _read_cifar_class_folders(folder):
+    """Every image under `folder`/<class name>/ with the class's label, decoded by the training pipeline's
+    decoder (`_decode_rgb`, so the pixels equal those of the same files read as an image folder).
+
+    The files are listed in sorted order and then interleaved class by class (the first file of every
+    class, then the second of every class...), so any prefix holds all classes evenly like the shuffled
+    binary batches do: evaluation takes the first N images as its real set.
+    """
+    for name in _subfolder_names(folder):
+        if name.lower() not in CIFAR10_CLASSES:
+            raise UserError(f"{os.path.join(folder, name)}: not a CIFAR-10 class folder; name the class folders "
+                            f"{', '.join(CIFAR10_CLASSES)}")
+    listing = list_image_files(folder, _CIFAR_FOLDER_PATTERN)
+    labels = []
+    for path, (width, height) in zip(listing.files, listing.sizes, strict=True):
+        parts = os.path.relpath(path, folder).split(os.sep)
+        if len(parts) < 2:
+            raise UserError(f"{path}: not inside a class folder; put each image in {folder}/<class name>/")
+        if (width, height) != (32, 32):
+            raise UserError(f"{path}: {width}x{height} pixels, but CIFAR-10 images are 32x32")
+        labels.append(CIFAR10_CLASSES.index(parts[0].lower()))
+    images, decoded = _decode_same_size_files(listing.files, (32, 32, 3))
+    labels = np.asarray(labels, np.int64)[decoded]
+    rank_in_class = np.zeros(len(labels), np.int64)
+    for label in np.unique(labels):
+        rank_in_class[labels == label] = np.arange(np.sum(labels == label))
+    order = np.lexsort((labels, rank_in_class))
+    lossy = sum(path.lower().endswith(_LOSSY_SUFFIXES) for path in listing.files)
+    origin = ("lossy JPEG class folders" if lossy == len(listing.files) else "PNG class folders" if not lossy
+              else "JPEG and PNG class folders (JPEG is lossy)")
+    return LabelledImages(images[order], labels[order], origin)
+
+
+def _subfolder_names(folder):
+    with os.scandir(folder) as entries:
+        return sorted(entry.name for entry in entries if entry.is_dir())
+
+
+def _decode_same_size_files(files, shape):
+    """(uint8 [N, *shape] of the files that decode, the indices of those files), decoded in parallel by
+    `_decode_rgb` in a graph of its own; a file that passed `_inspect_image` but fails to decode (or has
+    another size than its header said) is left out with a warning, as the training pipeline does."""
+    with tf.Graph().as_default():
+        dataset = tf.data.Dataset.from_tensor_slices(files).enumerate().map(
+            lambda index, path: (index, tf.ensure_shape(_decode_rgb(tf.io.read_file(path)), shape)),
+            num_parallel_calls=tf.data.AUTOTUNE)
+        next_batch = v1.data.make_one_shot_iterator(dataset.ignore_errors(log_warning=True).batch(1000)).get_next()
+        indices, chunks = [], []
+        with v1.Session() as session:
+            while True:
+                try:
+                    index, images = session.run(next_batch)
+                except tf.errors.OutOfRangeError:
+                    break
+                indices.append(index)
+                chunks.append(images)
+    indices = np.concatenate(indices) if indices else np.zeros(0, np.int64)
+    if len(indices) < len(files):
+        log.warning("%d of %d files did not decode and are left out", len(files) - len(indices), len(files))
+    images = np.concatenate(chunks) if chunks else np.zeros((0, *shape), np.uint8)
+    return images, indices
 
 
 # --------------------------------------------------------------------------
@@ -370,7 +462,8 @@ def open_source(config):
     """Finds and checks the data for `config`; raises UserError if unusable."""
     directory = dataset_directory(config.dataset, config.data_dir)
     if config.dataset == "cifar10":
-        source = _array_source(config, f"CIFAR-10 binary batches in {directory}", *load_cifar10(directory))
+        images, labels, origin = read_cifar10(directory)
+        source = _array_source(config, f"CIFAR-10 {origin} in {directory}", images, labels)
     elif config.dataset in MNIST_LIKE:
         source = _array_source(config, f"{config.dataset} IDX files in {directory}",
                                *load_mnist_like(directory, dataset=config.dataset))

@@ -5,7 +5,8 @@ outside the repository, timing each saved checkpoint from the launch of the
 process (what a user waits for, start-up included) and counting the collapse
 watchdog's warnings; then each checkpoint is scored in this process by
 `evaluation.QualityMeter` (the dataset's domain classifier: FID, KID,
-precision/recall and class statistics).  CelebA has no feature network offline
+precision/recall and class statistics; CIFAR-10's classifier is trained on the
+shared lossy JPEG copy, extracted under --work_dir).  CelebA has no feature network offline
 (no Inception weights), so its checkpoints are scored by the diversity of 256
 samples against 256 real faces in pixel space (`diversity_scores`).  One JSON line per finished run is
 appended to docs/ablation/results.jsonl, and a run already there is skipped,
@@ -15,6 +16,7 @@ docs/ablation.md and its charts from that file alone.
     python bench/ablation.py run --dataset mnist --recipes all --seeds 1 --budget 25000
     python bench/ablation.py run --dataset mnist --recipes default,ttur --seeds 1,2,3 --budget 25000
     python bench/ablation.py run --dataset celebA --recipes default,ttur --seeds 1,2,3 --budget 19200
+    python bench/ablation.py run --dataset cifar10 --recipes default,resize_conv --seeds 1 --budget 25000
     python bench/ablation.py render
 
 Every recipe trains with batch 64, so images seen and steps mean the same thing
@@ -33,6 +35,7 @@ import subprocess
 import sys
 import tarfile
 import time
+import zipfile
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_DIR)
@@ -71,7 +74,8 @@ VARIANTS = {
     # The default's schedule (fused 1 D + 1 G, 5x5) with one rate of 2e-4 for both networks instead of TTUR's.
     "equal_rates": ["--learning_rate=0.0002"],
 }
-# Model settings per table: the flags that pick the data and the model, beside the recipe's.
+# Model settings per table: the flags that pick the data and the model, beside the recipe's.  "epoch": the
+# training images of one epoch and whose (the section titles count the budget in them); MNIST's by default.
 DATASETS = {
     "mnist": {"dataset": "mnist", "flags": []},
     # The unconditional G upsamples 4 times by 2, so it needs a multiple of 16: MNIST is trained at 32x32.
@@ -82,9 +86,13 @@ DATASETS = {
     # 108 px crop of the full-size images, resized to 64x64.  Extracted from the tar under --work_dir once.
     # Checkpoints every 50 steps, as the issue's targets start at step 100.
     "celebA": {"dataset": "celebA", "flags": ["--input_height=54", "--output_height=64"],
-               "tar": "celebA_first10k_89x109.tar", "scoring": "diversity", "checkpoint_every": 50},
+               "archive": "celebA_first10k_89x109.tar", "scoring": "diversity", "checkpoint_every": 50},
+    # Unconditional 32x32 RGB (cifar10's defaults) from the shared lossy JPEG copy's class folders, extracted
+    # under --work_dir once; scored with its own CIFAR-10 classifier, trained on that copy.
+    "cifar10": {"dataset": "cifar10", "flags": ["--y_dim=0"], "archive": "cifar10_jpg_YoongiKim.zip",
+                "epoch": (50000, "CIFAR-10")},
 }
-CLASSIFIER_SIZE = 28  # the MNIST / Fashion-MNIST classifiers take 28x28x1
+CLASSIFIER_SIZE = 28  # the MNIST / Fashion-MNIST classifiers take 28x28x1 (CIFAR-10's takes its 32x32 as they are)
 RECIPES = ("default", *RECIPE_FILES, *VARIANTS)
 METRICS = ("fid", "kid_mean", "precision", "recall", "class_accuracy", "classes_present", "class_kl_uniform")
 # Diversity scoring (datasets without a feature network): this many samples against as many real images,
@@ -259,20 +267,24 @@ def format_mean_std(values, digits):
 
 
 def data_dir_for(dataset, args):
-    """The --data_dir of a dataset's runs: --data_dir itself, or for a dataset shipped as a tar in it, the
-    folder under --work_dir it is extracted to (once; a half-done extraction is never taken for done)."""
-    tar_name = DATASETS[dataset].get("tar")
-    if tar_name is None:
+    """The --data_dir of a dataset's runs: --data_dir itself, or for a dataset shipped as a tar or zip in it,
+    the folder under --work_dir it is extracted to (once; a half-done extraction is never taken for done)."""
+    archive_name = DATASETS[dataset].get("archive")
+    if archive_name is None:
         return args.data_dir
-    target = os.path.join(args.work_dir, "data", os.path.splitext(tar_name)[0])
+    target = os.path.join(args.work_dir, "data", os.path.splitext(archive_name)[0])
     if not os.path.isdir(target):
-        tar_path = os.path.join(args.data_dir, tar_name)
-        if not os.path.exists(tar_path):
-            raise UserError(f"--data_dir: {tar_path} not found; pass the folder holding {tar_name}")
+        archive_path = os.path.join(args.data_dir, archive_name)
+        if not os.path.exists(archive_path):
+            raise UserError(f"--data_dir: {archive_path} not found; pass the folder holding {archive_name}")
         partial = target + ".partial"
         shutil.rmtree(partial, ignore_errors=True)
-        with tarfile.open(tar_path) as tar:
-            tar.extractall(partial, filter="data")
+        if archive_name.endswith(".zip"):
+            with zipfile.ZipFile(archive_path) as archive:  # member names with .. or a leading / are sanitised
+                archive.extractall(partial)
+        else:
+            with tarfile.open(archive_path) as archive:
+                archive.extractall(partial, filter="data")
         os.rename(partial, target)
     return target
 
@@ -356,11 +368,13 @@ def meter_for(config, args):
     """The quality meter of a run's config, with the classifier and real statistics kept under --work_dir
     (the classifier loaded once per dataset and size, the real statistics read from their cache)."""
     import evaluation
+    import metrics
 
     config = dataclasses.replace(config, out_dir=args.work_dir)
     key = (config.dataset, config.output_height)
     if key not in _EXTRACTORS:
-        _EXTRACTORS[key] = (evaluation.load_extractor(config) if config.output_height == CLASSIFIER_SIZE
+        native = config.output_height == metrics.CLASSIFIERS[config.dataset].input_shape[0]
+        _EXTRACTORS[key] = (evaluation.load_extractor(config) if native
                             else resized_classifier(os.path.join(config.out_dir, config.checkpoint_dir),
                                                     config.dataset))
     return evaluation.QualityMeter(config, _EXTRACTORS[key])
@@ -462,7 +476,7 @@ def ensure_classifier(dataset, args):
     name = DATASETS[dataset]["dataset"]
     if not metrics.classifier_is_trained(checkpoint_dir, name):
         print(f"training the {name} classifier first", file=sys.stderr)
-        metrics.train_classifier_from_directory(name, args.data_dir, checkpoint_dir)
+        metrics.train_classifier_from_directory(name, data_dir_for(dataset, args), checkpoint_dir)
 
 
 def command_run(args):
@@ -562,7 +576,8 @@ def classifier_section(dataset, budget, runs_by_recipe, floors):
     conditional = flag_value(DATASETS[dataset]["flags"], "y_dim") != 0
     any_run = next(iter(runs_by_recipe.values()))[0]
     n_samples = any_run["checkpoints"][-1]["n_samples"] if any_run["checkpoints"] else 0
-    lines += [f"## {dataset}, budget {budget:,} images ({budget / 60000:.2f} MNIST epochs)", ""]
+    epoch_images, epoch_name = DATASETS[dataset].get("epoch", (60000, "MNIST"))
+    lines += [f"## {dataset}, budget {budget:,} images ({budget / epoch_images:.2f} {epoch_name} epochs)", ""]
     floor = floors.get((dataset, n_samples))
     extractor = any_run["checkpoints"][-1]["extractor"] if any_run["checkpoints"] else "?"
     lines.append(f"{n_samples} generated samples per checkpoint; features: {extractor}.")
@@ -593,8 +608,8 @@ def diversity_section(dataset, budget, runs_by_recipe, floors):
     max_near = DIVERSITY_TARGETS["max_near_duplicates"]
     lines = [f"## {dataset}, budget {budget:,} images ({', '.join(map(str, steps))} steps)", "",
              f"Flags: `{' '.join(settings['flags'])} --ckpt_freq {settings['checkpoint_every']}`, the faces "
-             f"extracted from `{settings['tar']}` (a {flag_value(settings['flags'], 'input_height')} px centre crop "
-             "of the half-size 89x109 faces is carpedm20's 108 px crop at full size). No feature network "
+             f"extracted from `{settings['archive']}` (a {flag_value(settings['flags'], 'input_height')} px centre "
+             "crop of the half-size 89x109 faces is carpedm20's 108 px crop at full size). No feature network "
              f"(no Inception weights offline), so no FID: each checkpoint's {DIVERSITY_SAMPLES} samples (seeded z) "
              f"are compared with the first {DIVERSITY_SAMPLES} real faces (file order, training's crop and resize) in "
              "pixel space. **ratio** = the samples' mean pairwise L2 distance / the real faces'; **near-dup.** = "

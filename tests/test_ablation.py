@@ -6,10 +6,14 @@ import json
 import math
 import pathlib
 import tarfile
+import zipfile
 
 import numpy as np
 import pytest
+from PIL import Image
 
+import data
+import metrics
 from bench import ablation
 from errors import UserError
 
@@ -205,3 +209,39 @@ def test_celeba_runs_checkpoint_every_50_steps_with_the_half_size_crop_and_mnist
     assert "--d_learning_rate=0.0004" in command and "--seed=2" in command and "--max_steps=500" in command
     steps, command = ablation.train_command("mnist", "default", 1, 19200, "/d", "/o")
     assert steps == 300 and command[-4:] == ["--ckpt_freq=75", "--sample_freq=75", "--max_to_keep=6", "--log_freq=50"]
+
+
+def test_a_dataset_shipped_as_a_zip_is_extracted_once_under_the_work_dir_and_read_as_class_folders(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    image = tmp_path / "0000.png"
+    Image.fromarray(pixels).save(image)
+    with zipfile.ZipFile(shared / "cifar10_jpg_YoongiKim.zip", "w") as archive:
+        archive.write(image, "cifar10/train/frog/0000.png")
+    args = argparse.Namespace(data_dir=str(shared), work_dir=str(tmp_path / "work"))
+    data_dir = ablation.data_dir_for("cifar10", args)
+    assert data_dir == str(tmp_path / "work" / "data" / "cifar10_jpg_YoongiKim")
+    images, labels = data.load_cifar10(data.dataset_directory("cifar10", data_dir))
+    assert list(labels) == [6] and np.array_equal(images[0], pixels)
+    (shared / "cifar10_jpg_YoongiKim.zip").unlink()
+    assert ablation.data_dir_for("cifar10", args) == data_dir  # already there: not extracted again
+
+
+def test_cifar10_runs_are_unconditional_at_cifar10s_32x32_and_counted_in_cifar10_epochs(tmp_path, monkeypatch):
+    steps, command = ablation.train_command("cifar10", "default", 1, 25000, "/d", "/o")
+    assert steps == 390 and command[2:6] == ["--train", "--dataset=cifar10", "--data_dir=/d", "--y_dim=0"]
+    assert not any(flag.startswith("--output_height") for flag in command)  # cifar10's own default: 32
+    (tmp_path / "data" / "cifar10_jpg_YoongiKim").mkdir(parents=True)  # as if extracted already
+    config = ablation.run_config("cifar10", 1, "/o", argparse.Namespace(data_dir="/d", work_dir=str(tmp_path),
+                                                                         eval_samples=100))
+    assert (config.output_height, config.c_dim, config.y_dim) == (32, 3, 0)
+    assert metrics.CLASSIFIERS["cifar10"].input_shape == (32, 32, 3)  # scored without resizing
+    monkeypatch.setattr(ablation, "DOC_PATH", str(tmp_path / "ablation.md"))
+    monkeypatch.setattr(ablation, "DISCUSSION_PATH", str(tmp_path / "missing.md"))
+    runs = [{**scored_run("default", 1, [90.0], [40.0]), "dataset": "cifar10", "budget": 25000},
+            scored_run("default", 1, [80.0], [30.0])]
+    ablation.render(runs)
+    text = (tmp_path / "ablation.md").read_text()
+    assert "## cifar10, budget 25,000 images (0.50 CIFAR-10 epochs)" in text
+    assert "## mnist, budget 19,200 images (0.32 MNIST epochs)" in text

@@ -305,6 +305,81 @@ def test_cifar10_missing_batch_names_the_file_and_the_download(cifar_dir):
         data.load_cifar10(str(data_dir / "cifar10"))
 
 
+def write_cifar_class_folders(split_folder, per_class, suffix=".png", seed=0):
+    """`split_folder`/<class>/NNNN<suffix> for each {class name: count}; returns {path: pixels written}."""
+    rng = np.random.default_rng(seed)
+    written = {}
+    for name, count in per_class.items():
+        (split_folder / name).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            path = split_folder / name / f"{i:04d}{suffix}"
+            Image.fromarray(pixels).save(path, quality=95)
+            written[str(path)] = pixels
+    return written
+
+
+def test_cifar10_class_folders_give_canonical_labels_exact_png_pixels_and_classes_interleaved(tmp_path):
+    directory = tmp_path / "cifar10"
+    written = write_cifar_class_folders(directory / "train", {"truck": 2, "airplane": 3, "cat": 1})
+    written_test = write_cifar_class_folders(directory / "test", {"dog": 1, "frog": 1}, seed=1)
+    images, labels, origin = data.read_cifar10(str(directory))
+    # Sorted files, then one file of each class in turn: airplane 0, cat 0, truck 0, airplane 1, truck 1, airplane 2
+    assert labels.dtype == np.int64 and list(labels) == [0, 3, 9, 0, 9, 0]
+    expected = [f"{name}/{i:04d}.png" for name, i in
+                (("airplane", 0), ("cat", 0), ("truck", 0), ("airplane", 1), ("truck", 1), ("airplane", 2))]
+    assert images.dtype == np.uint8 and images.shape == (6, 32, 32, 3)
+    for image, name in zip(images, expected, strict=True):
+        assert np.array_equal(image, written[str(directory / "train" / name)])  # PNG is lossless: bit for bit
+    assert origin == "PNG class folders"
+    test_images, test_labels = data.load_cifar10(str(directory), "test")
+    assert list(test_labels) == [5, 6]
+    assert np.array_equal(test_images[0], written_test[str(directory / "test" / "dog" / "0000.png")])
+
+
+def test_cifar10_jpeg_class_folders_decode_near_the_pixels_written_and_say_they_are_lossy(tmp_path):
+    directory = tmp_path / "data" / "cifar10"
+    blocks = np.random.default_rng(2).integers(0, 256, (2, 4, 4, 3))
+    smooth = np.kron(blocks, np.ones((1, 8, 8, 1))).astype(np.uint8)  # two images of 8x8 colour blocks
+    for name, pixels in (("ship", smooth[1]), ("horse", smooth[0])):
+        (directory / "train" / name).mkdir(parents=True)
+        Image.fromarray(pixels).save(directory / "train" / name / "0000.jpg", quality=95)
+    images, labels, origin = data.read_cifar10(str(directory))
+    assert list(labels) == [7, 8] and origin == "lossy JPEG class folders"
+    # Within JPEG's error of the image written for that class (chroma subsampling blurs the block edges),
+    # and far from the other one (random blocks differ by ~85 levels on average).
+    error = np.abs(images.astype(int) - smooth).mean(axis=(1, 2, 3))
+    swapped = np.abs(images.astype(int) - smooth[::-1]).mean(axis=(1, 2, 3))
+    assert (error < 10).all() and (swapped > 40).all()
+    config = tiny_config(tmp_path, dataset="cifar10", data_dir=str(tmp_path / "data"), output_height=32, batch_size=2)
+    assert data.open_source(config).description == f"CIFAR-10 lossy JPEG class folders in {directory}"
+
+
+def test_cifar10_binary_batches_win_over_class_folders(cifar_dir):
+    data_dir, expected_images, expected_labels = cifar_dir
+    write_cifar_class_folders(data_dir / "cifar10" / "train", {"bird": 3})
+    images, labels, origin = data.read_cifar10(str(data_dir / "cifar10"))
+    assert origin == "binary batches" and np.array_equal(images, expected_images[:10])
+    assert np.array_equal(labels, expected_labels[:10])
+
+
+def test_cifar10_without_either_layout_or_with_an_unknown_class_folder_is_a_one_line_error(tmp_path):
+    directory = tmp_path / "cifar10"
+    directory.mkdir()
+    with pytest.raises(UserError, match=r"no CIFAR-10 there: neither the binary version \(cifar-10-batches-bin/.*"
+                                        r"nor class folders \(train/<class name>/"):
+        data.load_cifar10(str(directory))
+    write_cifar_class_folders(directory / "train", {"cat": 1, "kitten": 1})
+    with pytest.raises(UserError, match=r"train/kitten: not a CIFAR-10 class folder; name the class folders "
+                                        "airplane, automobile, bird"):
+        data.load_cifar10(str(directory))
+    (directory / "train" / "kitten" / "0000.png").unlink()
+    (directory / "train" / "kitten").rmdir()
+    Image.new("RGB", (28, 28)).save(directory / "train" / "cat" / "big.png")
+    with pytest.raises(UserError, match="cat/big.png: 28x28 pixels, but CIFAR-10 images are 32x32"):
+        data.load_cifar10(str(directory))
+
+
 def test_idx_header_whose_size_overflows_int64_is_refused(tmp_path):
     # 2**31 cubed elements: the product wraps around in int64 arithmetic
     path = tmp_path / "huge-idx"
