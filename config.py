@@ -110,7 +110,9 @@ class Config:
     g_norm: str = ""  # batch|instance|layer|none; "" = the architecture's default
     d_norm: str = ""
     spectral_norm: bool = False  # spectral normalization of every D weight (Miyato et al. 2018)
-    g_ema: float = 0.0  # decay of an exponential moving average of G's weights; 0 = off
+    # decay of an exponential moving average of G's weights (0 = off): sampling from the average cut
+    # one-epoch MNIST FID from 104 to 30 (docs/ablation.md), at no cost to training
+    g_ema: float = 0.999
     linear_probe: bool = False  # score D's features with a linear classifier, vs a random D, and exit
     # --arch style: the style-based generator (networks/style.py)
     mapping_layers: int = 8
