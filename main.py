@@ -47,7 +47,8 @@ HELP = {
             "networks/mlp.py; widths from --gfc_dim/--dfc_dim), or style (StyleGAN's generator: mapping network, "
             "learned constant, noise, AdaIN; sizes 16, 32, 64, ...; with the DCGAN discriminator)",
     "g_upsample": "G's upsampling: deconv (transposed convolutions) or resize_conv (nearest-neighbour x2, then a "
-                  "stride-1 convolution: fewer checkerboard artefacts)",
+                  "stride-1 convolution: fewer checkerboard artefacts); default: resize_conv for unconditional "
+                  "MNIST/Fashion-MNIST, deconv otherwise",
     "d_head": "D's last layer: dense (on the flattened features) or gap (global average pooling, then dense)",
     "g_norm": "G's normalisation: batch, instance, layer or none (default: batch)",
     "d_norm": "D's normalisation: batch, instance, layer or none (default: batch for dcgan, none for mlp)",

@@ -672,10 +672,15 @@ class InferenceGenerator:
         self.images = self.build(self.z, self.labels_onehot)
         self.images_uint8 = to_uint8(self.images, name="images_uint8")
 
+    def variables(self):
+        """The context in which network code reads this generator's variables: the averaged G's
+        with --g_ema (code that builds parts of G itself, like visualize.StyleTools, needs it too)."""
+        return averaged_generator_variables() if self.config.g_ema else contextlib.nullcontext()
+
     def build(self, z, labels_onehot):
         """G's images for other z/label tensors, on this generator's variables and settings
         (the averaged G with --g_ema; the truncation input of a style generator)."""
-        with averaged_generator_variables() if self.config.g_ema else contextlib.nullcontext():
+        with self.variables():
             return generator_for(self.config, truncation_psi=self.truncation_psi)(
                 z, labels_onehot, self.config, is_training=False)
 

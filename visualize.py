@@ -341,15 +341,17 @@ def style_visualizations(restored, options, seed):
 
 class StyleTools:
     """Feeds a restored style generator below z: w (truncated by the generator's
-    ψ) from z, and images from fed per-layer styles, on G's own variables."""
+    ψ) from z, and images from fed per-layer styles, on the generator's variables
+    (the averaged G's with --g_ema, as its samples)."""
 
     def __init__(self, session, generator, config):
         self.session, self.generator, self.config = session, generator, config
         self.layers = style.num_layers(config)
-        self.w = style.truncate(style.mapping(generator.z, generator.labels_onehot, config),
-                                style.average_w(config), generator.truncation_psi)
         self.styles = tf.compat.v1.placeholder(tf.float32, [None, self.layers, config.w_dim], name="layer_styles")
-        self.images = to_uint8(style.synthesis(self.styles, config, style.inference_noise))
+        with generator.variables():
+            self.w = style.truncate(style.mapping(generator.z, generator.labels_onehot, config),
+                                    style.average_w(config), generator.truncation_psi)
+            self.images = to_uint8(style.synthesis(self.styles, config, style.inference_noise))
 
     def w_of(self, count, seed, extra_feed=None):
         config = self.config

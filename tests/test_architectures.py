@@ -350,3 +350,16 @@ def test_options_train_resume_and_export_with_the_averaged_generator(tmp_path, o
         images = session.run(signature.outputs["images"].name, feed)
     np.testing.assert_array_equal(images, expected)
     assert images.shape == (3, config.output_height, config.output_width, 1)
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (dict(dataset="mnist"), "deconv"),  # conditional: carpedm20's transposed convolutions
+    (dict(dataset="mnist", y_dim=0, output_height=32), "resize_conv"),  # where deconv collapsed
+    (dict(dataset="fashion", y_dim=0, output_height=32), "resize_conv"),
+    (dict(dataset="celebA"), "deconv"),
+    (dict(dataset="mnist", y_dim=0, output_height=32, g_upsample="deconv"), "deconv"),  # a flag given wins
+    (dict(dataset="celebA", g_upsample="resize_conv"), "resize_conv"),
+    (dict(dataset="mnist", y_dim=0, arch="mlp"), "deconv"),  # no convolutions: the value has no meaning
+])
+def test_g_upsample_defaults_by_model_and_a_given_flag_wins(overrides, expected):
+    assert config_lib.resolve(config_lib.Config(**overrides)).g_upsample == expected
