@@ -140,7 +140,8 @@ def explorer_to_show(tmp_path):
         generator = InferenceGenerator(config)
         session.run(v1.global_variables_initializer())
         # Initial weights (std 0.02) draw the same grey picture for every z; ten times larger, each z its own.
-        session.run([v.assign(v * 10) for v in v1.trainable_variables() if v.shape.ndims >= 2])
+        # (Global variables: with --g_ema, on by default, the generator drawn is the averaged, untrainable copy.)
+        session.run([v.assign(v * 10) for v in v1.global_variables() if v.shape.ndims >= 2])
         yield serve.Explorer(session, generator.z, generator.labels, generator.images_uint8, config, "untrained")
 
 
