@@ -14,9 +14,15 @@ mode, how pytorch/examples draws its grids).  Three steps, in two virtualenvs (t
     .venv-bench/bin/python bench/mnist_reference.py train --work_dir /tmp/diag --kernel_size 5 --seed 1
     .venv/bin/python bench/mnist_reference.py score --work_dir /tmp/diag
 
+    .venv/bin/python main.py --train --dataset mnist --y_dim 0 --output_height 32 --learning_rate 0.0002 \
+        --seed 1 --max_steps 300 --ckpt_freq 300 --out_dir /tmp/diag/runs/project_k5_s1 --data_dir ../shared/data
+    .venv/bin/python bench/mnist_reference.py score_project --run_dir /tmp/diag/runs/project_k5_s1 --seed 1
+    .venv/bin/python bench/mnist_reference.py table
+
 `prepare` copies the classifier and cached statistics from --meter_dir (the ablation's work dir) into
---work_dir, so nothing is written there; `score` prints one JSON line per sample file not yet scored and
-appends it to <work_dir>/reference_scores.jsonl.
+--work_dir, so nothing is written there.  `score` (PyTorch sample files) and `score_project` (this
+project's checkpoints, the same two BatchNorm modes) append one JSON line per score to
+docs/ablation/mnist_reference.jsonl; `table` writes docs/ablation/mnist_reference.md from that file alone.
 """
 
 import argparse
@@ -29,11 +35,14 @@ import sys
 import time
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_DIR = os.path.dirname(BENCH_DIR)
 sys.path.insert(0, BENCH_DIR)
-sys.path.insert(0, os.path.dirname(BENCH_DIR))
+sys.path.insert(0, REPO_DIR)
 
 import numpy as np  # noqa: E402
 
+RESULTS_PATH = os.path.join(REPO_DIR, "docs", "ablation", "mnist_reference.jsonl")
+TABLE_PATH = os.path.join(REPO_DIR, "docs", "ablation", "mnist_reference.md")
 DATASET = "mnist_unconditional"  # the ablation's table: --y_dim=0 --output_height=32
 REAL_FILE = "mnist_train_32x32_uint8.npy"
 Z_DIM = 100
@@ -103,25 +112,19 @@ def command_train(args):
 
 
 def command_score(args):
-    """Scores every sample file under --work_dir not yet in reference_scores.jsonl."""
+    """Scores every PyTorch sample file under --work_dir not yet in the results file."""
     import ablation
 
-    results_path = os.path.join(args.work_dir, "reference_scores.jsonl")
-    done = set()
-    if os.path.exists(results_path):
-        with open(results_path) as f:
-            done = {json.loads(line)["file"] for line in f}
+    done = {record.get("file") for record in read_results()}
     for path in sorted(glob.glob(os.path.join(args.work_dir, "*.npz"))):
         if os.path.basename(path) in done:
             continue
         files = np.load(path)
         meta = json.loads(str(files["meta"]))
         meter = ablation.meter_for(ablation_config(args, meta["seed"]), args)
-        record = {"file": os.path.basename(path), **{k: v for k, v in meta.items() if k != "log"},
-                  **{mode: scores(files[mode], meter, meta["seed"]) for mode in ("eval", "train")}}
-        print(json.dumps(record), flush=True)
-        with open(results_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_result({"contender": "pytorch", "file": os.path.basename(path),
+                       **{k: v for k, v in meta.items() if k != "log"},
+                       **{mode: scores(files[mode], meter, meta["seed"]) for mode in ("eval", "train")}})
 
 
 def project_samples(restored, count, seed):
@@ -141,7 +144,7 @@ def project_samples(restored, count, seed):
                                      for start in range(0, count, BATCH_SIZE)])}
 
 
-def command_score_tf(args):
+def command_score_project(args):
     """Scores every checkpoint of a project run (--run_dir: main.py --train's --out_dir) in both BatchNorm modes."""
     import ablation
 
@@ -152,11 +155,9 @@ def command_score_tf(args):
         with restored_generator(config, checkpoint=path) as restored:
             samples = project_samples(restored, args.eval_samples, args.seed)
         meter = ablation.meter_for(config, args)
-        record = {"run": args.run_dir, "step": checkpoint_step(path), "seed": args.seed,
-                  **{mode: scores(images, meter, args.seed) for mode, images in samples.items()}}
-        print(json.dumps(record), flush=True)
-        with open(os.path.join(args.work_dir, "project_scores.jsonl"), "a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_result({"contender": "project", "run": os.path.basename(os.path.normpath(args.run_dir)),
+                       "kernel_size": restored.config.kernel_size, "seed": args.seed, "steps": checkpoint_step(path),
+                       **{mode: scores(images, meter, args.seed) for mode, images in samples.items()}})
 
 
 def scores(images, meter, seed):
@@ -170,25 +171,69 @@ def scores(images, meter, seed):
     return {key: round(float(results[key]), 4) for key in ablation.METRICS if key in results}
 
 
+def read_results():
+    if not os.path.exists(RESULTS_PATH):
+        return []
+    with open(RESULTS_PATH) as f:
+        return [json.loads(line) for line in f]
+
+
+def append_result(record):
+    print(json.dumps(record), flush=True)
+    with open(RESULTS_PATH, "a") as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def mean_and_values(records, mode, key, digits):
+    values = [record[mode][key] for record in records]
+    return f"{np.mean(values):.{digits}f} ({', '.join(f'{value:.{digits}f}' for value in values)})"
+
+
+def command_table(args):
+    """docs/ablation/mnist_reference.md: one row per (contender, kernel, steps), mean and per-seed values."""
+    groups = {}
+    for record in read_results():
+        groups.setdefault((record["contender"], record["kernel_size"], record["steps"]), []).append(record)
+    lines = ["# Unconditional MNIST 32x32: the PyTorch reference DCGAN against this project", "",
+             "Written by `bench/mnist_reference.py table` from `mnist_reference.jsonl`.  Both contenders: the same",
+             "networks (2x2 -> 32x32, 4 stride-2 transposed convolutions), batch 64, Adam(2e-4, beta1 0.5) for both,",
+             "one D and one G update per step on the same fake batch, z uniform; scored on 5000 samples by the",
+             "ablation's meter (MNIST classifier features, real floor FID 14).  *eval*: G with BatchNorm's moving",
+             "averages (what the project's meter uses); *train*: each batch of 64 normalised by its own statistics.",
+             "Per-seed values in brackets, seeds in order.", "",
+             "| contender | kernel | steps | seeds | FID eval | FID train | classes eval | precision eval "
+             "| recall eval |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for (contender, kernel, steps), records in sorted(groups.items()):
+        records.sort(key=lambda r: r["seed"])
+        cells = [mean_and_values(records, mode, key, digits) for mode, key, digits in (
+            ("eval", "fid", 0), ("train", "fid", 0), ("eval", "classes_present", 0), ("eval", "precision", 2),
+            ("eval", "recall", 3))]
+        lines.append(f"| {contender} | {kernel} | {steps} | {','.join(str(r['seed']) for r in records)} | "
+                     + " | ".join(cells) + " |")
+    with open(TABLE_PATH, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=("prepare", "train", "score", "score_tf"))
+    parser.add_argument("command", choices=("prepare", "train", "score", "score_project", "table"))
     parser.add_argument("--work_dir", default="/tmp/diag", help="exported images, samples and scores")
     parser.add_argument("--meter_dir", default="/tmp/ablation", help="the ablation's classifier and statistics")
-    parser.add_argument("--data_dir", default=os.path.join(os.path.dirname(os.path.dirname(BENCH_DIR)), "shared",
-                                                           "data"))
+    parser.add_argument("--data_dir", default=os.path.join(os.path.dirname(REPO_DIR), "shared", "data"))
     parser.add_argument("--eval_samples", type=int, default=5000, help="as bench/ablation.py")
     parser.add_argument("--samples", type=int, default=5000, help="generated images saved by train")
     parser.add_argument("--kernel_size", type=int, choices=(4, 5), default=5)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--width", type=int, default=64, help="gf_dim = df_dim")
-    parser.add_argument("--run_dir", help="score_tf: the --out_dir of a main.py --train run of this table")
+    parser.add_argument("--run_dir", help="score_project: the --out_dir of a main.py --train run of this table")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     os.makedirs(args.work_dir, exist_ok=True)
     {"prepare": command_prepare, "train": command_train, "score": command_score,
-     "score_tf": command_score_tf}[args.command](args)
+     "score_project": command_score_project, "table": command_table}[args.command](args)
     return 0
 
 
