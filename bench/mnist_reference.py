@@ -112,8 +112,11 @@ def command_train(args):
 
 
 def command_score(args):
-    """Scores every PyTorch sample file under --work_dir not yet in the results file."""
+    """Scores every PyTorch sample file under --work_dir not yet in the results file (and draws seed 1's
+    first 64 eval-mode samples)."""
     import ablation
+
+    import utils
 
     done = {record.get("file") for record in read_results()}
     for path in sorted(glob.glob(os.path.join(args.work_dir, "*.npz"))):
@@ -122,6 +125,9 @@ def command_score(args):
         files = np.load(path)
         meta = json.loads(str(files["meta"]))
         meter = ablation.meter_for(ablation_config(args, meta["seed"]), args)
+        if meta["seed"] == 1:  # one picture per kernel size, beside the table
+            utils.save_grid(files["eval"][:64], os.path.join(os.path.dirname(TABLE_PATH),
+                                                             f"mnist_reference_torch_k{meta['kernel_size']}.png"))
         append_result({"contender": "pytorch", "file": os.path.basename(path),
                        **{k: v for k, v in meta.items() if k != "log"},
                        **{mode: scores(files[mode], meter, meta["seed"]) for mode in ("eval", "train")}})
@@ -200,7 +206,9 @@ def command_table(args):
              "one D and one G update per step on the same fake batch, z uniform; scored on 5000 samples by the",
              "ablation's meter (MNIST classifier features, real floor FID 14).  *eval*: G with BatchNorm's moving",
              "averages (what the project's meter uses); *train*: each batch of 64 normalised by its own statistics.",
-             "Per-seed values in brackets, seeds in order.", "",
+             "Per-seed values in brackets, seeds in order.  Seed 1's PyTorch samples (eval mode):",
+             "[kernel 5](mnist_reference_torch_k5.png), [kernel 4](mnist_reference_torch_k4.png); the project's:",
+             "[mnist_unconditional_carpedm20.png](mnist_unconditional_carpedm20.png).", "",
              "| contender | kernel | steps | seeds | FID eval | FID train | classes eval | precision eval "
              "| recall eval |",
              "|---|---|---|---|---|---|---|---|---|"]
