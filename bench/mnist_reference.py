@@ -127,7 +127,7 @@ def command_score(args):
         meter = ablation.meter_for(ablation_config(args, meta["seed"]), args)
         if meta["seed"] == 1:  # one picture per kernel size, beside the table
             utils.save_grid(files["eval"][:64], os.path.join(os.path.dirname(TABLE_PATH),
-                                                             f"mnist_reference_torch_k{meta['kernel_size']}.png"))
+                                                             f"mnist_reference_torch_k{meta['kernel_size']}_{meta['steps']}steps.png"))
         append_result({"contender": "pytorch", "file": os.path.basename(path),
                        **{k: v for k, v in meta.items() if k != "log"},
                        **{mode: scores(files[mode], meter, meta["seed"]) for mode in ("eval", "train")}})
@@ -204,11 +204,13 @@ def command_table(args):
              "Written by `bench/mnist_reference.py table` from `mnist_reference.jsonl`.  Both contenders: the same",
              "networks (2x2 -> 32x32, 4 stride-2 transposed convolutions), batch 64, Adam(2e-4, beta1 0.5) for both,",
              "one D and one G update per step on the same fake batch, z uniform; scored on 5000 samples by the",
-             "ablation's meter (MNIST classifier features, real floor FID 14).  *eval*: G with BatchNorm's moving",
-             "averages (what the project's meter uses); *train*: each batch of 64 normalised by its own statistics.",
-             "Per-seed values in brackets, seeds in order.  Seed 1's PyTorch samples (eval mode):",
-             "[kernel 5](mnist_reference_torch_k5.png), [kernel 4](mnist_reference_torch_k4.png); the project's:",
-             "[mnist_unconditional_carpedm20.png](mnist_unconditional_carpedm20.png).", "",
+             "ablation's meter (MNIST classifier features; its real-vs-real floor is in ../ablation.md).",
+             "*eval*: G with BatchNorm's moving averages (what the project's meter uses); *train*: each batch of 64",
+             "normalised by its own statistics.",
+             "Per-seed values in brackets, seeds in order.  Seed 1's PyTorch samples (eval mode) at 300 steps:",
+             "[kernel 5](mnist_reference_torch_k5_300steps.png), [kernel 4](mnist_reference_torch_k4_300steps.png),",
+             "kernel 5 at 937 steps: [one epoch](mnist_reference_torch_k5_937steps.png); the project's (the ablation's",
+             "carpedm20 recipe): [mnist_unconditional_carpedm20.png](mnist_unconditional_carpedm20.png).", "",
              "| contender | kernel | steps | seeds | FID eval | FID train | classes eval | precision eval "
              "| recall eval |",
              "|---|---|---|---|---|---|---|---|---|"]
