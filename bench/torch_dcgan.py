@@ -32,14 +32,16 @@ from torch import nn
 PADDING = {4: (1, 0), 5: (2, 1)}  # kernel -> (padding, output_padding)
 
 
-def generator(z_dim, gf, channels, kernel):
+def generator(z_dim, gf, channels, kernel, base=4):
+    """G for images of 16 x `base` pixels a side (4: 64x64; 2: the unconditional MNIST model's 32x32)."""
     padding, output_padding = PADDING[kernel]
 
     def up(c_in, c_out):
         return nn.ConvTranspose2d(c_in, c_out, kernel, 2, padding, output_padding)
 
     return nn.Sequential(
-        nn.Linear(z_dim, gf * 8 * 4 * 4), nn.Unflatten(1, (gf * 8, 4, 4)), nn.BatchNorm2d(gf * 8), nn.ReLU(True),
+        nn.Linear(z_dim, gf * 8 * base * base), nn.Unflatten(1, (gf * 8, base, base)),
+        nn.BatchNorm2d(gf * 8), nn.ReLU(True),
         up(gf * 8, gf * 4), nn.BatchNorm2d(gf * 4), nn.ReLU(True),
         up(gf * 4, gf * 2), nn.BatchNorm2d(gf * 2), nn.ReLU(True),
         up(gf * 2, gf), nn.BatchNorm2d(gf), nn.ReLU(True),
@@ -47,7 +49,8 @@ def generator(z_dim, gf, channels, kernel):
     )
 
 
-def discriminator(df, channels, kernel):
+def discriminator(df, channels, kernel, base=4):
+    """D for images of 16 x `base` pixels a side: its last feature maps are `base` x `base`."""
     padding = PADDING[kernel][0]
 
     def down(c_in, c_out):
@@ -58,7 +61,7 @@ def discriminator(df, channels, kernel):
         down(df, df * 2), nn.BatchNorm2d(df * 2), nn.LeakyReLU(0.2, True),
         down(df * 2, df * 4), nn.BatchNorm2d(df * 4), nn.LeakyReLU(0.2, True),
         down(df * 4, df * 8), nn.BatchNorm2d(df * 8), nn.LeakyReLU(0.2, True),
-        nn.Flatten(), nn.Linear(df * 8 * 4 * 4, 1),
+        nn.Flatten(), nn.Linear(df * 8 * base * base, 1),
     )
 
 
@@ -72,31 +75,41 @@ def initialize(module):
         nn.init.zeros_(module.bias)
 
 
+def optimizers(net_g, net_d, learning_rate=2e-4, beta1=0.5):
+    """(G's, D's) Adam, as pytorch/examples' dcgan."""
+    return (torch.optim.Adam(net_g.parameters(), lr=learning_rate, betas=(beta1, 0.999)),
+            torch.optim.Adam(net_d.parameters(), lr=learning_rate, betas=(beta1, 0.999)))
+
+
+def train_step(net_g, net_d, opt_g, opt_d, real, z):
+    """One pytorch/examples step on a real batch and z; returns (D's loss, G's loss) as floats."""
+    criterion = nn.BCEWithLogitsLoss()
+    ones, zeros = torch.ones(len(real), 1), torch.zeros(len(real), 1)
+    net_d.zero_grad()
+    loss_d_real = criterion(net_d(real), ones)
+    loss_d_real.backward()
+    fake = net_g(z)
+    loss_d_fake = criterion(net_d(fake.detach()), zeros)
+    loss_d_fake.backward()
+    opt_d.step()
+    net_g.zero_grad()
+    loss_g = criterion(net_d(fake), ones)
+    loss_g.backward()
+    opt_g.step()
+    return loss_d_real.item() + loss_d_fake.item(), loss_g.item()
+
+
 def measure(kernel_size, steps, warmup, batch_size=64, z_dim=100, width=64, channels=3, threads=2):
     torch.manual_seed(0)
     torch.set_num_threads(threads)
     net_g, net_d = generator(z_dim, width, channels, kernel_size), discriminator(width, channels, kernel_size)
     net_g.apply(initialize)
     net_d.apply(initialize)
-    criterion = nn.BCEWithLogitsLoss()
-    opt_d = torch.optim.Adam(net_d.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    opt_g = torch.optim.Adam(net_g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_g, opt_d = optimizers(net_g, net_d)
     real = torch.rand(batch_size, channels, 64, 64) * 2 - 1
-    ones, zeros = torch.ones(batch_size, 1), torch.zeros(batch_size, 1)
 
     def step():
-        net_d.zero_grad()
-        loss_d_real = criterion(net_d(real), ones)
-        loss_d_real.backward()
-        fake = net_g(torch.rand(batch_size, z_dim) * 2 - 1)
-        loss_d_fake = criterion(net_d(fake.detach()), zeros)
-        loss_d_fake.backward()
-        opt_d.step()
-        net_g.zero_grad()
-        loss_g = criterion(net_d(fake), ones)
-        loss_g.backward()
-        opt_g.step()
-        return loss_d_real.item() + loss_d_fake.item(), loss_g.item()
+        return train_step(net_g, net_d, opt_g, opt_d, real, torch.rand(batch_size, z_dim) * 2 - 1)
 
     for _ in range(warmup):
         step()
