@@ -71,6 +71,10 @@ VARIANTS = {
     "spectral_norm": ["--spectral_norm"],
     "g_ema": ["--g_ema=0.999"],
     "minibatch_stddev": ["--minibatch_stddev"],
+    # Normalisation (document 000: "no BN in D"; instance norm where batch norm is not possible).
+    "d_norm_none": ["--d_norm=none"],
+    "instance_norm": ["--g_norm=instance", "--d_norm=instance"],
+    "layer_norm": ["--g_norm=layer", "--d_norm=layer"],
     # The default's schedule (fused 1 D + 1 G, 5x5) with one rate of 2e-4 for both networks instead of TTUR's.
     "equal_rates": ["--learning_rate=0.0002"],
 }

@@ -33,22 +33,37 @@ from tf_runtime import session_config, tf  # noqa: E402
 
 v1 = tf.compat.v1
 
-VARIANTS = [  # (label, Config overrides)
-    ("default: dcgan, deconv, kernel 5, dense head, batch norm", {}),
-    ("--kernel_size 4", dict(kernel_size=4)),
-    ("--g_upsample resize_conv", dict(g_upsample="resize_conv")),
-    ("--d_head gap", dict(d_head="gap")),
-    ("--g_norm instance --d_norm instance", dict(g_norm="instance", d_norm="instance")),
-    ("--g_norm layer --d_norm layer", dict(g_norm="layer", d_norm="layer")),
-    ("--g_norm none --d_norm none", dict(g_norm="none", d_norm="none")),
-    ("--spectral_norm --d_norm none", dict(spectral_norm=True, d_norm="none")),
-    ("--g_ema 0.999", dict(g_ema=0.999)),
-    ("--arch mlp", dict(arch="mlp")),
-    ("--arch style", dict(arch="style")),
+# Each variant changes the model's defaults by these Config overrides.  Upsampling is varied to the one the
+# model does not default to (config.default_upsampling picks resize_conv for unconditional digits).
+OPTION_VARIANTS = [
+    dict(kernel_size=4),
+    "other upsampling",
+    dict(d_head="gap"),
+    dict(g_norm="instance", d_norm="instance"),
+    dict(g_norm="layer", d_norm="layer"),
+    dict(g_norm="none", d_norm="none"),
+    dict(spectral_norm=True, d_norm="none"),
+    dict(g_ema=0.0),  # the average is on by default
+    dict(arch="mlp"),
+    dict(arch="style"),
 ]
 MODELS = {"celebA": dict(dataset="celebA", c_dim=3), "mnist": dict(dataset="mnist"),
           # the ablation's unconditional MNIST, where the style generator was compared with DCGAN's
           "mnist_unconditional": dict(dataset="mnist", y_dim=0, output_height=32)}
+
+
+def variants_for(model_name):
+    """(label, Config overrides) of the model's default and of each option variant of it."""
+    default = config_lib.resolve(config_lib.Config(**MODELS[model_name]))
+    other_upsampling = "deconv" if default.g_upsample == "resize_conv" else "resize_conv"
+    overrides = [dict(g_upsample=other_upsampling) if o == "other upsampling" else o for o in OPTION_VARIANTS]
+    label = (f"default: {default.arch}, {default.g_upsample}, kernel {default.kernel_size}, {default.d_head} head, "
+             f"{default.g_norm} norm, g_ema {default.g_ema}")
+    return [(label, {}), *((flags_label(o), o) for o in overrides)]
+
+
+def flags_label(overrides):
+    return " ".join(f"--{name}" if value is True else f"--{name} {value}" for name, value in overrides.items())
 
 
 class Variant:
@@ -91,7 +106,7 @@ def main():
     print("|---|---|---:|---:|---:|")
     for model_name in models:
         variants = []
-        for label, overrides in VARIANTS:
+        for label, overrides in variants_for(model_name):
             try:
                 variants.append((label, Variant(model_name, overrides)))
             except UserError as error:  # e.g. the style generator at MNIST's 28x28
