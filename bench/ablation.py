@@ -26,6 +26,7 @@ A step consumes d_steps batches, so a budget of B images is B / (64 x d_steps) s
 
 import argparse
 import dataclasses
+import glob
 import json
 import math
 import os
@@ -43,6 +44,7 @@ sys.path.insert(0, REPO_DIR)
 import numpy as np  # noqa: E402
 
 import config as config_lib  # noqa: E402
+from checkpoints import read_architecture  # noqa: E402
 from errors import UserError, run_command  # noqa: E402
 
 BATCH_SIZE = 64
@@ -333,8 +335,16 @@ def train_run(dataset, recipe, seed, budget, args):
         "error": "" if process.returncode == 0 else tail[-1] if tail else "no output",
         "wall_seconds": time.time() - start, "watchdog_warnings": len(watchdog_lines),
         "watchdog_examples": watchdog_lines[:3], "cpu_seconds_note": "wall clock on a shared 2-core machine",
+        "architecture": run_architecture(out_dir),
     }
     return record, out_dir, saved
+
+
+def run_architecture(out_dir):
+    """The architecture the run resolved its defaults to (its architecture.json), so a "default" row says
+    which default it measured after the defaults change; None if training wrote no checkpoint."""
+    paths = glob.glob(os.path.join(out_dir, "checkpoint", "*", "architecture.json"))
+    return read_architecture(os.path.dirname(paths[0])) if paths else None
 
 
 def run_config(dataset, seed, out_dir, args):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import config as config_lib
 import data
 import metrics
 from bench import ablation
@@ -245,3 +246,15 @@ def test_cifar10_runs_are_unconditional_at_cifar10s_32x32_and_counted_in_cifar10
     text = (tmp_path / "ablation.md").read_text()
     assert "## cifar10, budget 25,000 images (0.50 CIFAR-10 epochs)" in text
     assert "## mnist, budget 19,200 images (0.32 MNIST epochs)" in text
+
+
+def test_a_run_records_the_architecture_its_defaults_resolved_to(tmp_path):
+    # "default" rows measured different networks as the defaults changed (transposed convolutions, then
+    # resize_conv for unconditional digits); the record keeps which one this run built.
+    assert ablation.run_architecture(str(tmp_path)) is None
+    architecture = config_lib.resolve(config_lib.Config(dataset="mnist", y_dim=0, output_height=32)).architecture()
+    folder = tmp_path / "checkpoint" / "mnist_64_32_32"
+    folder.mkdir(parents=True)
+    (folder / "architecture.json").write_text(json.dumps(architecture))
+    recorded = ablation.run_architecture(str(tmp_path))
+    assert recorded["g_upsample"] == "resize_conv" and recorded == architecture
