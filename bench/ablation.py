@@ -105,7 +105,9 @@ METRICS = ("fid", "kid_mean", "precision", "recall", "class_accuracy", "classes_
 # near-duplicates = sample pairs closer than this quantile of the real-real pair distances (issue 14).
 DIVERSITY_SAMPLES = 256
 NEAR_DUPLICATE_QUANTILE = 0.01
-DIVERSITY_TARGETS = {"from_step": 100, "min_ratio": 0.8, "max_near_duplicates": 0.05}
+# max_ratio: samples spread much wider than real faces are noise, not diversity (the style generator's
+# saturated colour noise at CelebA step 100 scored 1.32); 1.25 = 1 / 0.8 bounds the ratio from both sides.
+DIVERSITY_TARGETS = {"from_step": 100, "min_ratio": 0.8, "max_ratio": 1.25, "max_near_duplicates": 0.05}
 
 
 # ---------------------------------------------------------------------------
@@ -254,10 +256,12 @@ def diversity_scores(samples, real, quantile=NEAR_DUPLICATE_QUANTILE):
 
 def meets_diversity_target(run):
     """Issue 14's CelebA target for one run: every checkpoint from step 100 on has a diversity ratio of at
-    least 0.8 and at most 5% near-duplicate pairs ("a few percent"); False for a run with no such checkpoint."""
+    least 0.8 (and at most 1.25: wider than real faces is noise) and at most 5% near-duplicate pairs ("a few
+    percent"); False for a run with no such checkpoint."""
     judged = [c for c in run["checkpoints"] if c["step"] >= DIVERSITY_TARGETS["from_step"]]
-    return bool(judged) and all(c["diversity_ratio"] >= DIVERSITY_TARGETS["min_ratio"]
-                                and c["near_duplicates"] <= DIVERSITY_TARGETS["max_near_duplicates"] for c in judged)
+    return bool(judged) and all(
+        DIVERSITY_TARGETS["min_ratio"] <= c["diversity_ratio"] <= DIVERSITY_TARGETS["max_ratio"]
+        and c["near_duplicates"] <= DIVERSITY_TARGETS["max_near_duplicates"] for c in judged)
 
 
 def format_mean_std(values, digits):
@@ -618,7 +622,7 @@ def diversity_section(dataset, budget, runs_by_recipe, floors):
     and per recipe whether every seed met issue 14's target."""
     settings = DATASETS[dataset]
     steps = sorted({run["steps"] for runs in runs_by_recipe.values() for run in runs})
-    first, min_ratio = DIVERSITY_TARGETS["from_step"], DIVERSITY_TARGETS["min_ratio"]
+    first, min_ratio, max_ratio = (DIVERSITY_TARGETS[k] for k in ("from_step", "min_ratio", "max_ratio"))
     max_near = DIVERSITY_TARGETS["max_near_duplicates"]
     lines = [f"## {dataset}, budget {budget:,} images ({', '.join(map(str, steps))} steps)", "",
              f"Flags: `{' '.join(settings['flags'])} --ckpt_freq {settings['checkpoint_every']}`, the faces "
@@ -629,7 +633,8 @@ def diversity_section(dataset, budget, runs_by_recipe, floors):
              "pixel space. **ratio** = the samples' mean pairwise L2 distance / the real faces'; **near-dup.** = "
              f"the fraction of sample pairs closer than the {NEAR_DUPLICATE_QUANTILE:.0%} quantile of real-real pair "
              f"distances. Target (issue 14): from step {first} on, at every seed, ratio ≥ {min_ratio} and "
-             f"near-duplicates a few percent (taken here as ≤ {max_near})."]
+             f"near-duplicates a few percent (taken here as ≤ {max_near}); a ratio above {max_ratio} is counted "
+             "as a miss too, since samples spread wider than real faces are noise (look at the grid)."]
     floor = floors.get((dataset, DIVERSITY_SAMPLES))
     if floor:
         n = floor["n"]

@@ -160,6 +160,7 @@ def test_the_celeba_target_holds_from_step_100_at_every_checkpoint():
         diversity_run("default", 1, [(100, 0.85, 0.02), (150, 0.79, 0.01)]))  # ratio under 0.8 once
     assert not ablation.meets_diversity_target(diversity_run("default", 1, [(100, 0.9, 0.06)]))  # 6% near-dups
     assert not ablation.meets_diversity_target(diversity_run("default", 1, [(50, 0.9, 0.0)]))  # nothing judged
+    assert not ablation.meets_diversity_target(diversity_run("default", 1, [(100, 1.3, 0.0)]))  # noise, not faces
 
 
 def test_render_writes_the_celeba_table_as_mean_std_per_checkpoint_step(tmp_path, monkeypatch):
