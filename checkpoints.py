@@ -425,13 +425,16 @@ class RestoredGenerator:
 
 
 @contextlib.contextmanager
-def restored_generator(config, checkpoint=None):
+def restored_generator(config, checkpoint=None, average=True):
     """Yields a RestoredGenerator: G restored from the newest checkpoint of
     `config`'s run (of its best/ folder with --best, or the given `checkpoint`
     prefix of that run), in a fresh graph.
 
     The architecture comes from the checkpoint folder, so visualizing needs no
     data and only the flags that name the run (dataset, batch and output size).
+    A run trained with --g_ema holds both G and its moving average; the average
+    is what a user samples, and `average=False` gives G's own weights instead,
+    so a benchmark can measure what the average adds to the same run.
     """
     directory = os.path.join(config.checkpoint_path, "best") if config.best else config.checkpoint_path
     architecture = read_architecture(directory)
@@ -442,10 +445,11 @@ def restored_generator(config, checkpoint=None):
         config_lib.resolve(config)
     except UserError as e:
         raise UserError(f"{os.path.join(directory, ARCHITECTURE_FILE)}: damaged ({e})") from None
+    built = config if average else dataclasses.replace(config, g_ema=0.0)
     with tf.Graph().as_default():
-        generator = InferenceGenerator(config)
+        generator = InferenceGenerator(built)
         saver = v1.train.Saver(scope_variables(generator.scope, v1.GraphKeys.GLOBAL_VARIABLES))
         with v1.Session() as session:
             path = Checkpoints(directory, saver, config.architecture()).restore(session, checkpoint)
             log.info("restored generator from %s", path)
-            yield RestoredGenerator(session, generator, config, path)
+            yield RestoredGenerator(session, generator, built, path)

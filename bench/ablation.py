@@ -398,13 +398,14 @@ def meter_for(config, args):
     return evaluation.QualityMeter(config, _EXTRACTORS[key])
 
 
-def score_checkpoints(config, saved, args):
-    """Each saved checkpoint's scores, with its step, images seen and wall time."""
+def score_checkpoints(config, saved, args, average=True):
+    """Each saved checkpoint's scores, with its step, images seen and wall time (`average=False`: of G's own
+    weights in a run trained with --g_ema, instead of their moving average)."""
     from checkpoints import checkpoint_step, restored_generator
 
     scored = []
     for path, seconds in saved:
-        with restored_generator(config, checkpoint=path) as restored:
+        with restored_generator(config, checkpoint=path, average=average) as restored:
             results = meter_for(restored.config, args).measure(restored.session, restored.generator)
         step = checkpoint_step(path)
         entry = {"step": step, "seconds": round(seconds, 1), "n_samples": int(results["n_samples"]),
@@ -429,16 +430,16 @@ def real_images_for_diversity(config, count, offset=0):
     return _REAL_IMAGES[key][offset:offset + count]
 
 
-def score_diversity(config, saved, args):
+def score_diversity(config, saved, args, average=True):
     """Each saved checkpoint's diversity scores (DIVERSITY_SAMPLES samples against as many real images),
-    with its step and wall time."""
+    with its step and wall time (`average` as in score_checkpoints)."""
     import evaluation
     from checkpoints import checkpoint_step, restored_generator
 
     real = real_images_for_diversity(config, DIVERSITY_SAMPLES)
     scored = []
     for path, seconds in saved:
-        with restored_generator(config, checkpoint=path) as restored:
+        with restored_generator(config, checkpoint=path, average=average) as restored:
             samples = evaluation.generate_uint8(restored.session, restored.generator, restored.config,
                                                 DIVERSITY_SAMPLES, config.seed + 2)
         scored.append({"step": checkpoint_step(path), "seconds": round(seconds, 1), "n_samples": DIVERSITY_SAMPLES,
@@ -734,6 +735,34 @@ def cpu_model():
                 "unknown CPU")
 
 
+def command_compare_average(args):
+    """What sampling from G's moving average adds, measured on the same runs (no training): every kept
+    checkpoint of each finished run scored from G's own weights and from their average."""
+    from checkpoints import checkpoint_paths, checkpoint_step
+
+    dataset = args.dataset
+    if dataset not in DATASETS:
+        raise UserError(f"--dataset: one of {', '.join(DATASETS)} (got {dataset!r})")
+    diversity = DATASETS[dataset].get("scoring") == "diversity"
+    columns = ("diversity_ratio", "near_duplicates") if diversity else ("fid", "recall", "classes_present")
+    print(f"| recipe | seed | step | {' | '.join(f'G itself: {c}' for c in columns)} | "
+          f"{' | '.join(f'average: {c}' for c in columns)} |")
+    print("|" + "---|" * (3 + 2 * len(columns)))
+    for recipe in args.recipes.split(","):
+        for seed in map(int, args.seeds.split(",")):
+            out_dir = os.path.join(args.work_dir, "runs", dataset, recipe, f"seed{seed}_budget{args.budget}")
+            config = run_config(dataset, seed, out_dir, args)
+            if not (run_architecture(out_dir) or {}).get("g_ema"):
+                raise UserError(f"{out_dir}: no run trained with --g_ema there; run it first (`run`)")
+            saved = [(path, 0.0) for path in sorted(checkpoint_paths(config.checkpoint_path), key=checkpoint_step)]
+            score = score_diversity if diversity else score_checkpoints
+            for own, averaged in zip(score(config, saved, args, average=False), score(config, saved, args),
+                                     strict=True):
+                cells = [f"{entry[c]:.3f}" if c != "fid" else f"{entry[c]:.1f}" for entry in (own, averaged)
+                         for c in columns]
+                print(f"| {recipe} | {seed} | {own['step']} | {' | '.join(cells)} |", flush=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -746,10 +775,16 @@ def main(argv=None):
     run.add_argument("--data_dir", default=os.path.join(os.path.dirname(REPO_DIR), "shared", "data"))
     run.add_argument("--work_dir", default="/tmp/ablation",
                      help="runs, the classifiers and cached real statistics (outside the repository)")
+    compare = commands.add_parser(
+        "compare_average", parents=[run], add_help=False, conflict_handler="resolve",
+        help="score finished runs' checkpoints twice, G itself and its --g_ema average, and print the table")
+    compare.add_argument("--recipes", default="default", help="comma-separated recipes trained with --g_ema")
     commands.add_parser("render", help="rewrite docs/ablation.md and its charts from the results file")
     args = parser.parse_args(argv)
     if args.command == "run":
         command_run(args)
+    elif args.command == "compare_average":
+        command_compare_average(args)
     else:
         render(read_results(RESULTS_PATH))
     return 0

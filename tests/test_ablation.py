@@ -259,3 +259,15 @@ def test_a_run_records_the_architecture_its_defaults_resolved_to(tmp_path):
     (folder / "architecture.json").write_text(json.dumps(architecture))
     recorded = ablation.run_architecture(str(tmp_path))
     assert recorded["g_upsample"] == "resize_conv" and recorded == architecture
+
+
+def test_compare_average_refuses_a_run_without_the_average_in_one_line(tmp_path):
+    common = ["--seeds", "1", "--budget", "6400", "--work_dir", str(tmp_path), "--data_dir", str(tmp_path)]
+    with pytest.raises(UserError, match="--dataset: one of"):
+        ablation.main(["compare_average", "--dataset", "mnist,celebA", *common])
+    folder = tmp_path / "runs" / "mnist" / "default" / "seed1_budget6400" / "checkpoint" / "mnist_64_28_28"
+    folder.mkdir(parents=True)
+    architecture = config_lib.resolve(config_lib.Config(dataset="mnist", g_ema=0.0)).architecture()
+    (folder / "architecture.json").write_text(json.dumps(architecture))
+    with pytest.raises(UserError, match="no run trained with --g_ema"):
+        ablation.main(["compare_average", "--dataset", "mnist", *common])

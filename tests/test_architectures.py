@@ -243,6 +243,8 @@ def test_samples_and_export_use_the_averaged_generator(tmp_path, caplog):
             session.run([gan.d_train_op, gan.g_train_op])
             averaged = {v.op.name: session.run(v) for v in model.scope_variables(
                 networks.GENERATOR_AVERAGE_SCOPE, v1.GraphKeys.GLOBAL_VARIABLES)}
+            own = {v.op.name: session.run(v) for v in model.scope_variables(
+                networks.GENERATOR_SCOPE, v1.GraphKeys.GLOBAL_VARIABLES)}
             sampled = gan.sampler.generate(session, z, labels)
             saved = checkpoints.Checkpoints(config.checkpoint_path, gan.saver, config.architecture())
             saved.save(session, 1)
@@ -258,6 +260,14 @@ def test_samples_and_export_use_the_averaged_generator(tmp_path, caplog):
         assert restored.generator.scope == "generator_ema"
         np.testing.assert_array_equal(restored.generator.generate(restored.session, z, labels), sampled)
     assert "moving average of G's weights (--g_ema 0.5)" in caplog.text
+    # average=False: the same checkpoint's G itself, for benchmarks comparing the two.
+    with checkpoints.restored_generator(config, average=False) as restored:
+        assert restored.generator.scope == "generator" and restored.config.g_ema == 0.0
+        restored_own = {v.op.name: restored.session.run(v) for v in v1.global_variables()}
+        assert restored_own and restored_own.keys() <= own.keys()  # G's weights (own also has Adam's slots)
+        for name, value in restored_own.items():
+            np.testing.assert_array_equal(value, own[name])
+        assert not np.array_equal(restored.generator.generate(restored.session, z, labels), sampled)
 
 
 def test_a_checkpoint_of_another_architecture_option_is_refused(tmp_path):
