@@ -41,7 +41,7 @@ EXPLOSION_FACTOR = 100.0
 # Measured on unconditional MNIST (docs/ablation.md): resize + convolution kept 8-10 classes where
 # transposed convolutions kept 1-7; --minibatch_stddev, --spectral_norm and --d_head gap did not help.
 COLLAPSE_ADVICE = ("Try --g_upsample resize_conv (it kept unconditional MNIST's classes where transposed "
-                   "convolutions collapsed: docs/ablation.md), --g_ema 0.999 or a lower G learning rate")
+                   "convolutions collapsed: docs/ablation.md) or a lower G learning rate")
 # An untrained G's samples are alike (near-duplicates 1.0 at step 10 on MNIST and CelebA alike), so the
 # diversity checks wait.  Healthy conditional MNIST/Fashion-MNIST runs were under 0.12 near-duplicates
 # by step 50; CelebA runs still at 0.7-1.0 at step 100 fail issue 14's "diverse from step 100" and

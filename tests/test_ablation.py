@@ -42,9 +42,11 @@ def test_checkpoint_at_time_takes_the_last_one_at_or_before_t():
     assert ablation.checkpoint_at_time(saved, 19.9) is None
 
 
-def test_equal_time_is_the_shortest_run_and_ignores_runs_without_checkpoints():
-    runs = [{"checkpoints": checkpoints(20.0, 90.0)}, {"checkpoints": checkpoints(30.0, 70.0)}, {"checkpoints": []}]
-    assert ablation.equal_time(runs) == 70.0
+def test_equal_time_is_the_median_run_and_ignores_runs_without_checkpoints():
+    runs = [{"checkpoints": checkpoints(20.0, 90.0)}, {"checkpoints": checkpoints(30.0, 70.0)}, {"checkpoints": []},
+            {"checkpoints": checkpoints(5.0, 10.0)}]
+    assert ablation.equal_time(runs) == 70.0  # the low median of 10, 70 and 90 (a real run's length)
+    assert ablation.equal_time(runs[:2]) == 70.0
     assert ablation.equal_time([{"checkpoints": []}]) is None
 
 
@@ -116,9 +118,10 @@ def test_render_shows_mean_std_over_seeds_at_equal_images_and_at_equal_time(tmp_
     # Final checkpoints: default 100 and 140 -> 120 ± 28.28 (sample std); ttur 70 first (lower FID).
     assert equal_images.index("| ttur | 1/1 | 70.00 |") < equal_images.index("| default | 2/2 | 120.00 ± 28.28 |")
     assert "| 1/2 | 0/2 |" in equal_images  # one default run of two had the watchdog fire, none failed
-    # T = 100 s (default seed 1's whole run): default seed 2 at its 60 s checkpoint (200), ttur at 80 s (80).
-    assert equal_time.startswith(", T = 100 s")
-    assert "| default | 2/2 | 150.00 ± 70.71 |" in equal_time and "| ttur | 1/1 | 80.00 |" in equal_time
+    # T = 120 s (the median of 100, 120 and 160): default seed 1 finished at 100 s (100), seed 2 at 120 s (140),
+    # ttur at its 80 s checkpoint (80).
+    assert equal_time.startswith(", T = 120 s")
+    assert "| default | 2/2 | 120.00 ± 28.28 |" in equal_time and "| ttur | 1/1 | 80.00 |" in equal_time
     assert (tmp_path / "ablation" / "mnist_19200_fid_vs_time.png").stat().st_size > 0
 
 
