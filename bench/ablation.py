@@ -451,12 +451,13 @@ def score_diversity(config, saved, args, average=True):
     return scored
 
 
-def copy_sample_grid(out_dir, config, dataset, recipe):
-    """The run's last sample grid, as docs/ablation/<dataset>_<recipe>.png."""
+def copy_sample_grid(config, dataset, recipe, budget):
+    """The run's last sample grid, as docs/ablation/<dataset>_<recipe>_<budget>.png (the budget in the name:
+    a longer run of the same recipe must not replace the grid shown beside the shorter one's table)."""
     grids = sorted(f for f in os.listdir(config.sample_path) if f.startswith("train_") and f.endswith(".png"))
     if not grids:
         return None
-    target = os.path.join(os.path.dirname(RESULTS_PATH), f"{dataset}_{recipe}.png")
+    target = os.path.join(os.path.dirname(RESULTS_PATH), f"{dataset}_{recipe}_{budget}.png")
     shutil.copyfile(os.path.join(config.sample_path, grids[-1]), target)
     return os.path.relpath(target, os.path.dirname(DOC_PATH))
 
@@ -527,7 +528,7 @@ def command_run(args):
         record["checkpoints"] = scoring(config, saved, args)
         if not any(run_key(r)[:2] == (dataset, recipe) and r["budget"] == budget and r["seed"] < seed
                    for r in read_results(RESULTS_PATH) if r.get("kind") == "run"):  # the grid of the lowest seed
-            record["sample_grid"] = copy_sample_grid(out_dir, config, dataset, recipe)
+            record["sample_grid"] = copy_sample_grid(config, dataset, recipe, budget)
         append_record(record)
         final = record["checkpoints"][-1] if record["checkpoints"] else {}
         score = (f"diversity ratio {final['diversity_ratio']:.3f}, near-duplicates {final['near_duplicates']:.3f}"
