@@ -18,6 +18,8 @@ docs/ablation.md and its charts from that file alone.
     python bench/ablation.py run --dataset celebA --recipes default,ttur --seeds 1,2,3 --budget 19200
     python bench/ablation.py run --dataset cifar10 --recipes default,resize_conv --seeds 1 --budget 25000
     python bench/ablation.py render
+    python bench/ablation.py compare_average --dataset celebA --recipes default --seeds 1 --budget 32000
+      (the same checkpoints scored from G itself and from its --g_ema moving average; prints a table)
 
 Every recipe trains with batch 64, so images seen and steps mean the same thing
 across rows: dcgan_paper's 128 is overridden to 64 (its other flags are kept).
