@@ -714,14 +714,15 @@ def render(records):
         "generated samples against the same number of real training images, with the dataset's domain-classifier "
         "features (`metrics.py --train_classifier`; their scale is not Inception's, so KID is in the hundreds). "
         "Equal images = the final checkpoint; equal time = each run's last checkpoint at or before T, "
-        "T = the shortest run of the table (a run with no checkpoint by T is left out: see the seeds column). "
+        "T = the median run's length in the table (a run that finished earlier at its last checkpoint, a run "
+        "with no checkpoint by T left out: see the seeds column). "
         "Watchdog fired = runs with at least one `watchdog:` warning; failed = runs that exited non-zero.",
         "",
     ]
     _, same_as = distinct_recipes(RECIPES)
-    lines += [f"- `{recipe}` gives exactly the settings of `{twin}` at batch {BATCH_SIZE} (every recipe and "
-              "architecture flag), so it was not trained again: read its row as that one." for recipe, twin in
-              same_as.items()] + [""]
+    lines += [f"- `{recipe}` now gives exactly the settings of `{twin}` at batch {BATCH_SIZE} (every recipe and "
+              "architecture flag), so `run` does not train it again; rows of it that exist were trained while "
+              "the defaults differed." for recipe, twin in same_as.items()] + [""]
     groups = {}
     for run in runs:
         groups.setdefault((run["dataset"], run["budget"]), {}).setdefault(run["recipe"], []).append(run)
