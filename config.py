@@ -102,9 +102,8 @@ class Config:
     kernel_size: int = 5  # 5 = carpedm20, 4 = the PyTorch reference DCGAN
     minibatch_stddev: bool = False
     bn_momentum: float = 0.9
-    arch: str = "dcgan"
     conditioning: str = "concat"  # conditional models: labels concatenated (carpedm20) or acgan
-    arch: str = "dcgan"  # "dcgan" (networks/dcgan.py) or "mlp" (networks/mlp.py)
+    arch: str = "dcgan"  # "dcgan" (networks/dcgan.py), "mlp" (networks/mlp.py) or "style" (networks/style.py G)
     g_upsample: str = ""  # "deconv", "resize_conv" (nearest x2, then a stride-1 convolution); "" = default_upsampling
     d_head: str = "dense"  # "dense" on the flattened features, or "gap" (global average pooling, then dense)
     g_norm: str = ""  # batch|instance|layer|none; "" = the architecture's default

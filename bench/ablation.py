@@ -47,7 +47,6 @@ sys.path.insert(0, REPO_DIR)
 import numpy as np  # noqa: E402
 
 import config as config_lib  # noqa: E402
-from checkpoints import read_architecture  # noqa: E402
 from errors import UserError, run_command  # noqa: E402
 
 BATCH_SIZE = 64
@@ -353,6 +352,8 @@ def train_run(dataset, recipe, seed, budget, args):
 def run_architecture(out_dir):
     """The architecture the run resolved its defaults to (its architecture.json), so a "default" row says
     which default it measured after the defaults change; None if training wrote no checkpoint."""
+    from checkpoints import read_architecture
+
     paths = glob.glob(os.path.join(out_dir, "checkpoint", "*", "architecture.json"))
     return read_architecture(os.path.dirname(paths[0])) if paths else None
 
@@ -754,6 +755,7 @@ def command_compare_average(args):
     if dataset not in DATASETS:
         raise UserError(f"--dataset: one of {', '.join(DATASETS)} (got {dataset!r})")
     diversity = DATASETS[dataset].get("scoring") == "diversity"
+    score = score_diversity if diversity else score_checkpoints
     columns = ("diversity_ratio", "near_duplicates") if diversity else ("fid", "recall", "classes_present")
     print(f"| recipe | seed | step | {' | '.join(f'G itself: {c}' for c in columns)} | "
           f"{' | '.join(f'average: {c}' for c in columns)} |")
@@ -765,7 +767,6 @@ def command_compare_average(args):
             if not (run_architecture(out_dir) or {}).get("g_ema"):
                 raise UserError(f"{out_dir}: no run trained with --g_ema there; run it first (`run`)")
             saved = [(path, 0.0) for path in sorted(checkpoint_paths(config.checkpoint_path), key=checkpoint_step)]
-            score = score_diversity if diversity else score_checkpoints
             for own, averaged in zip(score(config, saved, args, average=False), score(config, saved, args),
                                      strict=True):
                 cells = [f"{entry[c]:.3f}" if c != "fid" else f"{entry[c]:.1f}" for entry in (own, averaged)
