@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import os
+import signal
 import threading
 import urllib.parse
 
@@ -340,12 +341,16 @@ def run_server(explorer, config):
     server = make_server(explorer, config.host, config.port)
     host, port = server.server_address[:2]
     log.info("explorer of %s on http://%s:%d/ (Ctrl-C stops it)", explorer.source, host, port)
+    # Python leaves SIGINT ignored when it starts ignored (nohup, a background job), and then Ctrl-C or
+    # `kill -INT` could not stop the server; training installs its own SIGINT handler for the same reason.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         log.info("stopped")
     finally:
         server.server_close()
+        signal.signal(signal.SIGINT, previous)
 
 
 def serve(config):
