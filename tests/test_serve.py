@@ -244,11 +244,14 @@ def test_a_port_in_use_is_one_line(server):
         serve.make_server(server[1], "127.0.0.1", port)
 
 
-def test_main_serve_starts_on_loopback_and_stops_on_ctrl_c(trained):
+@pytest.mark.parametrize("sigint_at_start", [signal.SIG_DFL, signal.SIG_IGN], ids=["terminal", "nohup"])
+def test_main_serve_starts_on_loopback_and_stops_on_ctrl_c(trained, sigint_at_start):
+    # SIG_IGN: started as nohup or a background job does, where Python installs no KeyboardInterrupt handler.
     command = [sys.executable, str(REPO / "main.py"), "--serve", "--port", "0", "--dataset", "mnist",
                "--out_dir", trained.out_dir, "--batch_size", "4", "--output_height", "16"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, sigint_at_start))
     try:
         lines = StderrLines(process)
         host, port = lines.wait_for(r"explorer of \S+DCGAN.model-2 on http://([\d.]+):(\d+)/").groups()
