@@ -341,11 +341,14 @@ class Checkpoints:
                 with contextlib.suppress(OSError):
                     lock.truncate(0)  # released cleanly: nobody to name as a dead holder
 
-    def restore(self, session, path=None):
+    def restore(self, session, path=None, before=None):
         """Restores the newest complete checkpoint (or exactly `path`, a checkpoint
-        of this folder, which gets the same verification but no fallback);
-        returns its path, or None if there is none."""
+        of this folder, which gets the same verification but no fallback; or, with
+        `before`, the newest saved before that step); returns its path, or None if
+        there is none."""
         paths = checkpoint_paths(self.directory)
+        if before is not None:
+            paths = [p for p in paths if checkpoint_step(p) < before]
         if path is not None:
             paths = [p for p in paths if os.path.realpath(p) == os.path.realpath(path)]
             if not paths:
@@ -383,11 +386,14 @@ class Checkpoints:
                 "use the flags it was trained with or another --checkpoint_dir"
             ) from None
 
-    def save(self, session, step):
+    def save(self, session, step, keep_before=None):
         """Writes checkpoint `step` (steps 1-4 of the module docstring) and returns its prefix.
 
         Any failed write (full disk, read-only folder) raises OSError, whichever
-        layer failed, and leaves every older checkpoint as it was.
+        layer failed, and leaves every older checkpoint as it was.  With
+        `keep_before` (the first step of a collapse streak still running) the
+        newest checkpoint saved before that step is kept beyond --max_to_keep:
+        it is the one --on_collapse rollback restores if the streak fires.
         """
         os.makedirs(self.directory, exist_ok=True)
         if read_architecture(self.directory) is None:
@@ -409,6 +415,9 @@ class Checkpoints:
         candidates = checkpoint_paths(self.directory)
         older = [p for p in candidates if checkpoint_step(p) < step]
         kept = older[: max_to_keep - 1] if max_to_keep else older
+        before_streak = next((p for p in older if keep_before is not None and checkpoint_step(p) < keep_before), None)
+        if before_streak and before_streak not in kept:
+            kept.append(before_streak)  # older than every other kept one: the state file lists it first
         write_atomically(os.path.join(self.directory, STATE_FILE), _state_text([*reversed(kept), prefix]))
         for path in candidates:
             if path != prefix and path not in kept:

@@ -205,11 +205,12 @@ def _check_precision(config):
                         "more slowly than float32; train without --bfloat16")
 
 
-def restore_and_reposition(session, model, checkpoints, batches):
-    """Restores the newest good checkpoint (returns its path, None if there is
-    none) and starts the input stream where that checkpoint left it, so a
-    resumed or rolled-back run reads what the uninterrupted run would have read."""
-    restored = checkpoints.restore(session)
+def restore_and_reposition(session, model, checkpoints, batches, before=None):
+    """Restores the newest good checkpoint (saved before step `before`, when given;
+    returns its path, None if there is none) and starts the input stream where that
+    checkpoint left it, so a resumed or rolled-back run reads what the uninterrupted
+    run would have read."""
+    restored = checkpoints.restore(session, before=before)
     batches.initialize(session, start=int(session.run(model.images_seen)))
     return restored
 
@@ -399,13 +400,16 @@ class _Loop:
                                 f"Last good checkpoint: {self._saved_description()}")
 
     def _roll_back(self, step, alarm):
-        """--on_collapse rollback: restores the newest good checkpoint (or, with
-        none yet, keeps the current weights), lowers both learning rates and
-        forgets the watchdog's streaks; returns the step training continues from.
-        The lowered rates are recorded beside the checkpoints before training on."""
+        """--on_collapse rollback: restores the newest checkpoint saved before the
+        streak that raised `alarm` began (checkpoints are saved during a streak
+        too, and those may hold the collapse already), or, with none, keeps the
+        current weights; lowers both learning rates and forgets the watchdog's
+        streaks; returns the step training continues from.  The lowered rates are
+        recorded beside the checkpoints before training on."""
         if self.rollback.rollbacks >= ROLLBACK_LIMIT:
             raise self._collapsed(alarm, f"--on_collapse rollback, after {ROLLBACK_LIMIT} rollbacks")
-        restored = restore_and_reposition(self.session, self.model, self.checkpoints, self.batches)
+        restored = restore_and_reposition(self.session, self.model, self.checkpoints, self.batches,
+                                          before=alarm.since)
         self.rollback = RollbackRecord(self.rollback.learning_rate_scale * ROLLBACK_RATE_FACTOR,
                                        self.rollback.rollbacks + 1)
         write_rollback(self.config.checkpoint_path, self.rollback)
@@ -476,7 +480,8 @@ class _Loop:
         if step == self.last_saved_step:
             return
         self._check_finite(step)
-        path = self.checkpoints.save(self.session, step)
+        streak_start = self.watchdog.earliest_streak_start if self.watchdog else None
+        path = self.checkpoints.save(self.session, step, keep_before=streak_start)
         self.last_saved_step = step
         self.history.plot()
         log.info("saved %s", path)

@@ -54,6 +54,7 @@ class Alarm:
     kind: str
     step: int
     message: str
+    since: int  # the first step of the streak that fired it: --on_collapse rollback goes back before it
 
 
 class CollapseWatchdog:
@@ -66,6 +67,7 @@ class CollapseWatchdog:
                          "near_duplicates": patience, "exploding": 1,
                          "d_not_learning": chance_patience}
         self.streak = collections.Counter()
+        self.streak_start = {}  # kind -> first step of its running streak
         self.firing = set()
         self.norms = {"d_grad_norm": collections.deque(maxlen=window), "g_grad_norm": collections.deque(maxlen=window)}
 
@@ -73,6 +75,7 @@ class CollapseWatchdog:
         """Forgets every streak and the recent gradient norms, as at the start of a run:
         after --on_collapse rollback the collapsed steps it counted never happened."""
         self.streak.clear()
+        self.streak_start.clear()
         self.firing.clear()
         for history in self.norms.values():
             history.clear()
@@ -121,10 +124,19 @@ class CollapseWatchdog:
         for kind, message in self._conditions(step, stats).items():
             if not message:
                 self.streak[kind] = 0
+                self.streak_start.pop(kind, None)
                 self.firing.discard(kind)
                 continue
             self.streak[kind] += 1
+            self.streak_start.setdefault(kind, step)
             if self.streak[kind] >= self.patience[kind] and kind not in self.firing:
                 self.firing.add(kind)
-                alarms.append(Alarm(kind, step, f"step {step}: {message} ({self.streak[kind]} steps in a row)"))
+                alarms.append(Alarm(kind, step, f"step {step}: {message} ({self.streak[kind]} steps in a row)",
+                                    since=self.streak_start[kind]))
         return alarms
+
+    @property
+    def earliest_streak_start(self):
+        """The first step of the oldest streak still running (None when every condition is clear): a
+        checkpoint saved before it is one that --on_collapse rollback may need, whichever streak fires."""
+        return min(self.streak_start.values(), default=None)

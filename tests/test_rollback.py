@@ -1,5 +1,6 @@
 """--on_collapse rollback: back to the newest good checkpoint, both learning rates halved, kept across restarts."""
 
+import dataclasses
 import json
 import logging
 import os
@@ -12,15 +13,24 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import train
-from checkpoints import ROLLBACK_FILE, RollbackRecord, checkpoint_paths, read_rollback, verify, write_rollback
+from checkpoints import (
+    ROLLBACK_FILE,
+    RollbackRecord,
+    checkpoint_paths,
+    checkpoint_step,
+    read_rollback,
+    write_rollback,
+)
 from errors import CollapseDetected, UserError
-from watchdog import Alarm
+from watchdog import Alarm, CollapseWatchdog
 
 v1 = tf.compat.v1
 
 
 class AlarmAt:
     """Stands in for the watchdog: one alarm each time the run reaches `step`, until `times` alarms."""
+
+    earliest_streak_start = None  # no streak is running between forced alarms
 
     def __init__(self, step, times=1):
         self.step, self.times, self.resets = step, times, 0
@@ -29,7 +39,7 @@ class AlarmAt:
         if step != self.step or not self.times:
             return []
         self.times -= 1
-        return [Alarm("d_saturated", step, f"step {step}: forced alarm")]
+        return [Alarm("d_saturated", step, f"step {step}: forced alarm", since=step)]
 
     def reset(self):
         self.resets += 1
@@ -138,18 +148,55 @@ def test_the_fourth_collapse_in_a_run_folder_stops_the_run(tmp_path, monkeypatch
         train.train(config)
 
 
-def test_forced_collapse_rolls_back_and_the_run_finishes(tmp_path, caplog):
-    # D at a huge learning rate, with combined BatchNorm, rejects every fake within ~30 steps (test_watchdog.py).
+class RecordingWatchdog(CollapseWatchdog):
+    """The real watchdog, keeping every step's scalars and every alarm it raised."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.observed, self.alarms = [], []
+
+    def observe(self, step, stats):
+        self.observed.append((step, dict(stats)))
+        alarms = super().observe(step, stats)
+        self.alarms += alarms
+        return alarms
+
+
+def test_forced_collapse_rolls_back_to_before_the_streak_that_fired(tmp_path, monkeypatch, caplog):
+    # D at a huge learning rate, with combined BatchNorm, rejects every fake within ~30 steps (test_watchdog.py);
+    # checkpoints every 10 steps are saved while D's saturation streak runs, and must not be restored.
     config = rate_config(tmp_path, d_learning_rate=0.3, d_batchnorm="combined", max_steps=60, ckpt_freq=10,
                          sample_freq=100, on_collapse="rollback")
-    with caplog.at_level(logging.WARNING, logger="dcgan"):
-        assert train.train(config) == 60
+    dogs = []
+    monkeypatch.setattr(train, "CollapseWatchdog", lambda **kwargs: dogs.append(RecordingWatchdog(**kwargs))
+                        or dogs[-1])
+    with caplog.at_level(logging.WARNING, logger="dcgan"), pytest.raises(CollapseDetected, match="after 3 rollbacks"):
+        train.train(config)  # halving the rates 3 times does not tame a D at 0.3: the run stops, unsaved
     lines = rollback_lines(caplog)
-    assert lines and all(line.startswith("watchdog: rolled back from step") for line in lines)
+    landings = [int(line.split(" to step ")[1].split(" ")[0]) for line in lines]
+    (dog,) = dogs
+    assert len(landings) == 3 and len(dog.alarms) == 4
+    for alarm, back_to in zip(dog.alarms, landings, strict=False):  # the 4th alarm stops the run
+        assert alarm.since <= alarm.step - 19  # a streak of 20 steps (the watchdog's patience)
+        assert back_to < alarm.since, (alarm, back_to)  # saved before the first bad step of the streak that fired
+        # The restored weights are healthy: the step trained right after the rollback is not saturated.
+        after = [stats for step, stats in dog.observed if step == back_to + 1]
+        assert after and after[-1]["d_fake"] > 0.01 and after[-1]["d_real"] < 0.99
     record = read_rollback(config.checkpoint_path)
-    assert record.rollbacks == len(lines) and record.learning_rate_scale == 0.5 ** len(lines)
-    latest = checkpoint_paths(config.checkpoint_path)[0]
-    assert latest.endswith("DCGAN.model-60") and verify(latest) is None
+    assert record.rollbacks == 3 and record.learning_rate_scale == 0.5 ** 3
+
+
+def test_the_checkpoint_before_a_running_streak_outlives_max_to_keep(tmp_path, monkeypatch):
+    # A streak that has run for 4 checkpoints with --max_to_keep 2 would otherwise have had the
+    # last checkpoint before it deleted, leaving a rollback nothing to go back to.
+    dog = forced_alarms(monkeypatch, step=0)
+    dog.earliest_streak_start = 3
+    config = rate_config(tmp_path, max_steps=7, ckpt_freq=1, max_to_keep=2)
+    train.train(config)
+    assert [checkpoint_step(p) for p in checkpoint_paths(config.checkpoint_path)] == [7, 6, 2]
+    dog.earliest_streak_start = None  # the streak cleared: the next save keeps --max_to_keep only
+    train.train(dataclasses.replace(config, max_steps=8))
+    assert [checkpoint_step(p) for p in checkpoint_paths(config.checkpoint_path)] == [8, 7]
 
 
 @pytest.mark.parametrize("content", ["not json", "[]", json.dumps({"learning_rate_scale": 0.5}),
