@@ -200,34 +200,50 @@ class ImageHistoryPool:
 
     While the pool fills, the current fakes are shown and stored; after that
     each fake is, with probability 1/2, swapped for a random stored one (which
-    D sees instead).  The pool is checkpointed, so a resumed run sees the same.
+    D sees instead).  A conditional model's fakes are stored with the one-hot
+    labels G drew them for, and a stored fake is always shown with its own
+    label: D (and AC-GAN's classifier) must never learn from a fake paired with
+    another image's class.  The pool is checkpointed, so a resumed run sees the same.
     """
 
-    def __init__(self, size, image_shape, random):
+    def __init__(self, size, image_shape, random, label_dim=0):
         self.size, self.random = size, random
         self.images = v1.get_variable("image_pool", [size, *image_shape], tf.float32, v1.zeros_initializer(),
                                       trainable=False)
+        self.labels = (v1.get_variable("image_pool_labels", [size, label_dim], tf.float32, v1.zeros_initializer(),
+                                       trainable=False) if label_dim else None)
         self.filled = v1.get_variable("image_pool_filled", [], tf.int32, v1.zeros_initializer(), trainable=False)
 
-    def shown(self, fakes):
-        """The batch D sees in place of `fakes`."""
+    def shown(self, fakes, onehot=None):
+        """The (images, one-hot labels) D sees in place of (`fakes`, `onehot`)."""
         batch = tf.shape(fakes)[0]
         full = self.filled >= self.size
         distinct = tf.argsort(self.random.uniform([self.size]))[:batch]  # no two fakes in one slot
         self._slots = tf.where(full, distinct, tf.math.floormod(self.filled + tf.range(batch), self.size))
-        self._swap = tf.logical_and(full, self.random.uniform([batch]) < 0.5)[:, None, None, None]
-        self._write = tf.logical_or(self._swap, tf.logical_not(full)[None, None, None, None])
-        return tf.where(self._swap, tf.gather(self.images, self._slots), fakes)
+        self._swap = tf.logical_and(full, self.random.uniform([batch]) < 0.5)
+        self._write = tf.logical_or(self._swap, tf.logical_not(full))
+        images = _where_rows(self._swap, tf.gather(self.images, self._slots), fakes)
+        return images, (None if onehot is None else _where_rows(self._swap, tf.gather(self.labels, self._slots),
+                                                                onehot))
 
-    def store(self, fakes):
-        """Writes this batch where D was shown a stored image or the pool is filling.
+    def store(self, fakes, onehot=None):
+        """Writes this batch (and its labels) where D was shown a stored image or the pool is filling.
 
         Built inside the branch that runs after an applied D update (whose
         result depends on the read above), so it never writes before the read
         and a skipped update stores nothing."""
-        stored = tf.where(self._write, tf.stop_gradient(fakes), tf.gather(self.images, self._slots))
-        return tf.group(self.images.scatter_nd_update(self._slots[:, None], stored),
-                        self.filled.assign(tf.minimum(self.filled + tf.shape(fakes)[0], self.size)))
+        slots = self._slots[:, None]
+        updates = [self.images.scatter_nd_update(
+            slots, _where_rows(self._write, tf.stop_gradient(fakes), tf.gather(self.images, self._slots)))]
+        if onehot is not None:
+            updates.append(self.labels.scatter_nd_update(
+                slots, _where_rows(self._write, onehot, tf.gather(self.labels, self._slots))))
+        return tf.group(*updates, self.filled.assign(tf.minimum(self.filled + tf.shape(fakes)[0], self.size)))
+
+
+def _where_rows(condition, x, y):
+    """tf.where with a per-row boolean [batch] picking whole rows of x or y, whatever their rank."""
+    return tf.where(tf.reshape(condition, [-1] + [1] * (x.shape.rank - 1)), x, y)
 
 
 def class_logits(features, config):
@@ -382,9 +398,11 @@ class DCGAN:
         step = replicas.run(self._replica_step, real_images, real_labels)
         d_train_op = apply_if_finite(self.d_optimizer, replicas, step["d"], step["d_moving"],
                                      f"{DISCRIMINATOR_SCOPE}_train")
-        remember = replicas.run(functools.partial(self._remember, d_train_op), step["real"], step["fake_images"])
+        remember = replicas.run(functools.partial(self._remember, d_train_op), step["real"], step["fake"])
         self.d_train_op = tf.tuple([d_train_op], control_inputs=replicas.local_all(remember))[0]
         self.fake_images, self.shown_fakes = replicas.concat(step["fake_images"]), replicas.concat(step["shown_fakes"])
+        # The labels D was shown with `shown_fakes` (a conditional model's; None otherwise).
+        self.shown_fake_onehot = replicas.concat(step["shown_onehot"]) if config.conditional else None
         self.d_loss, self.d_loss_real, self.d_loss_fake, self.d_real, self.d_fake = (
             replicas.mean(step["d_scalars"][name])
             for name in ("d_loss", "d_loss_real", "d_loss_fake", "d_real", "d_fake"))
@@ -462,11 +480,12 @@ class DCGAN:
             # G's own update (alternating schedule): a fresh fake batch of the step's
             # classes, without reading the pipeline again.
             g_fake, g_onehot = fake_batch(self.last_real_onehot, update_moving_stats=not config.fused_update)
-            self.pool = (ImageHistoryPool(config.image_pool, fake_images.shape[1:], self.random) if config.image_pool
-                         else None)
-            shown_fakes = self.pool.shown(fake_images) if self.pool else fake_images
-            d_out = self._discriminate(real_images, real_onehot, shown_fakes, fake_onehot)
-            d_loss, d_loss_real, d_loss_fake = self._d_loss(d_out, real_images, real_onehot, fake_onehot)
+            self.pool = (ImageHistoryPool(config.image_pool, fake_images.shape[1:], self.random,
+                                          config.y_dim if config.conditional else 0) if config.image_pool else None)
+            shown_fakes, shown_onehot = (self.pool.shown(fake_images, fake_onehot) if self.pool
+                                         else (fake_images, fake_onehot))
+            d_out = self._discriminate(real_images, real_onehot, shown_fakes, shown_onehot)
+            d_loss, d_loss_real, d_loss_fake = self._d_loss(d_out, real_images, real_onehot, shown_onehot)
             penalties = self._historical_averaging()
             d_loss += penalties[DISCRIMINATOR_SCOPE]
         updates = split_update_ops([GENERATOR_SCOPE, DISCRIMINATOR_SCOPE], registered)
@@ -492,12 +511,14 @@ class DCGAN:
             "d_logits": {"real": d_out["real_logits"], "fake": d_out["fake_logits"]},
             "real": {"images": real_images, "features": real_features, "onehot": real_onehot},
             "fake_images": fake_images, "shown_fakes": shown_fakes,
+            "fake": {"images": fake_images, **({"onehot": fake_onehot} if config.conditional else {})},
+            "shown_onehot": shown_onehot if config.conditional else batch,
             "fused_inputs": {"fake_images": fake_images, "fake_onehot": fake_onehot, "real_images": real_images,
                              "real_onehot": real_onehot, "real_features": real_features,
                              "penalty": penalties[GENERATOR_SCOPE]},
         }
 
-    def _remember(self, d_applied, real, fake_images):
+    def _remember(self, d_applied, real, fake):
         """On each replica, after D's update: keeps its real batch for G's update (if applied) and
         stores the fakes in the image pool."""
         remember = [_assign_if(d_applied, self.last_real_images, real["images"]),
@@ -505,7 +526,7 @@ class DCGAN:
         if self.config.conditional:
             remember.append(_assign_if(d_applied, self.last_real_onehot, real["onehot"]))
         if self.pool:
-            remember.append(tf.cond(d_applied, lambda: self.pool.store(fake_images), tf.no_op))
+            remember.append(tf.cond(d_applied, lambda: self.pool.store(fake["images"], fake.get("onehot")), tf.no_op))
         return remember
 
     def _replica_fused_g(self, d_applied, inputs):
@@ -555,14 +576,15 @@ class DCGAN:
         """
         if self.config.d_batchnorm == "combined":
             onehot = None if real_onehot is None else tf.concat([real_onehot, fake_onehot], axis=0)
-            logits, features = self._discriminator(tf.concat([real, fake], axis=0), onehot)
+            logits, features = self._discriminator(tf.concat([real, fake], axis=0), onehot, batch_groups=2)
             count = tf.shape(real)[0]
             return (logits[:count], features[:count]), (logits[count:], features[count:])
         return self._discriminator(real, real_onehot), self._discriminator(fake, fake_onehot)
 
-    def _discriminator(self, images, onehot):
+    def _discriminator(self, images, onehot, batch_groups=1):
         """D's (logits, features); with --conditioning acgan D is not shown the labels: it predicts them."""
-        return discriminator(images, None if self.config.conditioning == "acgan" else onehot, self.config)
+        return discriminator(images, None if self.config.conditioning == "acgan" else onehot, self.config,
+                             batch_groups=batch_groups)
 
     def _discriminate(self, real_images, real_onehot, fake_images, fake_onehot):
         real_input, fake_input = self._noisy(real_images), self._noisy(fake_images)

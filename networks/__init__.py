@@ -53,5 +53,5 @@ def generator(z, labels_onehot, config, is_training, update_moving_stats=True):
     return generator_for(config)(z, labels_onehot, config, is_training, update_moving_stats)
 
 
-def discriminator(images, labels_onehot, config, layers=None):
-    return family(config).discriminator(images, labels_onehot, config, layers)
+def discriminator(images, labels_onehot, config, layers=None, batch_groups=1):
+    return family(config).discriminator(images, labels_onehot, config, layers, batch_groups)

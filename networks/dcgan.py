@@ -31,15 +31,23 @@ def flatten_nhwc(x, data_format):
     return tf.reshape(x, [-1, x.shape[1:].num_elements()])
 
 
-def minibatch_stddev(x, data_format):
+def minibatch_stddev(x, data_format, groups=1):
     """Appends one feature map holding the batch's mean per-feature standard
     deviation (Karras et al. 2018): D sees how varied the batch is, so a
-    collapsed G (every sample alike) is easy to reject."""
-    _, variance = tf.nn.moments(x, axes=[0])
-    mean_std = tf.reduce_mean(tf.sqrt(variance + 1e-8))
+    collapsed G (every sample alike) is easy to reject.
+
+    With `groups` > 1 the batch is that many batches stacked (--d_batchnorm
+    combined's real and fake halves) and each gets its own statistic: taken
+    over the stacked batch, real and fake would be given the same value and
+    it could not help D tell them apart."""
+    shape = tf.shape(x)
+    per_group = shape[0] // groups
+    _, variance = tf.nn.moments(tf.reshape(x, tf.concat([[groups, per_group], shape[1:]], axis=0)), axes=[1])
+    group_std = tf.reduce_mean(tf.sqrt(variance + 1e-8), axis=list(range(1, x.shape.rank)))  # [groups]
+    example_std = tf.repeat(group_std, per_group)[:, None, None, None]
     axis = ops.channel_axis(data_format)
     ones = x[:, :1] if axis == 1 else x[..., :1]
-    return tf.concat([x, tf.ones_like(ones) * mean_std], axis=axis)
+    return tf.concat([x, tf.ones_like(ones) * example_std], axis=axis)
 
 
 def head_features(x, config):
@@ -95,14 +103,15 @@ def generator(z, labels_onehot, config, is_training, update_moving_stats=True):
         return from_data_format(tf.tanh(x), fmt)
 
 
-def discriminator(images, labels_onehot, config, layers=None):
+def discriminator(images, labels_onehot, config, layers=None, batch_groups=1):
     """D: NHWC images in [-1, 1] -> (logits [batch, 1], features for feature matching).
 
     Strided convolutions with LeakyReLU 0.2 and --d_norm on every layer but the
     first (DCGAN paper); conditional variant as in carpedm20's MNIST model.  D
     always normalises with the statistics of the batch it is given (it never
     runs in inference mode), so it keeps no moving averages.  Each hidden
-    activation is appended to `layers` when it is a list.
+    activation is appended to `layers` when it is a list.  `batch_groups`: the
+    batch is that many batches stacked, each with its own minibatch statistic.
     """
     fmt, kernel, sn = config.data_format, config.kernel_size, config.spectral_norm
     df = config.df_dim
@@ -125,7 +134,7 @@ def discriminator(images, labels_onehot, config, layers=None):
             for i, channels in enumerate((df * 2, df * 4, df * 8), start=1):
                 x = hidden(ops.lrelu(bn(conv(x, channels, f"d_h{i}_conv"), f"d_bn{i}")))
             if config.minibatch_stddev:
-                x = minibatch_stddev(x, fmt)
+                x = minibatch_stddev(x, fmt, batch_groups)
             features = head_features(x, config)
             logits = ops.linear(features, 1, spectral_norm=sn, name="d_h4_lin")
         else:
@@ -135,7 +144,7 @@ def discriminator(images, labels_onehot, config, layers=None):
             x = ops.conv_cond_concat(x, y, fmt)
             x = hidden(ops.lrelu(bn(conv(x, df + config.y_dim, "d_h1_conv"), "d_bn1")))
             if config.minibatch_stddev:
-                x = minibatch_stddev(x, fmt)
+                x = minibatch_stddev(x, fmt, batch_groups)
             x = tf.concat([head_features(x, config), y], axis=1)
             features = hidden(ops.lrelu(bn(ops.linear(x, config.dfc_dim, spectral_norm=sn, name="d_h2_lin"),
                                            "d_bn2")))

@@ -42,8 +42,9 @@ def _dropout(x):
     return streams[0].dropout(x, D_DROPOUT) if streams else x
 
 
-def discriminator(images, labels_onehot, config, layers=None):
-    """D: NHWC images in [-1, 1] -> (logits [batch, 1], last hidden layer as features)."""
+def discriminator(images, labels_onehot, config, layers=None, batch_groups=1):
+    """D: NHWC images in [-1, 1] -> (logits [batch, 1], last hidden layer as features).
+    It has no per-batch statistic, so `batch_groups` (stacked batches) changes nothing."""
     layers = [] if layers is None else layers
     with v1.variable_scope(DISCRIMINATOR_SCOPE, reuse=v1.AUTO_REUSE):
         x = _with_labels(tf.reshape(images, [-1, images.shape[1:].num_elements()]), labels_onehot)

@@ -11,6 +11,7 @@ from conftest import tiny_config
 import model
 import train
 from errors import UserError
+from networks import dcgan as networks_dcgan
 from networks.dcgan import discriminator, generator
 
 v1 = tf.compat.v1
@@ -151,6 +152,48 @@ def test_each_recipe_trains_with_finite_weights(tmp_path, recipe):
     assert all(np.all(np.isfinite(v)) for v in values if np.issubdtype(np.asarray(v).dtype, np.floating))
 
 
+def _stddev_channel(x):
+    """The minibatch-stddev value Karras et al. 2018 give a batch x [batch, ...], computed in NumPy."""
+    return np.mean(np.sqrt(np.var(x, axis=0) + 1e-8))
+
+
+def test_minibatch_stddev_is_taken_per_stacked_batch():
+    rng = np.random.RandomState(0)
+    real, collapsed = rng.normal(0, 2, (4, 3, 3, 2)), np.repeat(rng.normal(0, 1, (1, 3, 3, 2)), 4, axis=0)
+    stacked = np.concatenate([real, collapsed]).astype(np.float32)
+    with tf.Graph().as_default(), v1.Session() as session:
+        per_half, whole = session.run([networks_dcgan.minibatch_stddev(tf.constant(stacked), "NHWC", groups=2),
+                                       networks_dcgan.minibatch_stddev(tf.constant(stacked), "NHWC")])
+    np.testing.assert_allclose(per_half[:4, ..., -1], _stddev_channel(real), rtol=1e-5)
+    np.testing.assert_allclose(per_half[4:, ..., -1], 1e-4, rtol=1e-3)  # sqrt(1e-8): every fake alike
+    np.testing.assert_allclose(whole[..., -1], _stddev_channel(stacked), rtol=1e-5)
+    np.testing.assert_array_equal(per_half[..., :-1], stacked)
+
+
+def test_combined_batchnorm_gives_real_and_fake_their_own_minibatch_stddev(tmp_path, monkeypatch):
+    seen = []
+
+    def recorded(x, data_format, groups=1):
+        seen.append((x, groups, minibatch_stddev(x, data_format, groups)))
+        return seen[-1][2]
+
+    minibatch_stddev = networks_dcgan.minibatch_stddev
+    monkeypatch.setattr(networks_dcgan, "minibatch_stddev", recorded)
+    with tf.Graph().as_default():
+        # Every real image alike: the real half's statistic is sqrt(1e-8), the fakes' (4 z) is not.
+        config = tiny_config(tmp_path, minibatch_stddev=True, d_batchnorm="combined", y_dim=0)
+        gan = model.DCGAN(config, tf.fill([4, 16, 16, 1], 0.5))
+        with v1.Session() as session:
+            session.run(gan.initializer)
+            x, groups, out = seen[0]  # D's update: one pass over [real; fake]
+            x, out = session.run([x, out])
+    assert groups == 2
+    np.testing.assert_allclose(out[:4, ..., -1], _stddev_channel(x[:4]), rtol=1e-4)
+    np.testing.assert_allclose(out[4:, ..., -1], _stddev_channel(x[4:]), rtol=1e-4)
+    np.testing.assert_allclose(out[:4, ..., -1], 1e-4, rtol=1e-3)
+    assert _stddev_channel(x[4:]) > 1e-2  # the fakes differ, and over the stacked batch both halves got ~half that
+
+
 def _tiny_gan(tmp_path, **overrides):
     config = tiny_config(tmp_path, **overrides)
     images = tf.constant(np.random.RandomState(0).uniform(-1, 1, (4, 16, 16, 1)), tf.float32)
@@ -179,6 +222,24 @@ def test_image_pool_fills_then_shows_stored_fakes_half_the_time(tmp_path):
                     assert any(np.array_equal(image, stored) for stored in before)  # an earlier fake
                     assert any(np.array_equal(fake, stored) for stored in after)  # swapped in for it
     assert 6 <= from_pool <= 18  # half of 24, give or take (seeded: the same count every run)
+
+
+def test_image_pool_shows_every_stored_fake_with_the_label_it_was_drawn_for(tmp_path):
+    with tf.Graph().as_default():
+        gan = _tiny_gan(tmp_path, image_pool=8)  # conditional: the step's fakes are drawn for labels 1, 2, 3, 4
+        with v1.Session() as session:
+            session.run(gan.initializer)
+            drawn_for, from_pool = {}, 0
+            for _ in range(10):
+                _, fakes, shown, shown_onehot = session.run(
+                    [gan.d_train_op, gan.fake_images, gan.shown_fakes, gan.shown_fake_onehot])
+                drawn_for.update({fake.tobytes(): label for fake, label in zip(fakes, [1, 2, 3, 4], strict=True)})
+                for image, fake, onehot in zip(shown, fakes, shown_onehot, strict=True):
+                    from_pool += not np.array_equal(image, fake)
+                    assert np.array_equal(onehot, np.eye(10)[drawn_for[image.tobytes()]])
+            stored, labels = session.run([gan.pool.images, gan.pool.labels])
+            assert [drawn_for[image.tobytes()] for image in stored] == list(labels.argmax(axis=1))
+    assert from_pool >= 6  # stored fakes were shown, at other positions than they were drawn at
 
 
 def test_historical_averages_are_the_running_means_of_the_weights(tmp_path):
