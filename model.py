@@ -10,7 +10,8 @@ BatchNorm moving-average updates, and building fails loudly if any update
 belongs to neither (TF-GAN's rule, and the fix for carpedm20's var_list bug).
 
 Only D's updates read the input pipeline: G's labels are drawn in the graph
-and G's feature-matching target is the real features of the last D update, so
+and G's feature-matching target is D's features of the last D update's real
+batch (kept for G's update, and put through D as it is then), so
 one step consumes exactly `d_steps` batches and epochs count true passes.
 """
 
@@ -162,7 +163,7 @@ def apply_if_finite(optimizer, replicas, update, moving_updates, name, averages=
     """Applies the `replica_gradients` `update` with the network's moving-average
     updates (per replica) only if it is finite on every replica; then, in the
     same branch, the `averages` triples (read after the update: the --g_ema
-    weight average).  Returns whether it was applied (bool tensor).
+    weight average, --historical_averaging's update counts).  Returns whether it was applied (bool tensor).
 
     The decision is made in cross-replica context, once for all replicas and
     workers, and the branch then runs the per-replica updates (whose
@@ -180,18 +181,28 @@ def apply_if_finite(optimizer, replicas, update, moving_updates, name, averages=
     return tf.cond(replicas.all(update["finite"]), apply, lambda: tf.constant(False), name=name)
 
 
-def historical_averages(variables, step):
-    """Running means of `variables` over every past step (Salimans et al. 2016),
-    registered as moving-average updates (decay 1/(step+1)) so they move only
-    with an applied update of their own network."""
-    decay = 1.0 / (tf.cast(step, tf.float32) + 1.0)
+def historical_averages(scope, variables):
+    """Running means of `variables` over every past update of their network
+    (Salimans et al. 2016), registered as moving-average updates so they move
+    only with an applied update of their own network.
+
+    Returns (averages, count_update).  The weights before the n-th update enter
+    with decay 1/n, so after n updates each of the n snapshots weighs 1/n; n is
+    counted per network by a variable of its own, because a network may update
+    several times in a step (--d_steps, --g_steps, the fused step's extra G
+    updates): a decay from the step count weighed a step's snapshots unequally
+    and dropped some.
+    `count_update` is the (variable, value, 1) triple that advances the count;
+    it must run after the averages have read it (apply_if_finite's `averages`)."""
+    count = ops.moving_average_variable(f"{scope}/historical_average_updates", [], v1.zeros_initializer())
+    decay = 1.0 / (count + 1.0)
     averages = []
     for variable in variables:
         average = ops.moving_average_variable(variable.op.name + "/historical_average", variable.shape,
                                               v1.zeros_initializer())
         v1.add_to_collection(ops.MOVING_AVERAGE_UPDATES, (average, variable.read_value(), decay))
         averages.append(average)
-    return averages
+    return averages, (count, count + 1.0, 1.0)
 
 
 class ImageHistoryPool:
@@ -389,6 +400,7 @@ class DCGAN:
         # Both learning rates are multiplied by it; --on_collapse rollback feeds a lower one.  A placeholder, not a
         # variable: checkpoints hold the same variables with or without rollbacks.
         self.learning_rate_scale = v1.placeholder_with_default(1.0, [], name="learning_rate_scale")
+        self.update_counts = {}  # scope -> its --historical_averaging update-count triple
         self.d_optimizer, self.g_optimizer = self._optimizer("d"), self._optimizer("g")
         with replicas.scope():
             self._build(real_images, real_labels)
@@ -397,7 +409,7 @@ class DCGAN:
         config, replicas = self.config, self.replicas
         step = replicas.run(self._replica_step, real_images, real_labels)
         d_train_op = apply_if_finite(self.d_optimizer, replicas, step["d"], step["d_moving"],
-                                     f"{DISCRIMINATOR_SCOPE}_train")
+                                     f"{DISCRIMINATOR_SCOPE}_train", averages=self._counted(DISCRIMINATOR_SCOPE))
         remember = replicas.run(functools.partial(self._remember, d_train_op), step["real"], step["fake"])
         self.d_train_op = tf.tuple([d_train_op], control_inputs=replicas.local_all(remember))[0]
         self.fake_images, self.shown_fakes = replicas.concat(step["fake_images"]), replicas.concat(step["shown_fakes"])
@@ -411,18 +423,19 @@ class DCGAN:
         self.d_fetches = {"d_applied": self.d_train_op, "d_loss": self.d_loss, "d_real": self.d_real,
                           "d_fake": self.d_fake, "d_grad_norm": d_grad_norm, **diversity}
 
-        g_updates = step["g_moving"]
-        g_average = generator_average(config.g_ema, g_updates, self.global_step) if config.g_ema else ()
-        self.g_train_op = apply_if_finite(self.g_optimizer, replicas, step["g"],
-                                          [] if config.fused_update else g_updates, f"{GENERATOR_SCOPE}_train",
-                                          averages=g_average)
+        g_updates, fused_g_updates = step["g_moving"], step["g_moving_fused"]
+        g_average = (generator_average(config.g_ema, g_updates + fused_g_updates, self.global_step) if config.g_ema
+                     else [])
+        g_after = g_average + self._counted(GENERATOR_SCOPE)
+        self.g_train_op = apply_if_finite(self.g_optimizer, replicas, step["g"], g_updates,
+                                          f"{GENERATOR_SCOPE}_train", averages=g_after)
         self.g_loss, g_grad_norm = replicas.mean(step["g_loss"]), replicas.mean(step["g"]["norm"])
         self.g_fetches = {"g_applied": self.g_train_op, "g_loss": self.g_loss, "g_grad_norm": g_grad_norm}
 
         if config.fused_update:
             fused = replicas.run(functools.partial(self._replica_fused_g, self.d_train_op), step["fused_inputs"])
-            self.fused_train_op = apply_if_finite(self.g_optimizer, replicas, fused, g_updates, "fused_train",
-                                                  averages=g_average)
+            self.fused_train_op = apply_if_finite(self.g_optimizer, replicas, fused, fused_g_updates, "fused_train",
+                                                  averages=g_after)
             fused_g_loss, fused_norm = replicas.mean(fused["loss"]), replicas.mean(fused["norm"])
             self.fused_fetches = dict(self.d_fetches, g_applied=self.fused_train_op, g_loss=fused_g_loss,
                                       g_grad_norm=fused_norm)
@@ -475,11 +488,13 @@ class DCGAN:
 
             # D's update: real batch and a fake batch of the same classes (carpedm20).
             # G's BatchNorm averages follow the G forward pass whose update applies
-            # them: this one when fused.
-            fake_images, fake_onehot = fake_batch(real_onehot, update_moving_stats=config.fused_update)
-            # G's own update (alternating schedule): a fresh fake batch of the step's
-            # classes, without reading the pipeline again.
-            g_fake, g_onehot = fake_batch(self.last_real_onehot, update_moving_stats=not config.fused_update)
+            # them: this one for the fused step's G update.
+            with collected_updates() as fused_g_moving:
+                fake_images, fake_onehot = fake_batch(real_onehot, update_moving_stats=config.fused_update)
+            # G's own update (alternating schedule, and the fused step's further --g_steps):
+            # a fresh fake batch of the step's classes, without reading the pipeline again.
+            with collected_updates() as separate_g_moving:
+                g_fake, g_onehot = fake_batch(self.last_real_onehot, update_moving_stats=True)
             self.pool = (ImageHistoryPool(config.image_pool, fake_images.shape[1:], self.random,
                                           config.y_dim if config.conditional else 0) if config.image_pool else None)
             shown_fakes, shown_onehot = (self.pool.shown(fake_images, fake_onehot) if self.pool
@@ -491,38 +506,37 @@ class DCGAN:
         updates = split_update_ops([GENERATOR_SCOPE, DISCRIMINATOR_SCOPE], registered)
         d_update = replica_gradients(self.d_optimizer, d_loss, scope_variables(DISCRIMINATOR_SCOPE), self.replicas,
                                      check_gradients=not self._loss_scaled)
-        real_features = tf.reduce_mean(d_out["real_features"], axis=0)
-        self.last_real_features = _local_variable("last_real_features", real_features.shape)
         diversity = {
             "diversity": mean_pairwise_distance(fake_images) / tf.maximum(mean_pairwise_distance(real_images), 1e-8),
             "near_duplicates": near_duplicate_fraction(fake_images, real_images, NEAR_DUPLICATE_QUANTILE)}
 
-        g_logits, g_features = self._d_on_fake_for_g(g_fake, g_onehot, self.last_real_images, self.last_real_onehot)
-        g_loss = self._g_loss(g_logits, g_features, g_onehot, tf.stop_gradient(self.last_real_features),
+        g_loss = self._g_loss(g_fake, g_onehot, self.last_real_images, self.last_real_onehot,
                               penalties[GENERATOR_SCOPE])
         g_update = replica_gradients(self.g_optimizer, g_loss, scope_variables(GENERATOR_SCOPE), self.replicas,
                                      check_gradients=not self._loss_scaled)
         return {
             "batch": batch, "d": d_update, "d_moving": updates[DISCRIMINATOR_SCOPE],
-            "g": g_update, "g_moving": updates[GENERATOR_SCOPE], "g_loss": g_loss,
+            "g": g_update, "g_loss": g_loss,
+            # Each G update applies the moving averages of its own forward pass (and both, the historical ones).
+            "g_moving": [u for u in updates[GENERATOR_SCOPE] if u not in fused_g_moving],
+            "g_moving_fused": [u for u in updates[GENERATOR_SCOPE] if u not in separate_g_moving],
             "d_scalars": {"d_loss": d_loss, "d_loss_real": d_loss_real, "d_loss_fake": d_loss_fake,
                           "d_real": d_out["real_probability"], "d_fake": d_out["fake_probability"],
                           **diversity},
             "d_logits": {"real": d_out["real_logits"], "fake": d_out["fake_logits"]},
-            "real": {"images": real_images, "features": real_features, "onehot": real_onehot},
+            "real": {"images": real_images, "onehot": real_onehot},
             "fake_images": fake_images, "shown_fakes": shown_fakes,
             "fake": {"images": fake_images, **({"onehot": fake_onehot} if config.conditional else {})},
             "shown_onehot": shown_onehot if config.conditional else batch,
             "fused_inputs": {"fake_images": fake_images, "fake_onehot": fake_onehot, "real_images": real_images,
-                             "real_onehot": real_onehot, "real_features": real_features,
+                             "real_onehot": real_onehot,
                              "penalty": penalties[GENERATOR_SCOPE]},
         }
 
     def _remember(self, d_applied, real, fake):
         """On each replica, after D's update: keeps its real batch for G's update (if applied) and
         stores the fakes in the image pool."""
-        remember = [_assign_if(d_applied, self.last_real_images, real["images"]),
-                    _assign_if(d_applied, self.last_real_features, real["features"])]
+        remember = [_assign_if(d_applied, self.last_real_images, real["images"])]
         if self.config.conditional:
             remember.append(_assign_if(d_applied, self.last_real_onehot, real["onehot"]))
         if self.pool:
@@ -532,10 +546,8 @@ class DCGAN:
     def _replica_fused_g(self, d_applied, inputs):
         """On each replica: G's loss on D's fake batch through the updated D, and its gradients."""
         with tf.control_dependencies([d_applied]):
-            logits, features = self._d_on_fake_for_g(inputs["fake_images"], inputs["fake_onehot"],
-                                                     inputs["real_images"], inputs["real_onehot"])
-            loss = self._g_loss(logits, features, inputs["fake_onehot"], tf.stop_gradient(inputs["real_features"]),
-                                inputs["penalty"])
+            loss = self._g_loss(inputs["fake_images"], inputs["fake_onehot"], inputs["real_images"],
+                                inputs["real_onehot"], inputs["penalty"])
         return dict(replica_gradients(self.g_optimizer, loss, scope_variables(GENERATOR_SCOPE), self.replicas,
                                       check_gradients=not self._loss_scaled), loss=loss)
 
@@ -595,15 +607,19 @@ class DCGAN:
                 "real_probability": tf.reduce_mean(tf.sigmoid(real_logits)),
                 "fake_probability": tf.reduce_mean(tf.sigmoid(fake_logits))}
 
-    def _d_on_fake_for_g(self, fake, fake_onehot, real, real_onehot):
-        """D's (logits, features) on a fake batch, for G's loss.  With combined
-        BatchNorm D sees the step's real batch beside it, as in D's update."""
+    def _d_for_g(self, fake, fake_onehot, real, real_onehot):
+        """D's (logits, features) on a fake batch, for G's loss, and D's features on the
+        step's real batch when G needs them (--feature_matching; else None), from the
+        same D.  With combined BatchNorm D sees the real batch beside the fake, as in
+        D's update."""
         fake = self._noisy(fake)
-        if self.config.d_batchnorm != "combined":
-            return self._discriminator(fake, fake_onehot)
-        _, (logits, features) = self._discriminator_pair(
-            tf.stop_gradient(self._noisy(real)), real_onehot, fake, fake_onehot)
-        return logits, features
+        if self.config.d_batchnorm == "combined":
+            (_, real_features), (logits, features) = self._discriminator_pair(
+                tf.stop_gradient(self._noisy(real)), real_onehot, fake, fake_onehot)
+            return logits, features, real_features
+        logits, features = self._discriminator(fake, fake_onehot)
+        real_features = self._discriminator(self._noisy(real), real_onehot)[1] if self.config.feature_matching else None
+        return logits, features, real_features
 
     def _label_targets(self, batch):
         """D's targets: one-sided smoothing (--real_label) and a fraction
@@ -635,23 +651,34 @@ class DCGAN:
             total += config.r1_gamma * losses.r1_penalty(d_out["real_logits"], d_out["real_input"])
         return total, on_real, on_fake
 
-    def _g_loss(self, fake_logits, fake_features, fake_onehot, real_feature_mean, penalty):
+    def _g_loss(self, fake, fake_onehot, real, real_onehot, penalty):
+        """G's loss on the `fake` batch through D as it is when G updates (in the fused
+        step: after D's update)."""
         config = self.config
-        loss = losses.generator_loss(config.loss, fake_logits) + penalty
+        logits, features, real_features = self._d_for_g(fake, fake_onehot, real, real_onehot)
+        loss = losses.generator_loss(config.loss, logits) + penalty
         if config.feature_matching:
-            loss += losses.feature_matching_loss(real_feature_mean[None, :], fake_features)
+            # Both sides from the same D: real features kept from before D's update left
+            # the loss a floor above zero even for a G that matches the data.
+            real_mean = tf.stop_gradient(tf.reduce_mean(real_features, axis=0))
+            loss += losses.feature_matching_loss(real_mean[None, :], features)
         if config.conditioning == "acgan":
-            loss += class_loss(class_logits(fake_features, config), fake_onehot)
+            loss += class_loss(class_logits(features, config), fake_onehot)
         return loss
 
+    def _counted(self, scope):
+        """The `averages` of `scope`'s train ops: its update count, with --historical_averaging."""
+        return [self.update_counts[scope]] if scope in self.update_counts else []
+
     def _historical_averaging(self):
-        """{scope: --historical_averaging x ‖θ - running mean of θ‖²} (0 when off)."""
+        """{scope: --historical_averaging x ‖θ - running mean of θ‖²} (0 when off); keeps each network's
+        update-count triple in `self.update_counts` for its train ops."""
         if not self.config.historical_averaging:
             return {GENERATOR_SCOPE: 0.0, DISCRIMINATOR_SCOPE: 0.0}
         penalties = {}
         for scope in (GENERATOR_SCOPE, DISCRIMINATOR_SCOPE):
             variables = scope_variables(scope)
-            averages = historical_averages(variables, self.global_step)
+            averages, self.update_counts[scope] = historical_averages(scope, variables)
             penalties[scope] = self.config.historical_averaging * losses.historical_average_penalty(
                 variables, averages)
         return penalties

@@ -258,6 +258,79 @@ def test_historical_averages_are_the_running_means_of_the_weights(tmp_path):
             np.testing.assert_allclose(session.run(average), np.mean(seen, axis=0), rtol=1e-5, atol=1e-7)
 
 
+def _variable(name):
+    return next(v for v in v1.global_variables() if v.op.name == name)
+
+
+@pytest.mark.parametrize("schedule", [{"d_steps": 2, "g_steps": 2}, {"fused_update": True, "g_steps": 2}])
+def test_historical_averages_weigh_every_update_equally_when_a_network_updates_twice_a_step(tmp_path, schedule):
+    with tf.Graph().as_default():
+        gan = _tiny_gan(tmp_path, historical_averaging=0.1, **schedule)
+        d_weight = [v for v in model.scope_variables(model.DISCRIMINATOR_SCOPE) if v.op.name.endswith("d_h3_lin/w")][0]
+        g_weight = [v for v in model.scope_variables(model.GENERATOR_SCOPE) if v.op.name.endswith("g_h3/w")][0]
+        moving_means = [v for v in v1.global_variables() if v.op.name.startswith("generator/")
+                        and v.op.name.endswith("moving_mean")]
+        averages = [_variable(w.op.name + "/historical_average") for w in (d_weight, g_weight)]
+        with v1.Session() as session:
+            session.run(gan.initializer)
+            d_seen, g_seen, separate_g_moved = [], [], []
+            for _ in range(3):
+                for fetches, _ in train.step_plan(gan.config, gan):
+                    before = session.run([d_weight, g_weight, moving_means])
+                    applied = session.run(fetches)
+                    if "d_applied" in applied:
+                        d_seen.append(before[0])
+                    if "g_applied" in applied:
+                        g_seen.append(before[1])
+                    if "g_applied" in applied and "d_applied" not in applied:  # a separate G update
+                        after = session.run(moving_means)
+                        separate_g_moved.append(any(not np.array_equal(a, b) for a, b in zip(after, before[2],
+                                                                                             strict=True)))
+                session.run(gan.advance_step)
+            assert len(d_seen) == 3 * gan.config.d_steps and len(g_seen) == 6
+            d_average, g_average = session.run(averages)
+    # Each update's snapshot weighs 1/n: the plain mean of the weights before every update.
+    np.testing.assert_allclose(d_average, np.mean(d_seen, axis=0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(g_average, np.mean(g_seen, axis=0), rtol=1e-5, atol=1e-7)
+    assert separate_g_moved and all(separate_g_moved)  # every G update moves G's BatchNorm averages
+
+
+@pytest.mark.parametrize("schedule", [{"fused_update": True, "g_steps": 1}, {"fused_update": False},
+                                      {"fused_update": True, "g_steps": 1, "d_batchnorm": "combined"}])
+def test_feature_matching_is_zero_for_a_generator_that_outputs_the_real_batch(tmp_path, monkeypatch, schedule):
+    pixels = np.random.RandomState(0).uniform(-1, 1, (4, 16, 16, 1)).astype(np.float32)
+
+    def copies_the_data(z, labels_onehot, config, is_training, update_moving_stats=True):
+        with v1.variable_scope(model.GENERATOR_SCOPE, reuse=v1.AUTO_REUSE):
+            return tf.constant(pixels) * v1.get_variable("scale", [], initializer=v1.ones_initializer())
+
+    terms = []
+
+    def recorded(real_mean, fake_features):
+        terms.append(feature_matching_loss(real_mean, fake_features))
+        return terms[-1]
+
+    feature_matching_loss = model.losses.feature_matching_loss
+    monkeypatch.setattr(model.losses, "feature_matching_loss", recorded)
+    monkeypatch.setattr(model, "generator_for", lambda config, random=None, truncation_psi=None: copies_the_data)
+    with tf.Graph().as_default():
+        config = tiny_config(tmp_path, y_dim=0, feature_matching=True, d_learning_rate=0.01, g_learning_rate=0.0,
+                             **schedule)  # G stays a copy of the data; D moves fast
+        gan = model.DCGAN(config, tf.constant(pixels))
+        separate_term, fused_term = terms if config.fused_update else (terms[0], None)
+        with v1.Session() as session:
+            session.run(gan.initializer)
+            for _ in range(3):  # D's update changes D between the real and the fake pass of the old code
+                if config.fused_update:
+                    values = session.run({"applied": gan.fused_train_op, "term": fused_term})
+                else:
+                    session.run(gan.d_train_op)
+                    values = session.run({"applied": gan.g_train_op, "term": separate_term})
+                # Zero up to rounding (3e-7 seen: the two D passes may get differently fused kernels);
+                # features from D before and after its update gave 0.04-0.05 here.
+                assert values["applied"] and values["term"] < 1e-5, values
+
+
 def test_acgan_discriminator_predicts_the_class_instead_of_reading_it(tmp_path):
     with tf.Graph().as_default():
         gan = _tiny_gan(tmp_path, conditioning="acgan")
