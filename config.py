@@ -40,6 +40,7 @@ RECIPE_FIELDS = (
     "loss", "learning_rate", "d_learning_rate", "g_learning_rate", "beta1", "beta2", "d_steps", "g_steps",
     "fused_update", "real_label", "label_flip", "instance_noise", "instance_noise_steps", "gp_lambda", "r1_gamma",
     "feature_matching", "d_batchnorm", "bn_momentum", "historical_averaging", "image_pool", "style_mixing",
+    "diffaugment",
 )
 LOSSES = ("non_saturating", "minimax", "least_squares", "hinge", "wasserstein")
 LOSSES_WITH_TARGETS = ("non_saturating", "minimax", "least_squares")
@@ -75,6 +76,8 @@ ARCHITECTURE_BEFORE_FIELDS = {"arch": "dcgan", "g_upsample": "deconv", "d_head":
 STYLE_UPSAMPLING = ("nearest", "bilinear")
 # tf.distribute.experimental.CollectiveCommunication of several machines' all-reduce.
 ALL_REDUCE = ("auto", "ring", "nccl")
+# --diffaugment's transforms (diffaugment.py), in the order they are applied whatever order they are listed in.
+DIFFAUGMENT_TRANSFORMS = ("color", "translation", "cutout")
 
 
 @dataclasses.dataclass
@@ -145,6 +148,7 @@ class Config:
     d_batchnorm: str = "separate"
     historical_averaging: float = 0.0
     image_pool: int = 0
+    diffaugment: str = ""  # comma-separated DIFFAUGMENT_TRANSFORMS applied to every image D sees; "" = off
     watchdog: bool = True
     on_collapse: str = "warn"
     allow_recipe_change: bool = False
@@ -281,6 +285,17 @@ def with_defaults(recorded, names):
     return {name: recorded.get(name, defaults[name]) for name in names}
 
 
+def diffaugment_policy(text):
+    """--diffaugment 'cutout, color' -> 'color,cutout': the transforms named, once each, in the order
+    they are applied (so a listing order cannot make two recipes differ), or UserError."""
+    names = {name.strip() for name in text.split(",") if name.strip()}
+    unknown = sorted(names - set(DIFFAUGMENT_TRANSFORMS))
+    if unknown:
+        raise UserError(f"--diffaugment: unknown transform {unknown[0]!r}; give a comma-separated list of "
+                        f"{', '.join(DIFFAUGMENT_TRANSFORMS)} (or '' for none)")
+    return ",".join(name for name in DIFFAUGMENT_TRANSFORMS if name in names)
+
+
 def _require(condition, message):
     if not condition:
         raise UserError(message)
@@ -346,6 +361,7 @@ def resolve(config):
              "--conditioning acgan needs labelled data and --y_dim > 0 (mnist, fashion)")
     _require(not c.image_pool or c.image_pool >= c.batch_size,
              f"--image_pool {c.image_pool} must hold at least one batch (--batch_size {c.batch_size}), or be 0 (off)")
+    c.diffaugment = diffaugment_policy(c.diffaugment)
     _require(c.kernel_size in (4, 5), f"--kernel_size must be 4 or 5 (got {c.kernel_size})")
     _require(c.d_batchnorm in D_BATCHNORM, f"--d_batchnorm must be {' or '.join(D_BATCHNORM)} (got {c.d_batchnorm!r})")
     _require(c.on_collapse in ON_COLLAPSE, f"--on_collapse must be {', '.join(ON_COLLAPSE)} (got {c.on_collapse!r})")

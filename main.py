@@ -94,6 +94,9 @@ HELP = {
     "historical_averaging": "weight of the penalty on each network's distance from its past mean weights "
                             "(Salimans et al. 2016); 0 = off",
     "image_pool": "D sees fakes from a pool of this many earlier ones half the time (Shrivastava et al. 2017); 0 = off",
+    "diffaugment": "differentiable augmentation of every image D sees, real and fake, in both networks' updates "
+                   "(Zhao et al. 2020; for small data sets): a comma-separated list of "
+                   + ", ".join(config_lib.DIFFAUGMENT_TRANSFORMS) + ", applied in that order; '' = off",
     "conditioning": "conditional models: concat (labels concatenated to D's input, carpedm20) or acgan (D predicts "
                     "the class, Odena et al. 2017)",
     "watchdog": "warn when training collapses: D saturated, D not discriminating, low diversity, exploding "

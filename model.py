@@ -21,6 +21,7 @@ import logging
 
 import numpy as np
 
+import diffaugment
 import losses
 import ops
 from networks import (
@@ -74,6 +75,10 @@ class RandomStreams:
 
     def normal(self, shape):
         return tf.random.stateless_normal(shape, self._next_seed())
+
+    def integers(self, shape, low, high):
+        """Integers drawn uniformly from low, ..., high - 1."""
+        return tf.random.stateless_uniform(shape, self._next_seed(), low, high, dtype=tf.int32)
 
     def dropout(self, x, rate):
         return tf.nn.experimental.stateless_dropout(x, rate, self._next_seed())
@@ -545,6 +550,7 @@ class DCGAN:
 
     def _replica_fused_g(self, d_applied, inputs):
         """On each replica: G's loss on D's fake batch through the updated D, and its gradients."""
+        self.random.on_replica(self.replicas.replica_id())  # its draws (augmentation, noise) are this replica's
         with tf.control_dependencies([d_applied]):
             loss = self._g_loss(inputs["fake_images"], inputs["fake_onehot"], inputs["real_images"],
                                 inputs["real_onehot"], inputs["penalty"])
@@ -581,6 +587,13 @@ class DCGAN:
             sigma *= tf.maximum(0.0, 1.0 - progress)
         return images + sigma * self.random.normal(tf.shape(images))
 
+    def _shown_to_d(self, images):
+        """What D is shown of a batch, real or fake, in either update: the batch with --diffaugment's
+        transforms (each image its own draw; diffaugment.py), then --instance_noise.  D's penalties
+        (R1, WGAN-GP) and feature matching read D at these inputs: R1 is D's gradient at the augmented
+        real, as in the DiffAugment paper's CIFAR and FFHQ runs (loss ns_r1_DiffAugment)."""
+        return self._noisy(diffaugment.augment(images, self.config.diffaugment, self.random))
+
     def _discriminator_pair(self, real, real_onehot, fake, fake_onehot):
         """D's (logits, features) on the real and the fake batch: two passes, each
         with its own BatchNorm statistics (carpedm20), or with --d_batchnorm
@@ -599,7 +612,7 @@ class DCGAN:
                              batch_groups=batch_groups)
 
     def _discriminate(self, real_images, real_onehot, fake_images, fake_onehot):
-        real_input, fake_input = self._noisy(real_images), self._noisy(fake_images)
+        real_input, fake_input = self._shown_to_d(real_images), self._shown_to_d(fake_images)
         (real_logits, real_features), (fake_logits, fake_features) = self._discriminator_pair(
             real_input, real_onehot, fake_input, fake_onehot)
         return {"real_logits": real_logits, "fake_logits": fake_logits, "real_features": real_features,
@@ -612,14 +625,15 @@ class DCGAN:
         step's real batch when G needs them (--feature_matching; else None), from the
         same D.  With combined BatchNorm D sees the real batch beside the fake, as in
         D's update."""
-        fake = self._noisy(fake)
+        fake = self._shown_to_d(fake)
         if self.config.d_batchnorm == "combined":
             (_, real_features), (logits, features) = self._discriminator_pair(
-                tf.stop_gradient(self._noisy(real)), real_onehot, fake, fake_onehot)
+                tf.stop_gradient(self._shown_to_d(real)), real_onehot, fake, fake_onehot)
             return logits, features, real_features
         logits, features = self._discriminator(fake, fake_onehot)
-        real_features = self._discriminator(self._noisy(real), real_onehot)[1] if self.config.feature_matching else None
-        return logits, features, real_features
+        if not self.config.feature_matching:
+            return logits, features, None
+        return logits, features, self._discriminator(self._shown_to_d(real), real_onehot)[1]
 
     def _label_targets(self, batch):
         """D's targets: one-sided smoothing (--real_label) and a fraction

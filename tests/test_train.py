@@ -117,16 +117,19 @@ def test_same_seed_gives_the_same_run_bit_for_bit_and_another_seed_does_not(tmp_
     assert any(name.startswith("generator/") for name in differing)
 
 
-@pytest.mark.parametrize("dataset", ["mnist", "folder"])
-def test_resumed_run_equals_the_uninterrupted_run_bit_for_bit(tmp_path, dataset, generated_celeba_dir):
-    folder = {} if dataset == "mnist" else {"dataset": "celebA", "data_dir": str(generated_celeba_dir), "crop": True,
-                                            "input_height": 54, "train_size": 24}
+@pytest.mark.parametrize("dataset, recipe", [("mnist", {}), ("folder", {}),
+                                             ("mnist", {"diffaugment": "color,translation,cutout"})],
+                         ids=["mnist", "folder", "mnist-diffaugment"])
+def test_resumed_run_equals_the_uninterrupted_run_bit_for_bit(tmp_path, dataset, recipe, generated_celeba_dir):
+    folder = {"dataset": "celebA", "data_dir": str(generated_celeba_dir), "crop": True, "input_height": 54,
+              "train_size": 24}
+    overrides = dict(recipe, **({} if dataset == "mnist" else folder))
     # 4 steps of batch 4 over 24 (folder) or 64 (MNIST) examples: the folder run crosses an epoch boundary.
-    whole = tiny_config(tmp_path / "whole", max_steps=4, ckpt_freq=4, **folder)
+    whole = tiny_config(tmp_path / "whole", max_steps=4, ckpt_freq=4, **overrides)
     train.train(whole)
-    first_half = tiny_config(tmp_path / "split", max_steps=2, ckpt_freq=2, **folder)
+    first_half = tiny_config(tmp_path / "split", max_steps=2, ckpt_freq=2, **overrides)
     train.train(first_half)
-    resumed = tiny_config(tmp_path / "split", max_steps=4, ckpt_freq=4, **folder)
+    resumed = tiny_config(tmp_path / "split", max_steps=4, ckpt_freq=4, **overrides)
     assert train.train(resumed) == 4
     assert loss_rows(whole) == loss_rows(resumed)
     assert_same_tensors(checkpoint_values(checkpoint_paths(whole.checkpoint_path)[0]),
