@@ -19,6 +19,8 @@ import signal
 import threading
 import time
 
+from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
+
 import data
 import evaluation
 import replicas as replicas_lib
@@ -158,13 +160,12 @@ class LossHistory:
         if not self.events_dir:
             return {}
         for path in sorted(glob.glob(os.path.join(glob.escape(self.events_dir), "events.out.tfevents.*"))):
-            try:
-                for event in v1.train.summary_iterator(path):
-                    for value in event.summary.value:
-                        if value.tag.startswith("quality/fid"):
-                            values.setdefault(value.tag, {})[event.step] = value.simple_value
-            except tf.errors.DataLossError:  # the record the writer is still writing
-                continue
+            # TensorBoard's own reader: it stops quietly at the record the writer is still writing, and
+            # (unlike tf.compat.v1.train.summary_iterator) prints no deprecation warning into the run's log.
+            for event in LegacyEventFileLoader(path).Load():
+                for value in event.summary.value:
+                    if value.tag.startswith("quality/fid"):
+                        values.setdefault(value.tag, {})[event.step] = value.simple_value
         return {tag: (sorted(by_step), [by_step[s] for s in sorted(by_step)]) for tag, by_step in values.items()}
 
     def plot(self):
