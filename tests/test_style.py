@@ -121,14 +121,10 @@ def test_psi_zero_gives_every_z_the_same_image(tmp_path):
     with tf.Graph().as_default(), v1.Session() as session:
         generator = model.InferenceGenerator(config)
         session.run(v1.global_variables_initializer())
-        set_noise_strengths(session, 0.5)
+        set_noise_strengths(session, 0.0)  # each z has noise of its own; without it only w tells them apart
         style.average_w(config).load(np.linspace(-1, 1, config.w_dim, dtype=np.float32), session)
-
-        def one_by_one(psi):  # each image alone at batch position 0, so all see the same noise
-            return [session.run(generator.images_uint8, {generator.z: z[i:i + 1], generator.truncation_psi: psi})
-                    for i in range(len(z))]
-
-        at_zero, at_one = one_by_one(0.0), one_by_one(1.0)
+        at_zero, at_one = (session.run(generator.images_uint8, {generator.z: z, generator.truncation_psi: psi})
+                           for psi in (0.0, 1.0))
     assert all(np.array_equal(image, at_zero[0]) for image in at_zero)
     assert not all(np.array_equal(image, at_one[0]) for image in at_one)
 
@@ -270,3 +266,58 @@ def test_a_checkpoint_recorded_before_arch_existed_reads_as_dcgan(tmp_path):
     Checkpoints(str(tmp_path), None, architecture).check_architecture()  # the defaults: no difference
     with pytest.raises(UserError, match="arch=dcgan \\(now style\\)"):
         Checkpoints(str(tmp_path), None, style_config(tmp_path).architecture()).check_architecture()
+
+
+def style_sampler(tmp_path, session):
+    """An inference style generator with random weights, noise strength 0.5 and a non-zero average w."""
+    config = style_config(tmp_path, dataset="celebA", c_dim=3, y_dim=0)
+    generator = model.InferenceGenerator(config)
+    session.run(v1.global_variables_initializer())
+    set_noise_strengths(session, 0.5)
+    style.average_w(config).load(np.linspace(-1, 1, config.w_dim, dtype=np.float32), session)
+    return config, generator
+
+
+def test_the_same_z_renders_the_same_at_any_batch_position_in_any_batch_size(tmp_path):
+    """Per-pixel noise is seeded by the sample's z, not its slot: a grid, the explorer (one image) and
+    FID's chunks of 500 all render one z alike, and chunks never reuse each other's noise (issue 24, bug 7)."""
+    with tf.Graph().as_default(), v1.Session() as session:
+        config, generator = style_sampler(tmp_path, session)
+        z = model.fixed_z(6, config, seed=3)
+        whole = generator.generate(session, z)
+        assert len({image.tobytes() for image in whole}) == 6
+        assert np.array_equal(generator.generate(session, z[::-1])[::-1], whole)  # other positions
+        assert np.array_equal(generator.generate(session, z, chunk=4), whole)  # chunks: 4, then 2
+        assert all(np.array_equal(generator.generate(session, z[i:i + 1])[0], whole[i]) for i in range(6))
+        mixed = np.concatenate([model.fixed_z(3, config, seed=4), z[2:3]])  # z[2] among strangers, in slot 3
+        assert np.array_equal(generator.generate(session, mixed)[3], whole[2])
+
+
+def test_different_z_in_the_same_slot_get_different_noise(tmp_path):
+    """At psi 0 every z has the average w, so only the noise can tell two samples apart."""
+    with tf.Graph().as_default(), v1.Session() as session:
+        config, generator = style_sampler(tmp_path, session)
+        z = model.fixed_z(4, config, seed=3)
+        alone = [session.run(generator.images_uint8, {generator.z: z[i:i + 1], generator.truncation_psi: 0.0})[0]
+                 for i in range(len(z))]
+        set_noise_strengths(session, 0.0)
+        quiet = [session.run(generator.images_uint8, {generator.z: z[i:i + 1], generator.truncation_psi: 0.0})[0]
+                 for i in range(len(z))]
+    assert len({image.tobytes() for image in alone}) == len(z)
+    assert len({image.tobytes() for image in quiet}) == 1  # the same w: the noise made the difference
+
+
+def test_the_averaged_generator_copies_w_avg_and_averages_the_weights(tmp_path):
+    """StyleGAN copies the tracked average w into G_ema: averaging it again would lag ~1/(1 - --g_ema) steps."""
+    config = style_config(tmp_path, g_ema=0.999)
+    with tf.Graph().as_default(), v1.Session() as session:
+        images = tf.constant(np.random.RandomState(0).uniform(-1, 1, (4, 16, 16, 1)), tf.float32)
+        gan = model.DCGAN(config, images, tf.constant([0, 1, 2, 3], tf.int64))
+        session.run(gan.initializer)
+        for _ in range(3):
+            assert session.run(gan.fused_train_op)
+        values = {v.op.name: session.run(v) for v in v1.global_variables()}
+    assert np.any(values["generator/w_avg"] != 0)
+    assert np.array_equal(values["generator_ema/w_avg"], values["generator/w_avg"])
+    weight = "mapping/dense0/w"
+    assert not np.array_equal(values[f"generator_ema/{weight}"], values[f"generator/{weight}"])  # still averaged
