@@ -234,6 +234,9 @@ def test_saved_model_takes_psi_as_an_optional_input_and_the_frozen_graph_too(tra
     with tf.Graph().as_default(), v1.Session() as session:
         meta = v1.saved_model.loader.load(session, ["serve"], str(tmp_path / "saved"))
         default, truncated = meta.signature_def["serving_default"], meta.signature_def["truncation"]
+        description = export.read_description(str(tmp_path / "saved"))
+        assert (description["generator"], description["truncation"]) == ("style", True)
+        assert set(description["signatures"]) == set(meta.signature_def)
         assert "truncation_psi" not in default.inputs
         feed = {default.inputs["z"].name: z, default.inputs["labels"].name: labels}
         assert np.array_equal(session.run(default.outputs["images"].name, feed), expected[1.0])
