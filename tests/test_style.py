@@ -1,6 +1,7 @@
 """--arch style (networks/style.py): the mechanisms issue 16 lists, checked by hand-computed values and bit-for-bit
 equality on tiny models (16x16, w_dim 8, 2 mapping layers)."""
 
+import dataclasses
 import math
 import os
 
@@ -13,6 +14,7 @@ from test_train import assert_same_tensors, checkpoint_values, loss_rows
 
 import export
 import model
+import serve
 import train
 import visualize
 from checkpoints import checkpoint_paths, restored_generator
@@ -211,8 +213,6 @@ def test_style_grids_show_their_mechanisms(trained_style):
 
 
 def test_style_visualizations_are_refused_for_a_dcgan_checkpoint_only_when_named(tmp_path):
-    import dataclasses
-
     config = tiny_config(tmp_path, max_steps=1, z_dim=2)
     train.train(config)
     written = {os.path.basename(p) for p in visualize.visualize(config)}  # the default: all that apply
@@ -324,3 +324,48 @@ def test_the_averaged_generator_copies_w_avg_and_averages_the_weights(tmp_path):
     assert np.array_equal(values["generator_ema/w_avg"], values["generator/w_avg"])
     weight = "mapping/dense0/w"
     assert not np.array_equal(values[f"generator_ema/{weight}"], values[f"generator/{weight}"])  # still averaged
+
+
+def test_the_explorer_takes_psi_for_a_style_checkpoint_and_its_saved_model(trained_style, tmp_path):
+    """Issue 24, bug 8: the explorer refused psi for every generator; a style one's grid, image,
+    interpolation and arithmetic take it, from the checkpoint and from the SavedModel's truncation signature."""
+    import http.client
+    import io
+    import json
+
+    z, labels = model.fixed_z(1, trained_style, seed=5), model.sample_labels(1, trained_style)
+    z_text = ",".join(repr(float(v)) for v in z[0])
+    export.export_saved_model(trained_style, str(tmp_path / "saved"))
+
+    def answers(explorer):
+        with serve.serving_in_background(explorer) as running:
+            def ask(method, path, body=None):
+                connection = http.client.HTTPConnection(*running.server_address[:2], timeout=60)
+                connection.request(method, path, body=body)
+                answer = connection.getresponse()
+                return answer.status, answer.read()
+
+            info = json.loads(ask("GET", "/api/info")[1])
+            group = json.dumps([z[0].tolist()])
+            arithmetic = json.dumps({"a": json.loads(group), "b": json.loads(group), "c": json.loads(group), "psi": 0})
+            return info, {psi: ask("GET", f"/api/image?z={z_text}&label=0&psi={psi}") for psi in (0, 1)}, {
+                "grid": ask("GET", "/api/grid?count=4&seed=1&psi=0.5")[0],
+                "interpolate": ask("GET", f"/api/interpolate?a={z_text}&b={z_text}&t=0.5&psi=0.5")[0],
+                "arithmetic": ask("POST", "/api/arithmetic", arithmetic.encode())[0],
+                "too far": ask("GET", f"/api/image?z={z_text}&psi=3")}
+
+    with restored_generator(trained_style) as restored:
+        generator = restored.generator
+        expected = {psi: restored.session.run(generator.images_uint8, {**generator.feed(z, labels),
+                                                                       generator.truncation_psi: psi})[0]
+                    for psi in (0.0, 1.0)}
+        from_checkpoint = answers(serve.checkpoint_explorer(restored))
+    with tf.Graph().as_default(), v1.Session() as session:
+        from_saved_model = answers(serve.saved_model_explorer(
+            dataclasses.replace(trained_style, serve_model=str(tmp_path / "saved")), session))
+    for info, images, others in (from_checkpoint, from_saved_model):
+        assert info["truncation"] is True and info["psi"] == trained_style.truncation_psi
+        for psi, (status, body) in images.items():
+            assert status == 200 and np.array_equal(imageio.imread(io.BytesIO(body)).reshape(expected[psi].shape),
+                                                    expected[psi])
+        assert others.pop("too far")[0] == 400 and others == {"grid": 200, "interpolate": 200, "arithmetic": 200}
