@@ -264,7 +264,9 @@ def d_filter_maps(config, checkpoint, images_uint8, labels):
     session_config.graph_options.rewrite_options.remapping = rewriter_config_pb2.RewriterConfig.OFF
     with tf.Graph().as_default() as graph, v1.Session(config=session_config) as session:
         images = v1.placeholder(tf.float32, [None, config.output_height, config.output_width, config.c_dim])
-        onehot = tf.one_hot(labels, config.y_dim) if config.conditional else None
+        # D as training built it: AC-GAN's D is not shown the labels (it predicts them), the concat D is.
+        shown_labels = config.conditional and config.conditioning == "concat"
+        onehot = tf.one_hot(labels, config.y_dim) if shown_labels else None
         with graph.gradient_override_map({"LeakyRelu": "GuidedLeakyRelu"}):
             model.discriminator(images, onehot, config)
         responses = _last_conv_output(graph)
