@@ -358,7 +358,7 @@ def resolve(config):
              "an unconstrained critic diverges")
     _require(c.conditioning in ("concat", "acgan"), f"--conditioning must be concat or acgan (got {c.conditioning!r})")
     _require(c.conditioning == "concat" or c.conditional,
-             "--conditioning acgan needs labelled data and --y_dim > 0 (mnist, fashion)")
+             "--conditioning acgan needs labelled data and --y_dim > 0 (mnist, fashion, cifar10)")
     _require(not c.image_pool or c.image_pool >= c.batch_size,
              f"--image_pool {c.image_pool} must hold at least one batch (--batch_size {c.batch_size}), or be 0 (off)")
     c.diffaugment = diffaugment_policy(c.diffaugment)

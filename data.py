@@ -473,7 +473,22 @@ def open_source(config):
         raise UserError(
             f"{directory}: {source.num_examples} examples is fewer than one batch (--batch_size={config.batch_size})"
         )
+    if config.conditional:
+        _check_labels(config, source)
     return source
+
+
+def _check_labels(config, source):
+    """A conditional model (--y_dim > 0) needs labels from the data, each below --y_dim: an image folder
+    would give every example class 0, and tf.one_hot turns a label >= --y_dim into an all-zero vector
+    without a word.  Checked here because the labels are in memory once the source is open."""
+    if source.arrays is None:
+        raise UserError(f"--y_dim {config.y_dim}: {source.description} has no labels (an image folder), so a "
+                        "conditional model would see class 0 only; pass --y_dim 0")
+    largest = int(source.arrays[1].max())
+    if largest >= config.y_dim:
+        raise UserError(f"--y_dim {config.y_dim}: the labels of {source.description} go up to {largest}; "
+                        f"pass --y_dim {largest + 1} or more (or 0: unconditional)")
 
 
 def _match_channels(image, c_dim):

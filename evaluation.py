@@ -9,6 +9,7 @@ reading it.  Datasets with their own classifier (MNIST, Fashion-MNIST) also
 get class statistics of the samples (`metrics.class_statistics`).
 """
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -74,14 +75,38 @@ def generate_uint8(session, generator, config, count, seed):
     return generator.generate(session, fixed_z(count, config, seed), sample_labels(count, config), chunk=500)
 
 
+def folder_content_digest(directory):
+    """A digest of every file below `directory`: its path relative to `directory`, size and modification
+    time (os.walk's order, sorted; folders reached through symbolic links are not entered, as
+    data.list_image_files does not enter them).
+
+    Cheap and correct for the real-statistics key: one stat per file and nothing read or decoded (a digest
+    of the decoded images would read, and for CIFAR-10 class folders decode, the whole set at every
+    evaluation, which the cache exists to avoid), and every reader of data.open_source reads only below
+    the dataset folder, so any change to what it reads changes the digest: a file added (CIFAR-10's
+    binary batches beside class folders, which then win), removed, replaced or rewritten.  It also
+    changes when an unused file does (the test split, a README), which only costs a recomputation."""
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(directory, followlinks=False):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            with contextlib.suppress(OSError):  # a dangling link: nothing any reader could read
+                stat = os.stat(path)
+                digest.update(f"{os.path.relpath(path, directory)}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+    return digest.hexdigest()
+
+
 def real_statistics_key(config):
     """Everything that changes the real images' statistics, besides the feature network (whose digest
-    `metrics.statistics_cache_path` adds): which files (dataset folder, pattern, train_size), how they are
-    preprocessed (crop, input and output size, channels) and how many are used.  `real_images_uint8` reads
-    in a fixed order, so the seed and batch size are not part of it."""
+    `metrics.statistics_cache_path` adds): which files (what the dataset folder holds, `folder_content_digest`,
+    the pattern and train_size that pick among them), how they are preprocessed (crop, input and output
+    size, channels) and how many are used.  The folder's content, not its path: replacing the data in place
+    must not reuse the old statistics.  `real_images_uint8` reads in a fixed order, so the seed and batch
+    size are not part of it."""
     return {
         "dataset": config.dataset,
-        "directory": os.path.abspath(data.dataset_directory(config.dataset, config.data_dir)),
+        "content": folder_content_digest(data.dataset_directory(config.dataset, config.data_dir)),
         "input_fname_pattern": config.input_fname_pattern, "train_size": config.train_size,
         "crop": config.crop, "input_height": config.input_height, "input_width": config.input_width,
         "output_height": config.output_height, "output_width": config.output_width, "c_dim": config.c_dim,

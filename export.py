@@ -28,18 +28,23 @@ DESCRIPTION_FILE = os.path.join("assets.extra", "dcgan.json")
 
 
 def describe(config):
-    """What a client needs to feed the generator: the training flags that define its inputs and outputs."""
+    """What a client needs to feed the generator: the training flags that define its inputs and outputs,
+    the generator family (--arch), and whether it has the `truncation` signature (the style generator)."""
+    labels = " + labels [n] int64" if config.conditional else ""
+    signatures = {
+        "serving_default": f"z [n, z_dim] float32{labels} -> images [n, height, width, channels] uint8",
+        "sample": "count int32 + seed int64" + (" + labels [count] int64" if config.conditional else "")
+                  + " -> images uint8, z (drawn from z_dist)",
+    }
+    truncation = config.arch == "style"
+    if truncation:
+        signatures["truncation"] = (f"z [n, z_dim] float32{labels} + truncation_psi float32 -> images "
+                                    f"(w_avg + psi (w - w_avg); serving_default uses psi {config.truncation_psi:g})")
     return {
-        "generator": "dcgan", "z_dim": config.z_dim, "z_dist": config.z_dist,
+        "generator": config.arch, "z_dim": config.z_dim, "z_dist": config.z_dist,
         "z_range": [-1.0, 1.0] if config.z_dist == "uniform" else None,
         "height": config.output_height, "width": config.output_width, "channels": config.c_dim,
-        "classes": config.y_dim, "truncation": False,
-        "signatures": {
-            "serving_default": "z [n, z_dim] float32" + (" + labels [n] int64" if config.conditional else "")
-                               + " -> images [n, height, width, channels] uint8",
-            "sample": "count int32 + seed int64" + (" + labels [count] int64" if config.conditional else "")
-                      + " -> images uint8, z (drawn from z_dist)",
-        },
+        "classes": config.y_dim, "truncation": truncation, "signatures": signatures,
     }
 
 

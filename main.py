@@ -31,7 +31,8 @@ HELP = {
     "output_width": "generated image width (0 = output_height)",
     "crop": "centre-crop input_height x input_width before resizing (default: on for celebA)",
     "c_dim": "image channels, 1 or 3 (0 = from the data)",
-    "y_dim": "number of classes for a conditional model (0 = unconditional; -1 = dataset default: mnist/fashion 10)",
+    "y_dim": "number of classes for a conditional model, at least the largest label + 1; needs labelled data "
+             "(mnist, fashion, cifar10) (0 = unconditional; -1 = dataset default: mnist/fashion 10)",
     "cache": "image folders: keep decoded, resized images after the first epoch in 'memory' or in files "
              "at this path prefix (a digest of the files and flags is appended); default: decode every epoch",
     "z_dim": "dimension of z",

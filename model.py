@@ -25,6 +25,7 @@ import diffaugment
 import losses
 import ops
 from networks import (
+    AVERAGE_W_NAME,
     DISCRIMINATOR_SCOPE,
     GENERATOR_AVERAGE_SCOPE,
     GENERATOR_SCOPE,
@@ -295,10 +296,13 @@ def generator_average(decay, g_updates, step):
     (copy, variable, 1 - d) that G's train op assigns after each applied
     update: copy = d * copy + (1 - d) * variable, d = ema_decay(decay, step).
     The BatchNorm averages are averaged like the weights (as BigGAN's G_ema
-    averages its whole state dict), so they follow the averaged network's time scale."""
+    averages its whole state dict), so they follow the averaged network's time scale.  The style generator's
+    average w is copied (rate 1), as StyleGAN's Gs copies dlatent_avg: it is already an average, and
+    averaging it again would put the truncation centre ~1/(1 - d) steps behind the tracked one."""
     weights = scope_variables(GENERATOR_SCOPE) + list(dict.fromkeys(moving for moving, _, _ in g_updates))
     rate = 1.0 - ema_decay(decay, step)
-    return [(ops.moving_average_variable(averaged_name(variable), None, variable.initial_value), variable, rate)
+    return [(ops.moving_average_variable(averaged_name(variable), None, variable.initial_value), variable,
+             1.0 if variable.op.name == f"{GENERATOR_SCOPE}/{AVERAGE_W_NAME}" else rate)
             for variable in weights]
 
 

@@ -163,8 +163,11 @@ def batch_norm(x, is_training, update_moving_stats=True, track_moving_stats=True
 
 
 def moving_average_assignments(updates):
-    """The assign ops for MOVING_AVERAGE_UPDATES triples: moving -= decay * (moving - batch_value)."""
-    return [moving.assign_sub(decay * (moving - value), read_value=False) for moving, value, decay in updates]
+    """The assign ops for MOVING_AVERAGE_UPDATES triples: moving -= decay * (moving - batch_value), and for
+    a decay of exactly 1 (a Python number: a copy) moving = batch_value, since moving - (moving - value)
+    can miss value by a rounding."""
+    return [moving.assign(value, read_value=False) if isinstance(decay, float | int) and decay == 1
+            else moving.assign_sub(decay * (moving - value), read_value=False) for moving, value, decay in updates]
 
 
 def conv_cond_concat(x, y, data_format="NHWC"):

@@ -16,6 +16,8 @@ API (all GET but arithmetic):
   /api/image?z[&label]              one image
   /api/interpolate?a&b&t&mode[&label]  the image at t in [0, 1] between z a and z b, mode linear or slerp
   POST /api/arithmetic {a, b, c: [[z]...], label?, seed?}  A - B + C as in the DCGAN paper, PNG grid
+A style generator's (--arch style) images also take `psi` (the truncation ψ; "psi" in arithmetic's
+body); other generators refuse it.
 """
 
 import contextlib
@@ -48,6 +50,8 @@ MAX_IMAGES = 64  # per request: a grid larger than a screen only costs the other
 MAX_BODY_BYTES = 1 << 20
 MAX_ABS_Z = 10.0  # far beyond either training distribution; larger values only saturate G
 MAX_SEED = 2 ** 31 - 1
+# Truncation ψ accepted: StyleGAN's figures go from -1 to 1; beyond ±2 w only moves further from the average.
+MAX_ABS_PSI = 2.0
 INTERPOLATIONS = ("linear", "slerp")
 
 
@@ -67,19 +71,25 @@ class Explorer:
     z: object
     labels: object  # None for an unconditional generator
     images: object
-    config: object  # z_dim, z_dist, output size, c_dim, y_dim of the generator
+    config: object  # z_dim, z_dist, output size, c_dim, y_dim and arch of the generator
     source: str
+    truncation_psi: object = None  # the style generator's ψ input (a scalar with a default); None for others
 
     def info(self):
         c = self.config
+        truncation = self.truncation_psi is not None
         return {"z_dim": c.z_dim, "z_dist": c.z_dist, "height": c.output_height, "width": c.output_width,
-                "channels": c.c_dim, "classes": c.y_dim, "truncation": False, "style_mixing": False,
-                "max_images": MAX_IMAGES, "max_abs_z": MAX_ABS_Z, "source": self.source}
+                "channels": c.c_dim, "classes": c.y_dim, "truncation": truncation,
+                "psi": float(self.session.run(self.truncation_psi)) if truncation else None,
+                "max_abs_psi": MAX_ABS_PSI, "style_mixing": False, "max_images": MAX_IMAGES, "max_abs_z": MAX_ABS_Z,
+                "source": self.source}
 
-    def generate(self, z, labels):
+    def generate(self, z, labels, psi=None):
         feed = {self.z: z}
         if self.labels is not None:
             feed[self.labels] = labels
+        if psi is not None:
+            feed[self.truncation_psi] = psi
         return self.session.run(self.images, feed)
 
     # ---- request parsing: each raises BadRequest naming the parameter ----
@@ -121,9 +131,14 @@ class Explorer:
             return np.arange(count, dtype=np.int64) % classes
         return np.full(count, _integer("label", value, 0, classes - 1), np.int64)
 
-    def refuse_psi(self, params):
-        if "psi" in params:
-            raise BadRequest("psi: this DCGAN generator has no truncation; psi applies to the style generator")
+    def psi(self, params):
+        """The request's truncation ψ, None when not given (the generator's own default)."""
+        if "psi" not in params:
+            return None
+        if self.truncation_psi is None:
+            raise BadRequest(f"psi: this generator (--arch {self.config.arch}) has no truncation; psi applies to "
+                             "--arch style")
+        return _number("psi", params["psi"], -MAX_ABS_PSI, MAX_ABS_PSI)
 
 
 def _integer(name, value, low, high):
@@ -180,17 +195,17 @@ class Routes:
                                                "labels": None if labels is None else labels.tolist()}).encode()
 
     def grid(self, params):
-        self.explorer.refuse_psi(params)
+        psi = self.explorer.psi(params)
         z = self._sample_z(params)
-        return self._png(self.explorer.generate(z, self.explorer.label(params.get("label"), len(z))))
+        return self._png(self.explorer.generate(z, self.explorer.label(params.get("label"), len(z)), psi))
 
     def image(self, params):
-        self.explorer.refuse_psi(params)
+        psi = self.explorer.psi(params)
         z = self.explorer.z_vector(_required(params, "z"))[np.newaxis]
-        return self._png(self.explorer.generate(z, self.explorer.label(params.get("label"), 1)))
+        return self._png(self.explorer.generate(z, self.explorer.label(params.get("label"), 1), psi))
 
     def interpolate(self, params):
-        self.explorer.refuse_psi(params)
+        psi = self.explorer.psi(params)
         a = self.explorer.z_vector(_required(params, "a"), "a")
         b = self.explorer.z_vector(_required(params, "b"), "b")
         t = _number("t", _required(params, "t"), 0.0, 1.0)
@@ -198,14 +213,14 @@ class Routes:
         if mode not in INTERPOLATIONS:
             raise BadRequest(f"mode: {mode!r}; choose {' or '.join(INTERPOLATIONS)}")
         z = interpolate(a, b, t, mode)[np.newaxis]
-        return self._png(self.explorer.generate(z, self.explorer.label(params.get("label"), 1)))
+        return self._png(self.explorer.generate(z, self.explorer.label(params.get("label"), 1), psi))
 
     def arithmetic(self, body):
-        self.explorer.refuse_psi(body)
+        psi = self.explorer.psi(body)
         a, b, c = (self.explorer.z_group(body, name) for name in ("a", "b", "c"))
         z = visualize.arithmetic_z(a, b, c, _integer("seed", body.get("seed", 0), 0, MAX_SEED))
         one_class = body.get("label", 0 if self.explorer.config.y_dim else None)  # all nine show one class
-        return self._png(self.explorer.generate(z, self.explorer.label(one_class, len(z))))
+        return self._png(self.explorer.generate(z, self.explorer.label(one_class, len(z)), psi))
 
 
 def make_handler(routes):
@@ -302,18 +317,23 @@ def make_server(explorer, host, port):
 
 
 def saved_model_explorer(config, session):
-    """An Explorer on the SavedModel at --serve_model, loaded into `session`'s graph."""
+    """An Explorer on the SavedModel at --serve_model, loaded into `session`'s graph; ψ comes from its
+    `truncation` signature (a style generator's), whose other inputs and output are serving_default's."""
     import export
 
     description = export.read_description(config.serve_model)
-    signature = v1.saved_model.loader.load(session, ["serve"], config.serve_model).signature_def["serving_default"]
-    graph = session.graph
+    signatures = v1.saved_model.loader.load(session, ["serve"], config.serve_model).signature_def
+    signature, graph = signatures["serving_default"], session.graph
     model_config = dataclasses.replace(
         config, z_dim=description["z_dim"], z_dist=description["z_dist"], output_height=description["height"],
-        output_width=description["width"], c_dim=description["channels"], y_dim=description["classes"])
+        output_width=description["width"], c_dim=description["channels"], y_dim=description["classes"],
+        arch=description.get("generator", "dcgan"))
     labels = graph.get_tensor_by_name(signature.inputs["labels"].name) if "labels" in signature.inputs else None
+    psi = (graph.get_tensor_by_name(signatures["truncation"].inputs["truncation_psi"].name)
+           if "truncation" in signatures else None)
     return Explorer(session, graph.get_tensor_by_name(signature.inputs["z"].name), labels,
-                    graph.get_tensor_by_name(signature.outputs["images"].name), model_config, config.serve_model)
+                    graph.get_tensor_by_name(signature.outputs["images"].name), model_config, config.serve_model,
+                    psi)
 
 
 @contextlib.contextmanager
@@ -334,7 +354,7 @@ def checkpoint_explorer(restored):
     """An Explorer on a checkpoints.RestoredGenerator."""
     generator = restored.generator
     return Explorer(restored.session, generator.z, generator.labels, generator.images_uint8, restored.config,
-                    restored.path)
+                    restored.path, generator.truncation_psi)
 
 
 def run_server(explorer, config):

@@ -23,12 +23,14 @@ from tensorboard.backend.event_processing.event_file_loader import LegacyEventFi
 
 import data
 import evaluation
+import ops
 import replicas as replicas_lib
 import utils
 from checkpoints import ROLLBACK_FILE, Checkpoints, RollbackRecord, checkpoint_step, read_rollback, write_rollback
 from config import LOSSES_WITH_TARGETS, NAN_SKIP_LIMIT, ROLLBACK_LIMIT, ROLLBACK_RATE_FACTOR
 from errors import CollapseDetected, TrainingDiverged, UserError
 from model import DCGAN, fixed_z, sample_labels
+from networks import RANDOM_STREAMS
 from tf_runtime import cpu_has_bfloat16, session_config, tf
 from watchdog import CollapseWatchdog
 
@@ -113,17 +115,31 @@ def _summary_thread_quiet():
         tf_logger.removeFilter(keep)
 
 
+# Graph collections that hold Python objects (model.RandomStreams, moving-average triples): a MetaGraphDef
+# cannot store them, and exporting them logs "Issue encountered when serializing ..." for each.
+PYTHON_OBJECT_COLLECTIONS = (RANDOM_STREAMS, ops.MOVING_AVERAGE_UPDATES)
+
+
 class SummaryWriter(v1.summary.FileWriter):
     """TensorBoard's FileWriter, failing like every other output: with OSError.
 
     TF writes events on a background thread; when a write fails (full disk,
     read-only folder) the next call re-raises it as a RuntimeError, and a
     folder that cannot be created raises a tf.errors.OpError.
+
+    Given a `graph`, it writes what FileWriter(logdir, graph) writes (the
+    GraphDef and a MetaGraphDef) minus PYTHON_OBJECT_COLLECTIONS, so a new
+    run prints no TensorFlow warnings.
     """
 
-    def __init__(self, *args):
+    def __init__(self, logdir, graph=None):
         with _as_os_error():
-            super().__init__(*args)
+            super().__init__(logdir)
+            if graph is not None:
+                self.add_graph(graph)
+                kept = [key for key in graph.get_all_collection_keys() if key not in PYTHON_OBJECT_COLLECTIONS]
+                self.add_meta_graph(v1.train.export_meta_graph(
+                    graph=graph, graph_def=graph.as_graph_def(add_shapes=True), collection_list=kept))
 
     def add_summary(self, *args):
         with _as_os_error():

@@ -264,7 +264,9 @@ def d_filter_maps(config, checkpoint, images_uint8, labels):
     session_config.graph_options.rewrite_options.remapping = rewriter_config_pb2.RewriterConfig.OFF
     with tf.Graph().as_default() as graph, v1.Session(config=session_config) as session:
         images = v1.placeholder(tf.float32, [None, config.output_height, config.output_width, config.c_dim])
-        onehot = tf.one_hot(labels, config.y_dim) if config.conditional else None
+        # D as training built it: AC-GAN's D is not shown the labels (it predicts them), the concat D is.
+        shown_labels = config.conditional and config.conditioning == "concat"
+        onehot = tf.one_hot(labels, config.y_dim) if shown_labels else None
         with graph.gradient_override_map({"LeakyRelu": "GuidedLeakyRelu"}):
             model.discriminator(images, onehot, config)
         responses = _last_conv_output(graph)
@@ -341,34 +343,41 @@ def style_visualizations(restored, options, seed):
 
 class StyleTools:
     """Feeds a restored style generator below z: w (truncated by the generator's
-    ψ) from z, and images from fed per-layer styles, on the generator's variables
-    (the averaged G's with --g_ema, as its samples)."""
+    ψ) and the noise seeds of z, and images from fed per-layer styles and noise
+    seeds, on the generator's variables (the averaged G's with --g_ema, as its
+    samples).  An image made from one z's w and seeds is that z's sample."""
 
     def __init__(self, session, generator, config):
         self.session, self.generator, self.config = session, generator, config
         self.layers = style.num_layers(config)
         self.styles = tf.compat.v1.placeholder(tf.float32, [None, self.layers, config.w_dim], name="layer_styles")
+        self.noise_seeds = tf.compat.v1.placeholder(tf.int64, [None], name="layer_noise_seeds")
         with generator.variables():
             self.w = style.truncate(style.mapping(generator.z, generator.labels_onehot, config),
                                     style.average_w(config), generator.truncation_psi)
-            self.images = to_uint8(style.synthesis(self.styles, config, style.inference_noise))
+            self.seeds = style.noise_seeds(generator.z)
+            self.images = to_uint8(style.synthesis(self.styles, config,
+                                                   style.inference_noise(self.noise_seeds, config)))
 
     def w_of(self, count, seed, extra_feed=None):
+        """(w [count, w_dim], noise seeds [count]) of `count` z drawn with `seed`."""
         config = self.config
         feed = self.generator.feed(fixed_z(count, config, seed), class_labels(config, (count,), 0))
-        return self.session.run(self.w, {**feed, **(extra_feed or {})})
+        return self.session.run((self.w, self.seeds), {**feed, **(extra_feed or {})})
 
-    def synthesize(self, styles):
-        return self.session.run(self.images, {self.styles: styles})
+    def synthesize(self, styles, noise_seeds):
+        return self.session.run(self.images, {self.styles: styles, self.noise_seeds: noise_seeds})
 
     def style_mixing_grids(self, seed):
         """[(resolution, images)]: for each resolution but the output's, a
         (1 + STYLE_SOURCES)² grid whose cell (r, c) takes the layers up to that
         resolution from source A_r and the rest from B_c; the first row shows
-        the B sources, the first column the A sources, the corner is blank."""
-        coarse = self.w_of(STYLE_SOURCES, seed)
-        fine = self.w_of(STYLE_SOURCES, seed + 1)
-        pure = self.synthesize(np.repeat(np.concatenate([coarse, fine])[:, None], self.layers, axis=1))
+        the B sources, the first column the A sources, the corner is blank.  A cell
+        takes B_c's noise, as the fine layers (where noise acts most) are B's."""
+        coarse, coarse_seeds = self.w_of(STYLE_SOURCES, seed)
+        fine, fine_seeds = self.w_of(STYLE_SOURCES, seed + 1)
+        pure = self.synthesize(np.repeat(np.concatenate([coarse, fine])[:, None], self.layers, axis=1),
+                               np.concatenate([coarse_seeds, fine_seeds]))
         blank = np.zeros_like(pure[:1])
         grids = []
         for index, resolution in enumerate(style.resolutions(self.config)[:-1]):
@@ -376,25 +385,30 @@ class StyleTools:
             first = np.arange(self.layers)[None, None, :, None] < crossover
             mixed = np.where(first, coarse[:, None, None], fine[None, :, None]).reshape(-1, self.layers,
                                                                                         self.config.w_dim)
-            cells = self.synthesize(mixed).reshape(STYLE_SOURCES, STYLE_SOURCES, *pure.shape[1:])
+            cells = self.synthesize(mixed, np.tile(fine_seeds, STYLE_SOURCES)).reshape(
+                STYLE_SOURCES, STYLE_SOURCES, *pure.shape[1:])
             rows = [np.concatenate([blank, pure[STYLE_SOURCES:]])]
             rows += [np.concatenate([pure[r:r + 1], cells[r]]) for r in range(STYLE_SOURCES)]
             grids.append((resolution, np.concatenate(rows)))
         return grids
 
     def truncation_grid(self, seed, steps=SWEEP_STEPS):
-        """Row r: random z number r at ψ = 0, 1/(steps-1), ..., 1 (ψ = 0: the average w in every row)."""
-        columns = [self.w_of(steps, seed, {self.generator.truncation_psi: psi}) for psi in np.linspace(0, 1, steps)]
+        """Row r: random z number r at ψ = 0, 1/(steps-1), ..., 1 (ψ = 0: the average w in every row), all
+        with z number r's noise, so only ψ changes along a row."""
+        columns = [self.w_of(steps, seed, {self.generator.truncation_psi: psi})[0] for psi in np.linspace(0, 1, steps)]
+        seeds = self.w_of(steps, seed)[1]
         return self.synthesize(np.repeat(np.stack(columns, axis=1).reshape(-1, 1, self.config.w_dim),
-                                         self.layers, axis=1))
+                                         self.layers, axis=1), np.repeat(seeds, steps))
 
     def noise_grid(self, seed):
-        """Row r: one w under NOISE_ROWS - 1 different noise draws, then the
-        per-pixel standard deviation over NOISE_REALIZATIONS draws (averaged over
-        channels, scaled so the grid's largest is white): where noise acts."""
+        """Row r: one w under NOISE_ROWS - 1 different noise draws (the first is
+        its z's own: the sample), then the per-pixel standard deviation over
+        NOISE_REALIZATIONS draws (averaged over channels, scaled so the grid's
+        largest is white): where noise acts."""
         rows = []
-        for w in self.w_of(NOISE_ROWS, seed):
-            images = self.synthesize(np.broadcast_to(w, (NOISE_REALIZATIONS, self.layers, len(w))))
+        for w, own_seed in zip(*self.w_of(NOISE_ROWS, seed), strict=True):
+            images = self.synthesize(np.broadcast_to(w, (NOISE_REALIZATIONS, self.layers, len(w))),
+                                     np.concatenate([[own_seed], np.arange(1, NOISE_REALIZATIONS)]))
             deviation = images.astype(np.float64).std(axis=0).mean(axis=-1, keepdims=True)
             rows.append((images[:NOISE_ROWS - 1], deviation))
         brightest = max(max(d.max() for _, d in rows), 1e-12)

@@ -18,6 +18,8 @@ DISCRIMINATOR_SCOPE = "discriminator"
 # The exponential moving average of G's weights (--g_ema): the same variable
 # names as under GENERATOR_SCOPE, so the same network code builds on either.
 GENERATOR_AVERAGE_SCOPE = "generator_ema"
+# The style generator's tracked average w (generator/w_avg, networks/style.py): --g_ema copies it.
+AVERAGE_W_NAME = "w_avg"
 # Collection holding the training graph's model.RandomStreams: networks that
 # draw noise (the MLP D's dropout) take stateless seeds from it, so a resumed
 # run draws what the uninterrupted run would have; a graph without it (the

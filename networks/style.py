@@ -20,7 +20,8 @@ Training feeds one w to every layer, or with probability --style_mixing two
 (w₁ from z, w₂ from a second z) switched at a random crossover layer, and
 tracks the average w (`generator/w_avg`, a moving average applied with G's
 update like BatchNorm's, so it is checkpointed and a skipped step leaves it).
-Sampling moves w towards it: w_avg + ψ(w - w_avg), --truncation_psi.
+Sampling moves w towards it: w_avg + ψ(w - w_avg), --truncation_psi, and
+draws each sample's noise from a seed computed from its own z (noise_seeds).
 
 Deliberate differences from the paper: the output goes through tanh, as every
 generator of this project ends in [-1, 1] (the DCGAN discriminator and the
@@ -33,7 +34,7 @@ import math
 from typing import NamedTuple
 
 import ops
-from networks import GENERATOR_SCOPE
+from networks import AVERAGE_W_NAME, GENERATOR_SCOPE
 from tf_runtime import tf
 
 v1 = tf.compat.v1
@@ -115,7 +116,7 @@ def mapping(z, labels_onehot, config):
 def average_w(config):
     """The average w (`generator/w_avg`): not trained, moved by G's updates, saved in checkpoints."""
     with v1.variable_scope(GENERATOR_SCOPE, reuse=v1.AUTO_REUSE):
-        return ops.moving_average_variable("w_avg", [config.w_dim], v1.zeros_initializer())
+        return ops.moving_average_variable(AVERAGE_W_NAME, [config.w_dim], v1.zeros_initializer())
 
 
 def truncate(w, w_average, psi):
@@ -161,11 +162,31 @@ def training_styles(z, labels_onehot, config, random, update_average):
     return TrainingStyles(mix_styles(w, mixing_w, crossover, layers), w, mixing_w, crossover)
 
 
-def inference_noise(layer):
-    """Per-pixel noise for sampling: fixed per layer and per position in the
-    batch, so a sample grid is reproducible, yet different for every image of
-    a batch (the `noise` visualisation feeds one w many times)."""
-    return lambda shape: tf.random.stateless_normal(shape, tf.constant([0, layer], tf.int64))
+def noise_seeds(z):
+    """One int64 seed per sample [batch]: a 64-bit fingerprint (FarmHash, as tf.strings.to_hash_bucket_fast
+    computes it on every platform) of the float32 bits of its z.
+
+    So a z gets the same per-pixel noise wherever it sits in whichever batch (a grid, the explorer's one
+    image, FID's chunks of 500 all render it alike), and distinct z get distinct noise: two collide with
+    probability about 2^-63, so 10k samples never share noise maps.  Bits, not decimal text, so z that
+    differ in the last bit differ."""
+    bits = tf.strings.as_string(tf.bitcast(z, tf.int32))
+    return tf.strings.to_hash_bucket_fast(tf.strings.reduce_join(bits, axis=1, separator=","), 2 ** 63 - 1)
+
+
+def inference_noise(seeds, config):
+    """`noise_for_layer` for sampling: every layer's per-pixel noise of sample i drawn from its seed
+    `seeds[i]` (`noise_seeds` of its z, or any int64 seeds: the `noise` visualisation feeds one w with
+    many).  One stateless draw per sample covers all layers, so the batch costs one loop over samples
+    (stateless ops take one seed per call and do not vectorise)."""
+    sizes = [resolution for resolution in resolutions(config) for _ in range(2)]  # each layer's, two per resolution
+    pixels = [size * size for size in sizes]
+    per_sample = tf.map_fn(
+        lambda seed: tf.random.stateless_normal([sum(pixels)], tf.stack([seed, tf.constant(0, tf.int64)])),
+        seeds, fn_output_signature=tf.TensorSpec([sum(pixels)], tf.float32))
+    maps = [tf.reshape(part, [-1, size, size, 1])
+            for part, size in zip(tf.split(per_sample, pixels, axis=1), sizes, strict=True)]
+    return lambda layer: lambda shape: maps[layer]  # [batch, size, size, 1], the shape synthesis asks for
 
 
 def upsample(x, method):
@@ -177,8 +198,9 @@ def upsample(x, method):
 def synthesis(styles, config, noise_for_layer):
     """Images [batch, H, W, c_dim] in [-1, 1] from per-layer styles [batch, layers, w_dim].
 
-    `noise_for_layer(layer)` gives a function of a shape that returns N(0, 1)
-    noise of that shape: the training graph's random streams, or inference_noise.
+    `noise_for_layer(layer)` gives a function of a shape [batch, H, W, 1] that
+    returns N(0, 1) noise of that shape: the training graph's random streams, or
+    inference_noise (per-sample noise of that layer).
     """
     batch = tf.shape(styles)[0]
     layer = 0
@@ -218,7 +240,8 @@ def generator(z, labels_onehot, config, is_training, update_moving_stats=True, r
 
     Training draws the noise and the style mixing from `random`
     (model.RandomStreams); inference truncates w with the `truncation_psi`
-    tensor (None: config.truncation_psi) and uses inference_noise.
+    tensor (None: config.truncation_psi) and draws each sample's noise from
+    its own z (inference_noise of noise_seeds).
     """
     if is_training:
         if random is None:
@@ -227,4 +250,4 @@ def generator(z, labels_onehot, config, is_training, update_moving_stats=True, r
         return synthesis(styles, config, lambda layer: random.normal)
     psi = config.truncation_psi if truncation_psi is None else truncation_psi
     w = truncate(mapping(z, labels_onehot, config), average_w(config), psi)
-    return synthesis(same_style(w, num_layers(config)), config, inference_noise)
+    return synthesis(same_style(w, num_layers(config)), config, inference_noise(noise_seeds(z), config))

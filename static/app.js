@@ -4,7 +4,8 @@
 
 const GRID_COUNT = 16;
 const $ = (id) => document.getElementById(id);
-const state = { info: null, seed: 0, samples: null, z: null, label: null, a: null, b: null, groups: { a: [], b: [], c: [] } };
+const state = { info: null, seed: 0, samples: null, z: null, label: null, psi: null, a: null, b: null,
+  groups: { a: [], b: [], c: [] } };
 
 function showError(message) { $("status").textContent = message; }
 
@@ -22,7 +23,10 @@ const zText = (z) => z.map((v) => +v.toFixed(4)).join(",");
 
 function labelQuery(label) { return label === null || label === undefined ? "" : `&label=${label}`; }
 
-function selectedUrl() { return `/api/image?z=${zText(state.z)}${labelQuery(state.label)}`; }
+// The truncation psi of a style generator (null for the others, which refuse it).
+function psiQuery() { return state.psi === null ? "" : `&psi=${state.psi}`; }
+
+function selectedUrl() { return `/api/image?z=${zText(state.z)}${labelQuery(state.label)}${psiQuery()}`; }
 
 function renderSelected() {
   if (!state.z) return;
@@ -30,7 +34,7 @@ function renderSelected() {
   setImage($("selected"), url);
   $("save").href = url;
   $("z-text").value = JSON.stringify(state.z.map((v) => +v.toFixed(4)));
-  history.replaceState(null, "", `#z=${zText(state.z)}${labelQuery(state.label)}&seed=${state.seed}`);
+  history.replaceState(null, "", `#z=${zText(state.z)}${labelQuery(state.label)}&seed=${state.seed}${psiQuery()}`);
   for (const slider of $("sliders").querySelectorAll("input")) {
     slider.value = state.z[+slider.dataset.dim];
     slider.nextElementSibling.textContent = (+slider.value).toFixed(2);
@@ -53,14 +57,17 @@ function buildSliders() {
   }));
 }
 
+function samplesQuery() {
+  const classQuery = $("grid-class").value === "" ? "" : `&label=${$("grid-class").value}`;
+  return `count=${GRID_COUNT}&seed=${state.seed}${classQuery}`;
+}
+
 async function newSamples(seed) {
   state.seed = seed;
-  const classQuery = $("grid-class").value === "" ? "" : `&label=${$("grid-class").value}`;
-  const query = `count=${GRID_COUNT}&seed=${seed}${classQuery}`;
-  const answer = await fetch(`/api/samples?${query}`);
+  const answer = await fetch(`/api/samples?${samplesQuery()}`);
   if (!answer.ok) { showError((await answer.json()).error); return; }
   state.samples = await answer.json();
-  setImage($("grid"), `/api/grid?${query}`);
+  setImage($("grid"), `/api/grid?${samplesQuery()}${psiQuery()}`);
   if (!state.z) selectSample(0);
 }
 
@@ -83,12 +90,13 @@ function renderInterpolation() {
   $("t-value").textContent = t;
   if (!state.a || !state.b) return;
   setImage($("interp"), `/api/interpolate?a=${zText(state.a)}&b=${zText(state.b)}&t=${t}&mode=${$("mode").value}` +
-    labelQuery(state.label));
+    labelQuery(state.label) + psiQuery());
 }
 
 async function computeArithmetic() {
   const body = { a: state.groups.a, b: state.groups.b, c: state.groups.c };
   if (state.label !== null) body.label = state.label;
+  if (state.psi !== null) body.psi = state.psi;
   const answer = await fetch("/api/arithmetic", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
   if (!answer.ok) { showError((await answer.json()).error); return; }
   setImage($("arith"), URL.createObjectURL(await answer.blob()));
@@ -101,6 +109,12 @@ function fromAddress() {
     state.z = params.get("z").split(",").map(Number);
     state.label = params.has("label") ? parseInt(params.get("label"), 10) : null;
   }
+  if (params.has("psi") && state.info.truncation) state.psi = Number(params.get("psi"));
+}
+
+function showPsi() {
+  $("psi").value = state.psi;
+  $("psi-value").textContent = state.psi.toFixed(2);
 }
 
 async function start() {
@@ -121,7 +135,13 @@ async function start() {
   $("class").closest("label").hidden = !info.classes;
   $("grid-class").closest("label").hidden = !info.classes;
   $("dims").value = [...Array(Math.min(4, info.z_dim)).keys()].join(",");
+  $("psi-control").hidden = !info.truncation;
+  if (info.truncation) {
+    state.psi = info.psi;
+    Object.assign($("psi"), { min: -info.max_abs_psi, max: info.max_abs_psi });
+  }
   fromAddress();
+  if (info.truncation) showPsi();
   buildSliders();
   renderSelected();
   await newSamples(state.seed);
@@ -139,6 +159,13 @@ async function start() {
   $("set-b").addEventListener("click", () => { state.b = state.z.slice(); renderInterpolation(); });
   $("scrub").addEventListener("input", renderInterpolation);
   $("mode").addEventListener("change", renderInterpolation);
+  $("psi").addEventListener("input", () => {
+    state.psi = +$("psi").value;
+    showPsi();
+    setImage($("grid"), `/api/grid?${samplesQuery()}${psiQuery()}`);
+    renderSelected();
+    renderInterpolation();
+  });
   for (const group of ["a", "b", "c"]) {
     $(`add-${group}`).addEventListener("click", () => {
       state.groups[group].push(state.z.slice());

@@ -1,16 +1,20 @@
 """Bad input gets one clear line and exit code 2, and nothing saved is touched."""
 
 import os
+import re
 import subprocess
 import sys
 
 import pytest
+import tensorflow as tf
 from conftest import REPO, tiny_config
 
 import config as config_lib
 import main
 import train
 from errors import UserError
+
+v1 = tf.compat.v1
 
 
 def run_main(*args, cwd):
@@ -141,3 +145,29 @@ def test_run_command_exits_with_main_code_or_one_line_for_a_user_error(capsys):
     with pytest.raises(SystemExit) as exited:
         run_command(lambda: 0)
     assert exited.value.code == 0
+
+
+def test_a_healthy_run_prints_no_warnings(tmp_path):
+    """Issue 24: every new run printed TensorFlow's "Issue encountered when serializing random_streams /
+    moving_average_updates" (four lines, when TensorBoard's writer exported the graph's collections, which
+    hold Python objects).  Run as a user runs it (TensorFlow's own log level), saving at every step."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run(
+        [sys.executable, str(REPO / "main.py"), "--dataset", "mnist", "--train", "--output_height", "16",
+         "--batch_size", "4", "--z_dim", "8", "--gf_dim", "4", "--df_dim", "4", "--gfc_dim", "16", "--dfc_dim", "16",
+         "--train_size", "64", "--max_steps", "3", "--ckpt_freq", "1", "--sample_freq", "1", "--log_freq", "1"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("saved checkpoint") == 3
+    assert "Issue encountered" not in result.stderr
+    warnings = [line for line in result.stderr.splitlines() if re.match(r"(WARNING|ERROR)[:\s]|[WE]\d{4} ", line)]
+    assert warnings == []
+    # TensorBoard still gets the graph and the meta graph, with every collection TensorFlow can store.
+    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
+
+    (events,) = (tmp_path / "logs" / "mnist_4_16_16").glob("events.out.tfevents.*")
+    kinds = {event.WhichOneof("what"): event for event in LegacyEventFileLoader(str(events)).Load()}
+    assert "graph_def" in kinds
+    meta_graph = v1.MetaGraphDef.FromString(kinds["meta_graph_def"].meta_graph_def)
+    assert {"variables", "trainable_variables"} <= set(meta_graph.collection_def)
+    assert not {"random_streams", "moving_average_updates"} & set(meta_graph.collection_def)

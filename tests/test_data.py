@@ -397,3 +397,37 @@ def test_zero_dimension_headers_and_corrupt_gzip_get_clear_errors(tmp_path, raw,
     path.write_bytes(raw)
     with pytest.raises(UserError, match=message):
         data.read_idx(str(path))
+
+
+def test_a_conditional_model_on_an_image_folder_is_refused_in_one_line(tmp_path, generated_celeba_dir):
+    """An image folder has no labels: every example would be class 0 (issue 24, bug 3)."""
+    folder = dict(dataset="celebA", data_dir=str(generated_celeba_dir), crop=False)
+    config = tiny_config(tmp_path, y_dim=10, **folder)
+    with pytest.raises(UserError, match=r"^--y_dim 10: .*celebA has no labels .*; pass --y_dim 0") as refused:
+        data.open_source(config)
+    assert "\n" not in str(refused.value)
+    assert data.open_source(tiny_config(tmp_path, **folder)).files  # unconditional: fine
+
+
+@pytest.mark.parametrize("y_dim", [1, 5, 9])
+def test_y_dim_below_the_largest_label_plus_one_is_refused(tmp_path, y_dim):
+    """MNIST with --y_dim 5 would make labels 5-9 all-zero one-hot vectors (tf.one_hot does so silently)."""
+    with pytest.raises(UserError, match=rf"^--y_dim {y_dim}: the labels of mnist IDX files in .* go up to 9; "
+                                        r"pass --y_dim 10 or more \(or 0: unconditional\)$"):
+        data.open_source(tiny_config(tmp_path, y_dim=y_dim))
+
+
+@pytest.mark.parametrize("y_dim", [0, 10, 12])
+def test_y_dim_of_at_least_the_largest_label_plus_one_or_zero_is_accepted(tmp_path, y_dim):
+    source = data.open_source(tiny_config(tmp_path, y_dim=y_dim))
+    assert source.arrays[1].max() == 9
+
+
+def test_cifar10_class_folders_carry_labels_a_conditional_model_can_use(tmp_path):
+    """Class folders are labelled (CIFAR-10's class order), so they may train a conditional model; the
+    check counts the labels actually read: 'ship' is class 8."""
+    write_cifar_class_folders(tmp_path / "data" / "cifar10" / "train", {"airplane": 2, "ship": 2})
+    settings = dict(dataset="cifar10", data_dir=str(tmp_path / "data"), output_height=32, batch_size=2)
+    assert list(data.open_source(tiny_config(tmp_path, y_dim=9, **settings)).arrays[1]) == [0, 8, 0, 8]
+    with pytest.raises(UserError, match=r"^--y_dim 8: the labels of CIFAR-10 .* go up to 8; pass --y_dim 9 or more"):
+        data.open_source(tiny_config(tmp_path, y_dim=8, **settings))

@@ -210,3 +210,34 @@ def test_acgan_samples_have_the_class_they_were_asked_for(classifier_root):
         images = restored.generator.generate(restored.session, model.fixed_z(200, restored.config, 5), requested)
     statistics = metrics.class_statistics(classifier.class_probabilities(images), requested)
     assert statistics["class_accuracy"] > 0.5 and statistics["classes_present"] == 10, statistics
+
+
+def test_real_statistics_follow_the_data_not_the_folder_name(tmp_path, monkeypatch):
+    """Issue 24, bug 8: adding CIFAR-10's binary batches beside JPEG class folders changes what the data
+    folder holds (data.read_cifar10 prefers the batches), so the cached statistics of the JPEGs must not be
+    reused; a file rewritten in place must not either.  Nothing changed: a cache hit."""
+    from test_data import cifar_records, write_cifar_class_folders
+
+    directory = tmp_path / "data" / "cifar10"
+    write_cifar_class_folders(directory / "train", {"cat": 4, "ship": 4}, suffix=".jpg")
+    reads = []
+    read_images = evaluation.real_images_uint8
+    monkeypatch.setattr(evaluation, "real_images_uint8", lambda *args: reads.append(1) or read_images(*args))
+    config = tiny_config(tmp_path, dataset="cifar10", data_dir=str(tmp_path / "data"), output_height=32,
+                         eval_samples=8, train_size=0)
+    jpegs = evaluation.cached_real_statistics(config, RowMeans("a" * 64))
+    assert np.array_equal(evaluation.cached_real_statistics(config, RowMeans("a" * 64))["mu"], jpegs["mu"])
+    assert len(reads) == 1
+    batches = directory / "cifar-10-batches-bin"
+    batches.mkdir()
+    pixels = np.random.default_rng(5).integers(0, 256, (10, 3, 32, 32), dtype=np.uint8)
+    for index in range(5):
+        (batches / f"data_batch_{index + 1}.bin").write_bytes(
+            cifar_records(pixels[2 * index:2 * index + 2], [index, index + 5]).tobytes())
+    binary = evaluation.cached_real_statistics(config, RowMeans("a" * 64))
+    assert len(reads) == 2 and not np.array_equal(binary["mu"], jpegs["mu"])
+    expected = RowMeans("a" * 64).features(pixels[:8].transpose(0, 2, 3, 1)).mean(axis=0)
+    assert np.allclose(binary["mu"], expected)
+    (batches / "data_batch_1.bin").write_bytes(cifar_records(pixels[:3] // 2, [0, 5, 9]).tobytes())  # replaced
+    evaluation.cached_real_statistics(config, RowMeans("a" * 64))
+    assert len(reads) == 3

@@ -163,6 +163,7 @@ def test_page_slider_interpolation_arithmetic_download_and_reload(tmp_path):
         page.evaluate("window.explorerReady")
         grid, first = shown(page, "grid"), shown(page, "selected")
         assert "/api/grid?count=16&seed=0" in grid["src"] and "/api/image?z=" in first["src"]
+        assert page.evaluate('document.getElementById("psi-control").hidden') and "psi" not in first["src"]
 
         # A slider moves its z dimension: the image changes, and the address holds the new z.
         act(page, """const s = document.querySelector("#sliders input");
@@ -218,3 +219,32 @@ def test_page_slider_interpolation_arithmetic_download_and_reload(tmp_path):
         page.wait_event("Page.loadEventFired")
         page.evaluate("window.explorerReady")
         assert shown(page, "selected")["pixels"] == other["pixels"]
+
+
+def test_a_style_generator_gets_a_truncation_slider(tmp_path):
+    """Issue 24, bug 8: the page offers ψ for a style generator: it redraws the grid and the selected
+    sample at the new ψ (ψ = 0: the average w for every sample), and the address keeps it."""
+    config = tiny_config(tmp_path, arch="style", w_dim=8, mapping_layers=2, z_dim=8, dataset="celebA", c_dim=3,
+                         y_dim=0)
+    with tf.Graph().as_default(), v1.Session() as session:
+        generator = InferenceGenerator(config)
+        session.run(v1.global_variables_initializer())
+        session.run([v.assign(v + 0.5) for v in v1.global_variables() if v.op.name.endswith("w_avg")])
+        explorer = serve.Explorer(session, generator.z, generator.labels, generator.images_uint8, config,
+                                  "untrained", generator.truncation_psi)
+        with serve.serving_in_background(explorer) as server, chromium(tmp_path / "profile") as (_, page):
+            page.call("Page.enable")
+            page.call("Page.navigate", url=f"http://127.0.0.1:{server.server_address[1]}/")
+            page.wait_event("Page.loadEventFired")
+            page.evaluate("window.explorerReady")
+            grid, selected = shown(page, "grid"), shown(page, "selected")
+            assert not page.evaluate('document.getElementById("psi-control").hidden')
+            assert "&psi=1" in grid["src"] and "&psi=1" in selected["src"]
+            act(page, """const s = document.getElementById("psi"); s.value = 0; s.dispatchEvent(new Event("input"));""")
+            average_grid, average = shown(page, "grid"), shown(page, "selected")
+            assert "&psi=0" in average_grid["src"] and "&psi=0" in average["src"] and "&psi=0" in page.evaluate(
+                "location.hash")
+            assert average["pixels"] != selected["pixels"] and average_grid["pixels"] != grid["pixels"]
+            base = f"http://127.0.0.1:{server.server_address[1]}"  # ψ = 0, no noise yet: any z draws the same
+            assert fetch(average["src"]) == fetch(f"{base}/api/image?z={','.join(['0.3'] * 8)}&psi=0")
+            assert page.evaluate('document.getElementById("status").textContent') == ""

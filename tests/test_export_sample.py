@@ -61,6 +61,8 @@ def test_description_records_the_training_flags(exported):
     with open(os.path.join(directory, "assets.extra", "dcgan.json")) as f:
         description = json.load(f)
     assert description == export.read_description(directory)
+    assert (description["generator"], description["truncation"]) == ("dcgan", False)
+    assert set(description["signatures"]) == {"serving_default", "sample"}  # what the SavedModel has
     assert {k: description[k] for k in ("z_dim", "z_dist", "z_range", "height", "width", "channels", "classes")} == {
         "z_dim": 4, "z_dist": "uniform", "z_range": [-1.0, 1.0], "height": 16, "width": 16, "channels": 1,
         "classes": 10}
@@ -105,3 +107,11 @@ def test_readme_client_needs_no_knowledge_of_this_code_base(exported, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     images = np.load(tmp_path / "images.npy")
     assert images.shape == (16, 16, 16, 1) and images.dtype == np.uint8
+
+
+@pytest.mark.parametrize("arch, truncation", [("dcgan", False), ("mlp", False), ("style", True)])
+def test_description_names_the_generator_family_and_whether_it_truncates(tmp_path, arch, truncation):
+    """Issue 24, bug 8: a style model's description said "dcgan" and no truncation beside a truncation signature."""
+    description = export.describe(tiny_config(tmp_path, arch=arch, w_dim=8, mapping_layers=2))
+    assert (description["generator"], description["truncation"]) == (arch, truncation)
+    assert ("truncation" in description["signatures"]) == truncation

@@ -96,3 +96,18 @@ def test_d_filter_maps_show_the_images_that_excite_each_filter_most(trained):
         maps = visualize.d_filter_maps(config, restored.path, images, None)
     assert maps.shape == (visualize.D_FILTERS_SHOWN, visualize.D_FILTER_TOP_IMAGES, 16, 16, 1)
     assert maps.dtype == np.uint8 and all(len(np.unique(m)) > 2 for m in maps.reshape(-1, 16 * 16))
+
+
+@pytest.mark.parametrize("conditioning, sees_labels", [("acgan", False), ("concat", True)])
+def test_d_filters_build_d_as_training_did(tmp_path, conditioning, sees_labels):
+    """Issue 24, bug 8: d_filters gave AC-GAN's D the labels concatenated (the concat model's D), whose
+    weights are not in an AC-GAN checkpoint.  AC-GAN's D predicts the labels, so its maps cannot depend on
+    them; the concat D is shown them, so its maps do."""
+    config = tiny_config(tmp_path, max_steps=1, z_dim=4, conditioning=conditioning, visualize_option="d_filters")
+    train.train(config)
+    assert [os.path.basename(p) for p in visualize.visualize(config)] == ["test_d_filters.png"]
+    with restored_generator(config) as restored:
+        images = restored.generator.generate(restored.session, fixed_z(12, config, 0), np.arange(12) % 10)
+        maps = [visualize.d_filter_maps(restored.config, restored.path, images, np.full(12, label))
+                for label in (0, 7)]
+    assert np.array_equal(maps[0], maps[1]) != sees_labels

@@ -76,3 +76,14 @@ def test_plot_curves_draws_each_series_in_its_own_colour(tmp_path):
     # matplotlib's first two default colours (tab:blue, tab:orange) are both present: two lines, a legend
     for colour in ((31, 119, 180), (255, 127, 14)):
         assert (np.abs(image - colour).sum(axis=1) == 0).sum() > 20
+
+
+def test_fid_history_stops_at_a_record_still_being_written(tmp_path):
+    """A running job's writer may have written half a record: the complete ones are read, nothing raised."""
+    write_fid_events(tmp_path / "logs", [(10, 80.5), (20, 60.25)])
+    first = set((tmp_path / "logs").iterdir())
+    write_fid_events(tmp_path / "logs", [(30, 40.0)], run=1)  # its last record: d_loss at step 30
+    (growing,) = set((tmp_path / "logs").iterdir()) - first
+    growing.write_bytes(growing.read_bytes()[:-7])
+    history = train.LossHistory(str(tmp_path), str(tmp_path / "logs")).fid_history()
+    assert history == {"quality/fid [inception]": ([10, 20, 30], [80.5, 60.25, 40.0])}

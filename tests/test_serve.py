@@ -162,7 +162,9 @@ Z_OK = "0.1,0.2,0.3,0.4"
     (f"/api/image?z={Z_OK}&label=10", "label: 10 is outside 0..9"),
     (f"/api/image?z={Z_OK}&label=cat", "label: 'cat' is not an integer"),
     (f"/api/image?z={Z_OK}&z={Z_OK}", "z: given 2 times"),
-    (f"/api/image?z={Z_OK}&psi=0.7", "psi: this DCGAN generator has no truncation"),
+    (f"/api/image?z={Z_OK}&psi=0.7", "psi: this generator (--arch dcgan) has no truncation; psi applies to "
+                                     "--arch style"),
+    ("/api/grid?count=4&psi=0.7", "psi: this generator (--arch dcgan) has no truncation"),
     ("/api/grid?count=1000000", "count: 1000000 is outside 1..64"),
     ("/api/grid?count=0", "count: 0 is outside 1..64"),
     ("/api/grid?count=4&seed=-1", "seed: -1 is outside"),
@@ -189,6 +191,8 @@ def test_bad_requests_get_400_and_a_message(server, path, message):
     (json.dumps({"a": [[0] * 4], "b": [[0] * 4], "c": [[0] * 4], "label": 12}).encode(), {}, 400,
      "label: 12 is outside 0..9"),
     (b"{}", {"Content-Length": str(1 << 30)}, 413, "body of 1073741824 bytes"),
+    (json.dumps({"a": [[0] * 4], "b": [[0] * 4], "c": [[0] * 4], "psi": 0.5}).encode(), {}, 400,
+     "psi: this generator (--arch dcgan) has no truncation"),
 ])
 def test_bad_arithmetic_requests(server, body, headers, status, message):
     answer_status, _, answer = request(server[0], "POST", "/api/arithmetic", body, headers)

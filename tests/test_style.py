@@ -1,6 +1,7 @@
 """--arch style (networks/style.py): the mechanisms issue 16 lists, checked by hand-computed values and bit-for-bit
 equality on tiny models (16x16, w_dim 8, 2 mapping layers)."""
 
+import dataclasses
 import math
 import os
 
@@ -13,6 +14,7 @@ from test_train import assert_same_tensors, checkpoint_values, loss_rows
 
 import export
 import model
+import serve
 import train
 import visualize
 from checkpoints import checkpoint_paths, restored_generator
@@ -121,14 +123,10 @@ def test_psi_zero_gives_every_z_the_same_image(tmp_path):
     with tf.Graph().as_default(), v1.Session() as session:
         generator = model.InferenceGenerator(config)
         session.run(v1.global_variables_initializer())
-        set_noise_strengths(session, 0.5)
+        set_noise_strengths(session, 0.0)  # each z has noise of its own; without it only w tells them apart
         style.average_w(config).load(np.linspace(-1, 1, config.w_dim, dtype=np.float32), session)
-
-        def one_by_one(psi):  # each image alone at batch position 0, so all see the same noise
-            return [session.run(generator.images_uint8, {generator.z: z[i:i + 1], generator.truncation_psi: psi})
-                    for i in range(len(z))]
-
-        at_zero, at_one = one_by_one(0.0), one_by_one(1.0)
+        at_zero, at_one = (session.run(generator.images_uint8, {generator.z: z, generator.truncation_psi: psi})
+                           for psi in (0.0, 1.0))
     assert all(np.array_equal(image, at_zero[0]) for image in at_zero)
     assert not all(np.array_equal(image, at_one[0]) for image in at_one)
 
@@ -215,8 +213,6 @@ def test_style_grids_show_their_mechanisms(trained_style):
 
 
 def test_style_visualizations_are_refused_for_a_dcgan_checkpoint_only_when_named(tmp_path):
-    import dataclasses
-
     config = tiny_config(tmp_path, max_steps=1, z_dim=2)
     train.train(config)
     written = {os.path.basename(p) for p in visualize.visualize(config)}  # the default: all that apply
@@ -238,6 +234,9 @@ def test_saved_model_takes_psi_as_an_optional_input_and_the_frozen_graph_too(tra
     with tf.Graph().as_default(), v1.Session() as session:
         meta = v1.saved_model.loader.load(session, ["serve"], str(tmp_path / "saved"))
         default, truncated = meta.signature_def["serving_default"], meta.signature_def["truncation"]
+        description = export.read_description(str(tmp_path / "saved"))
+        assert (description["generator"], description["truncation"]) == ("style", True)
+        assert set(description["signatures"]) == set(meta.signature_def)
         assert "truncation_psi" not in default.inputs
         feed = {default.inputs["z"].name: z, default.inputs["labels"].name: labels}
         assert np.array_equal(session.run(default.outputs["images"].name, feed), expected[1.0])
@@ -270,3 +269,103 @@ def test_a_checkpoint_recorded_before_arch_existed_reads_as_dcgan(tmp_path):
     Checkpoints(str(tmp_path), None, architecture).check_architecture()  # the defaults: no difference
     with pytest.raises(UserError, match="arch=dcgan \\(now style\\)"):
         Checkpoints(str(tmp_path), None, style_config(tmp_path).architecture()).check_architecture()
+
+
+def style_sampler(tmp_path, session):
+    """An inference style generator with random weights, noise strength 0.5 and a non-zero average w."""
+    config = style_config(tmp_path, dataset="celebA", c_dim=3, y_dim=0)
+    generator = model.InferenceGenerator(config)
+    session.run(v1.global_variables_initializer())
+    set_noise_strengths(session, 0.5)
+    style.average_w(config).load(np.linspace(-1, 1, config.w_dim, dtype=np.float32), session)
+    return config, generator
+
+
+def test_the_same_z_renders_the_same_at_any_batch_position_in_any_batch_size(tmp_path):
+    """Per-pixel noise is seeded by the sample's z, not its slot: a grid, the explorer (one image) and
+    FID's chunks of 500 all render one z alike, and chunks never reuse each other's noise (issue 24, bug 7)."""
+    with tf.Graph().as_default(), v1.Session() as session:
+        config, generator = style_sampler(tmp_path, session)
+        z = model.fixed_z(6, config, seed=3)
+        whole = generator.generate(session, z)
+        assert len({image.tobytes() for image in whole}) == 6
+        assert np.array_equal(generator.generate(session, z[::-1])[::-1], whole)  # other positions
+        assert np.array_equal(generator.generate(session, z, chunk=4), whole)  # chunks: 4, then 2
+        assert all(np.array_equal(generator.generate(session, z[i:i + 1])[0], whole[i]) for i in range(6))
+        mixed = np.concatenate([model.fixed_z(3, config, seed=4), z[2:3]])  # z[2] among strangers, in slot 3
+        assert np.array_equal(generator.generate(session, mixed)[3], whole[2])
+
+
+def test_different_z_in_the_same_slot_get_different_noise(tmp_path):
+    """At psi 0 every z has the average w, so only the noise can tell two samples apart."""
+    with tf.Graph().as_default(), v1.Session() as session:
+        config, generator = style_sampler(tmp_path, session)
+        z = model.fixed_z(4, config, seed=3)
+        alone = [session.run(generator.images_uint8, {generator.z: z[i:i + 1], generator.truncation_psi: 0.0})[0]
+                 for i in range(len(z))]
+        set_noise_strengths(session, 0.0)
+        quiet = [session.run(generator.images_uint8, {generator.z: z[i:i + 1], generator.truncation_psi: 0.0})[0]
+                 for i in range(len(z))]
+    assert len({image.tobytes() for image in alone}) == len(z)
+    assert len({image.tobytes() for image in quiet}) == 1  # the same w: the noise made the difference
+
+
+def test_the_averaged_generator_copies_w_avg_and_averages_the_weights(tmp_path):
+    """StyleGAN copies the tracked average w into G_ema: averaging it again would lag ~1/(1 - --g_ema) steps."""
+    config = style_config(tmp_path, g_ema=0.999)
+    with tf.Graph().as_default(), v1.Session() as session:
+        images = tf.constant(np.random.RandomState(0).uniform(-1, 1, (4, 16, 16, 1)), tf.float32)
+        gan = model.DCGAN(config, images, tf.constant([0, 1, 2, 3], tf.int64))
+        session.run(gan.initializer)
+        for _ in range(3):
+            assert session.run(gan.fused_train_op)
+        values = {v.op.name: session.run(v) for v in v1.global_variables()}
+    assert np.any(values["generator/w_avg"] != 0)
+    assert np.array_equal(values["generator_ema/w_avg"], values["generator/w_avg"])
+    weight = "mapping/dense0/w"
+    assert not np.array_equal(values[f"generator_ema/{weight}"], values[f"generator/{weight}"])  # still averaged
+
+
+def test_the_explorer_takes_psi_for_a_style_checkpoint_and_its_saved_model(trained_style, tmp_path):
+    """Issue 24, bug 8: the explorer refused psi for every generator; a style one's grid, image,
+    interpolation and arithmetic take it, from the checkpoint and from the SavedModel's truncation signature."""
+    import http.client
+    import io
+    import json
+
+    z, labels = model.fixed_z(1, trained_style, seed=5), model.sample_labels(1, trained_style)
+    z_text = ",".join(repr(float(v)) for v in z[0])
+    export.export_saved_model(trained_style, str(tmp_path / "saved"))
+
+    def answers(explorer):
+        with serve.serving_in_background(explorer) as running:
+            def ask(method, path, body=None):
+                connection = http.client.HTTPConnection(*running.server_address[:2], timeout=60)
+                connection.request(method, path, body=body)
+                answer = connection.getresponse()
+                return answer.status, answer.read()
+
+            info = json.loads(ask("GET", "/api/info")[1])
+            group = json.dumps([z[0].tolist()])
+            arithmetic = json.dumps({"a": json.loads(group), "b": json.loads(group), "c": json.loads(group), "psi": 0})
+            return info, {psi: ask("GET", f"/api/image?z={z_text}&label=0&psi={psi}") for psi in (0, 1)}, {
+                "grid": ask("GET", "/api/grid?count=4&seed=1&psi=0.5")[0],
+                "interpolate": ask("GET", f"/api/interpolate?a={z_text}&b={z_text}&t=0.5&psi=0.5")[0],
+                "arithmetic": ask("POST", "/api/arithmetic", arithmetic.encode())[0],
+                "too far": ask("GET", f"/api/image?z={z_text}&psi=3")}
+
+    with restored_generator(trained_style) as restored:
+        generator = restored.generator
+        expected = {psi: restored.session.run(generator.images_uint8, {**generator.feed(z, labels),
+                                                                       generator.truncation_psi: psi})[0]
+                    for psi in (0.0, 1.0)}
+        from_checkpoint = answers(serve.checkpoint_explorer(restored))
+    with tf.Graph().as_default(), v1.Session() as session:
+        from_saved_model = answers(serve.saved_model_explorer(
+            dataclasses.replace(trained_style, serve_model=str(tmp_path / "saved")), session))
+    for info, images, others in (from_checkpoint, from_saved_model):
+        assert info["truncation"] is True and info["psi"] == trained_style.truncation_psi
+        for psi, (status, body) in images.items():
+            assert status == 200 and np.array_equal(imageio.imread(io.BytesIO(body)).reshape(expected[psi].shape),
+                                                    expected[psi])
+        assert others.pop("too far")[0] == 400 and others == {"grid": 200, "interpolate": 200, "arithmetic": 200}
