@@ -68,6 +68,7 @@ NORMS = ("batch", "instance", "layer", "none")
 # which regularises with dropout instead (the vanilla GAN of documents 002/003).
 DEFAULT_NORMS = {"dcgan": ("batch", "batch"), "mlp": ("batch", "none"), "style": ("batch", "batch")}
 PROBE_DATASETS = ("mnist", "fashion", "cifar10")
+TFLITE_QUANTIZATIONS = ("none", "float16")
 # What a checkpoint folder written before these architecture fields existed
 # was built with: its architecture file lacks them, and they are read as these.
 ARCHITECTURE_BEFORE_FIELDS = {"arch": "dcgan", "g_upsample": "deconv", "d_head": "dense", "g_norm": "batch",
@@ -190,6 +191,9 @@ class Config:
     visualize_option: str = ",".join(VISUALIZE_OPTIONS)
     export: str = ""
     freeze: str = ""
+    export_tflite: str = ""  # a LiteRT (TensorFlow Lite) file, litert_export.py
+    tflite_batch_size: int = 1  # LiteRT shapes are static: the batch is fixed at export
+    tflite_quantize: str = "none"  # "none" (float32 weights) or "float16" (half-size weights)
 
     @property
     def conditional(self):
@@ -424,6 +428,14 @@ def resolve(config):
                  f"--linear_probe needs a labelled dataset: {', '.join(PROBE_DATASETS)} (got {c.dataset!r})")
         _require(not c.conditional, "--linear_probe needs an unconditional D (--y_dim 0): a conditional D is "
                                     "given the label the probe has to predict")
+    _require(c.tflite_quantize in TFLITE_QUANTIZATIONS,
+             f"--tflite_quantize must be {' or '.join(TFLITE_QUANTIZATIONS)} (got {c.tflite_quantize!r})")
+    _require(c.tflite_batch_size >= 1, f"--tflite_batch_size must be at least 1 (got {c.tflite_batch_size})")
+    if c.export_tflite:
+        _require(c.export_tflite.endswith(".tflite"),
+                 f"--export_tflite {c.export_tflite}: name the LiteRT file FILE.tflite")
+    else:
+        _require(c.tflite_quantize == "none", "--tflite_quantize applies to --export_tflite FILE.tflite; add it")
     _require(c.style_upsample in STYLE_UPSAMPLING,
              f"--style_upsample must be {' or '.join(STYLE_UPSAMPLING)} (got {c.style_upsample!r})")
     for name in ("mapping_layers", "w_dim"):

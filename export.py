@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 
+import model_card
 from checkpoints import restored_generator
 from errors import UserError
 from model import to_uint8
@@ -122,6 +123,7 @@ def export_saved_model(config, directory):
             description_path = os.path.join(staging, "model", DESCRIPTION_FILE)
             os.makedirs(os.path.dirname(description_path))
             write_atomically(description_path, json.dumps(describe(restored.config), indent=2) + "\n")
+            model_card.write_model_card(os.path.join(staging, "model"), config, restored)
         os.replace(os.path.join(staging, "model"), directory)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -148,6 +148,10 @@ HELP = {
                          "(e.g. smiling woman;neutral woman;neutral man)",
     "export": "write the generator as a SavedModel to this folder and exit",
     "freeze": "write the generator as a frozen GraphDef .pb to this path and exit",
+    "export_tflite": "write the generator as a LiteRT (TensorFlow Lite) model to this .tflite file and exit: z "
+                     "(+ labels) in, uint8 images out, on batches of --tflite_batch_size",
+    "tflite_batch_size": "--export_tflite: the model's batch size, fixed at export (LiteRT shapes are static)",
+    "tflite_quantize": "--export_tflite weights: none (float32) or float16 (half the file; computed in float32)",
 }
 
 
@@ -229,13 +233,17 @@ def run(config):
         import serve
 
         serve.serve(config)
-    elif config.export or config.freeze:
+    elif config.export or config.freeze or config.export_tflite:
         import export
 
         if config.export:
             export.export_saved_model(config, config.export)
         if config.freeze:
             export.freeze_graph(config, config.freeze)
+        if config.export_tflite:
+            import litert_export
+
+            litert_export.export_tflite(config, config.export_tflite)
     else:
         import visualize
 
@@ -246,6 +254,7 @@ def run(config):
 # them bare (`--export`), which absl would answer with "Missing value" or, worse,
 # by taking the next flag as the path.
 PATH_FLAGS = {"export": "DIR (a new folder for the SavedModel)", "freeze": "FILE.pb (the frozen graph to write)",
+              "export_tflite": "FILE.tflite (the LiteRT model to write)",
               "serve_model": "DIR (a SavedModel written by --export)"}
 
 

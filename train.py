@@ -25,6 +25,7 @@ import data
 import evaluation
 import ops
 import replicas as replicas_lib
+import run_hparams
 import utils
 from checkpoints import ROLLBACK_FILE, Checkpoints, RollbackRecord, checkpoint_step, read_rollback, write_rollback
 from config import LOSSES_WITH_TARGETS, NAN_SKIP_LIMIT, ROLLBACK_LIMIT, ROLLBACK_RATE_FACTOR
@@ -344,6 +345,7 @@ class _Loop:
         with self._write_errors(), _summary_thread_quiet():
             os.makedirs(config.sample_path, exist_ok=True)
             writer = SummaryWriter(config.log_path, session.graph if step == 0 else None)
+            writer.add_summary(run_hparams.session_start_summary(config), step)  # TensorBoard's HParams tab
             try:
                 with StopRequest() as stop:
                     step = self._steps(step, writer, stop)
@@ -367,6 +369,7 @@ class _Loop:
         config, model, session = self.config, self.model, self.session
         plan = step_plan(config, model)
         window_start, window_step = time.time(), step
+        results = None
         while step < self.total_steps and not stop.signal_name:
             want_summary = (step + 1) % config.summary_freq == 0
             results, summaries, applied = {}, [], []
@@ -396,6 +399,8 @@ class _Loop:
                 self._measure_quality(step, writer)
             if step % config.ckpt_freq == 0:
                 self._checkpoint(step)
+        if results is not None:  # the HParams dashboard's metrics: the values the run stopped at
+            writer.add_summary(run_hparams.final_metrics_summary(results), step)
         return step
 
     def _watch(self, step, results, writer):

@@ -1,9 +1,13 @@
 """The explorer page end to end in a real headless Chromium, driven through its DevTools protocol.
 
-Skips, saying why, where Debian's `chromium` (apt-get install chromium) or websocket-client is absent;
-tests/test_serve.py covers the API without a browser.  By default the page shows a tiny untrained
-generator; with EXPLORER_RUN_OUT_DIR=DIR it shows the MNIST run trained with `--out_dir DIR` (batch 64),
-and with EXPLORER_SCREENSHOT=PATH the screenshot it takes is also written there (docs/explorer.png).
+`make test` installs Debian's `chromium` when it is missing and the user may (root, as on CI, or passwordless
+sudo); the test skips, saying why and how to install it, only where chromium is still absent.  Each step checks
+what the page shows against the generator itself: the grid, the sliders and the image they move, the
+interpolation's ends and midpoint, and the vector-arithmetic grid.  tests/test_serve.py covers the API alone.
+
+By default the page shows a tiny untrained generator; with EXPLORER_RUN_OUT_DIR=DIR it shows the MNIST run
+trained with `--out_dir DIR` (batch 64), and with EXPLORER_SCREENSHOT=PATH the screenshot it takes is also
+written there (docs/explorer.png).
 """
 
 import base64
@@ -12,25 +16,31 @@ import json
 import os
 import shutil
 import subprocess
+import urllib.parse
 import urllib.request
 
 import imageio.v2 as imageio
+import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import StderrLines, tiny_config
 
 import config as config_lib
 import serve
+import utils
+import visualize
 from checkpoints import restored_generator
-from model import InferenceGenerator
+from model import InferenceGenerator, fixed_z
 
 v1 = tf.compat.v1
 websocket = pytest.importorskip("websocket", reason="websocket-client is not installed (requirements-dev.txt)")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install "
-                                                          "chromium); the API tests in test_serve.py still run")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium is not installed: `make test` installs it as root or with passwordless sudo, "
+                             "else run `sudo apt-get install chromium` (Debian); test_serve.py still tests the API")
 MESSAGE_TIMEOUT_SECONDS = 120  # guards against a hung browser only: every wait ends when its message arrives
 MAX_MESSAGES = 10000
+GRID_COUNT = 16  # samples in the page's grid (static/app.js), 4x4
 
 
 class DevTools:
@@ -103,7 +113,10 @@ def act(page, script):
 @contextlib.contextmanager
 def chromium(profile_dir):
     process = subprocess.Popen(
-        [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
+         # No connection of its own (updates, sync, safe browsing): a closed network refuses them, a CI log
+         # fills with their errors, and the test must not depend on anything but the explorer.
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", f"--user-data-dir={profile_dir}",
          "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -150,62 +163,140 @@ def fetch(url):
         return f.read()
 
 
+def rgb_pixels(picture):
+    """The RGB pixels a `shown` picture puts on the screen (its canvas copy, decoded)."""
+    return imageio.imread(base64.b64decode(picture["pixels"].split(",", 1)[1]))[..., :3]
+
+
+def as_rgb(image):
+    """A generated uint8 HxWxC image as the browser draws it: grey repeated in R, G and B."""
+    return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
+
+
+def z_of(src, name="z"):
+    """The z vector an explorer URL asks for (the page writes it rounded to 4 decimals)."""
+    return np.array(urllib.parse.parse_qs(urllib.parse.urlsplit(src).query)[name][0].split(","), np.float32)
+
+
+def label_of(src):
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(src).query)
+    return int(query["label"][0]) if "label" in query else None
+
+
+def drawn(explorer, z, label):
+    """What the generator draws for these z vectors in one class (or the default classes), as RGB."""
+    z = np.asarray(z, np.float32).reshape(-1, explorer.config.z_dim)
+    images = explorer.generate(z, explorer.label(label, len(z)))
+    return as_rgb(utils.image_grid(images) if len(images) > 1 else images[0])
+
+
+def click_grid_cell(page, index):
+    """A mouse click on the centre of sample `index` of the 16-sample grid (utils.image_grid's 4x4 layout)."""
+    act(page, f"""const grid = document.getElementById("grid"), box = grid.getBoundingClientRect();
+                  const scale = grid.clientWidth / grid.naturalWidth, cols = 4;
+                  const cellWidth = (grid.naturalWidth + 1) / cols, cellHeight = (grid.naturalHeight + 1) / cols;
+                  const x = ({index} % cols + 0.5) * cellWidth * scale, y = (Math.floor({index} / cols) + 0.5)
+                            * cellHeight * scale;
+                  grid.dispatchEvent(new MouseEvent("click", {{bubbles: true, clientX: box.left + x,
+                                                              clientY: box.top + y}}));""")
+
+
 def test_page_slider_interpolation_arithmetic_download_and_reload(tmp_path):
     downloads = tmp_path / "downloads"
     downloads.mkdir()
     with explorer_to_show(tmp_path) as explorer, serve.serving_in_background(explorer) as server, \
             chromium(tmp_path / "profile") as (browser, page):
+        config = explorer.config
+        grid_z = fixed_z(GRID_COUNT, config, 0)  # the samples of seed 0, the page's first grid
         base = f"http://127.0.0.1:{server.server_address[1]}"
         page.call("Page.enable")
         page.call("Emulation.setDeviceMetricsOverride", width=1200, height=1000, deviceScaleFactor=1, mobile=False)
         page.call("Page.navigate", url=base + "/")
         page.wait_event("Page.loadEventFired")
         page.evaluate("window.explorerReady")
+
+        # The grid shows the generator's 16 samples of seed 0, tiled 4x4; the selected image is sample 0.
         grid, first = shown(page, "grid"), shown(page, "selected")
         assert "/api/grid?count=16&seed=0" in grid["src"] and "/api/image?z=" in first["src"]
         assert page.evaluate('document.getElementById("psi-control").hidden') and "psi" not in first["src"]
+        assert np.array_equal(rgb_pixels(grid), drawn(explorer, grid_z, None))
+        np.testing.assert_allclose(z_of(first["src"]), grid_z[0], atol=5e-5)
+        assert np.array_equal(rgb_pixels(first), drawn(explorer, z_of(first["src"]), label_of(first["src"])))
 
-        # A slider moves its z dimension: the image changes, and the address holds the new z.
-        act(page, """const s = document.querySelector("#sliders input");
-                     s.value = +s.value > 0 ? -0.95 : 0.95; s.dispatchEvent(new Event("input"));""")
+        # One slider per shown z dimension (the first four), over z's range, each at its dimension's value.
+        sliders = page.evaluate("""[...document.querySelectorAll("#sliders input")].map(s => ({
+            dim: +s.dataset.dim, min: +s.min, max: +s.max, value: +s.value,
+            shown: s.nextElementSibling.textContent}))""")
+        z_range = 1 if config.z_dist == "uniform" else 3
+        assert [s["dim"] for s in sliders] == list(range(min(4, config.z_dim)))
+        for slider in sliders:
+            assert (slider["min"], slider["max"]) == (-z_range, z_range)
+            assert slider["value"] == pytest.approx(grid_z[0][slider["dim"]], abs=5e-3)
+            assert slider["shown"] == f"{slider['value']:.2f}"
+
+        # A slider moves its z dimension, and only that one: the image is the generator's for the new z,
+        # and the address holds it.
+        target = -0.95 if grid_z[0][0] > 0 else 0.95
+        act(page, f"""const s = document.querySelector("#sliders input");
+                      s.value = {target}; s.dispatchEvent(new Event("input"));""")
         moved = shown(page, "selected")
-        assert moved["src"] != first["src"] and moved["pixels"] != first["pixels"]
+        moved_z = z_of(moved["src"])
+        assert moved_z[0] == pytest.approx(target) and np.array_equal(moved_z[1:], z_of(first["src"])[1:])
+        assert page.evaluate('document.querySelector("#sliders span").textContent') == f"{target:.2f}"
+        assert moved["pixels"] != first["pixels"]
+        assert np.array_equal(rgb_pixels(moved), drawn(explorer, moved_z, label_of(moved["src"])))
         address = page.evaluate("location.hash")
         assert address.startswith("#z=") and address.split("&")[0][3:] in moved["src"]
 
-        # Interpolation: A is this sample, B another one; t = 0 shows A, t = 1 shows B.
+        # Interpolation: A is this sample, B the grid's top-right one (sample 3); t = 0 shows A, t = 1 shows B,
+        # and t = 0.5 the generator's image of their spherical midpoint.
         act(page, 'document.getElementById("set-a").click();')
-        act(page, """const grid = document.getElementById("grid"), box = grid.getBoundingClientRect();
-                     grid.dispatchEvent(new MouseEvent("click", {bubbles: true, clientX: box.right - 3,
-                                                                 clientY: box.top + 3}));""")
-        other = shown(page, "selected")  # the grid's top-right sample
-        assert other["src"] != moved["src"] and other["pixels"] != moved["pixels"]
-        if explorer.config.y_dim:  # interpolation draws in the selected class: A's
+        click_grid_cell(page, 3)
+        other = shown(page, "selected")
+        np.testing.assert_allclose(z_of(other["src"]), grid_z[3], atol=5e-5)
+        assert other["pixels"] != moved["pixels"]
+        if config.y_dim:  # interpolation draws in the selected class: A's
             act(page, """const c = document.getElementById("class");
                          c.value = "0"; c.dispatchEvent(new Event("change"));""")
             other = shown(page, "selected")
-            assert "&label=0" in moved["src"] and "&label=0" in other["src"]
+            assert label_of(moved["src"]) == label_of(other["src"]) == 0
         act(page, 'document.getElementById("set-b").click(); document.getElementById("mode").value = "slerp";')
         for t, expected in (("0", moved), ("1", other)):
             act(page, f"""const s = document.getElementById("scrub"); s.value = {t};
                           s.dispatchEvent(new Event("input"));""")
             interpolated = shown(page, "interp")
             assert "mode=slerp" in interpolated["src"] and interpolated["pixels"] == expected["pixels"]
+        act(page, """const s = document.getElementById("scrub"); s.value = 0.5; s.dispatchEvent(new Event("input"));""")
+        middle = shown(page, "interp")
+        assert page.evaluate('document.getElementById("t-value").textContent') == "0.50"
+        a, b = z_of(middle["src"], "a"), z_of(middle["src"], "b")
+        np.testing.assert_allclose(a, moved_z, atol=5e-5)
+        np.testing.assert_allclose(b, z_of(other["src"]), atol=5e-5)
+        assert np.array_equal(rgb_pixels(middle), drawn(explorer, visualize.slerp(a, b, 0.5), label_of(middle["src"])))
 
-        # Vector arithmetic: one sample per group, the result grid appears.
-        act(page, """for (const g of ["a", "b", "c"]) document.getElementById("add-" + g).click();
-                     document.getElementById("compute-arith").click();""")
+        # Vector arithmetic: samples 0, 1 and 2 of the grid as groups A, B and C; the result grid shows
+        # mean(A) - mean(B) + mean(C) and its noisy variants, in the class of the sample selected last.
+        for index, group in enumerate("abc"):
+            click_grid_cell(page, index)
+            act(page, f'document.getElementById("add-{group}").click();')
+        assert page.evaluate('["a", "b", "c"].map(g => document.getElementById("count-" + g).textContent)') \
+            == ["1", "1", "1"]
+        act(page, 'document.getElementById("compute-arith").click();')
         arithmetic = shown(page, "arith")
         assert arithmetic["src"].startswith("blob:")
         assert page.evaluate('document.getElementById("status").textContent') == ""  # no error shown
+        last_selected = shown(page, "selected")
+        sent_z = np.round(grid_z, 6)  # the page's z of each sample: /api/samples answers them to 6 decimals
+        expected_z = visualize.arithmetic_z(*(sent_z[[index]] for index in range(3)), seed=0)
+        assert np.array_equal(rgb_pixels(arithmetic), drawn(explorer, expected_z, label_of(last_selected["src"])))
 
         # "Save this image" downloads the selected sample's PNG.
         browser.call("Browser.setDownloadBehavior", behavior="allow", downloadPath=str(downloads), eventsEnabled=True)
         act(page, 'document.getElementById("save").click();')
         browser.wait_event("Browser.downloadProgress", lambda p: p["state"] == "completed")
         saved = downloads / "dcgan.png"
-        assert saved.read_bytes() == fetch(other["src"])
-        assert imageio.imread(saved).shape[:2] == (explorer.config.output_height, explorer.config.output_width)
+        assert saved.read_bytes() == fetch(last_selected["src"])
+        assert imageio.imread(saved).shape[:2] == (config.output_height, config.output_width)
 
         screenshot = base64.b64decode(page.call("Page.captureScreenshot", format="png")["data"])
         assert imageio.imread(screenshot).shape[:2] == (1000, 1200)
@@ -218,7 +309,7 @@ def test_page_slider_interpolation_arithmetic_download_and_reload(tmp_path):
         page.call("Page.reload")
         page.wait_event("Page.loadEventFired")
         page.evaluate("window.explorerReady")
-        assert shown(page, "selected")["pixels"] == other["pixels"]
+        assert shown(page, "selected")["pixels"] == last_selected["pixels"]
 
 
 def test_a_style_generator_gets_a_truncation_slider(tmp_path):

@@ -5,6 +5,7 @@ binding) and the test reads the port back from the line TensorBoard prints once 
 loaded before that line (`--reload_task blocking --reload_interval 0`), so the first request sees the run.
 """
 
+import contextlib
 import json
 import os
 import subprocess
@@ -22,21 +23,26 @@ def get_json(url):
         return json.loads(response.read())
 
 
-@pytest.fixture
-def tensorboard(tmp_path):
-    config = tiny_config(tmp_path, max_steps=3)
-    train.train(config)
-    logdir = os.path.join(config.out_dir, config.summary_dir)
+@contextlib.contextmanager
+def running_tensorboard(logdir):
+    """Yields the base URL of `tensorboard --logdir logdir` on 127.0.0.1, its data already loaded."""
     server = subprocess.Popen(
         [sys.executable, "-m", "tensorboard.main", "--logdir", logdir, "--host", "127.0.0.1", "--port", "0",
          "--load_fast", "false", "--reload_task", "blocking", "--reload_interval", "0"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        base = StderrLines(server).wait_for(r"TensorBoard \S+ at (http://127\.0\.0\.1:\d+)/ ").group(1)
-        yield base, config
+        yield StderrLines(server).wait_for(r"TensorBoard \S+ at (http://127\.0\.0\.1:\d+)/ ").group(1)
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+@pytest.fixture
+def tensorboard(tmp_path):
+    config = tiny_config(tmp_path, max_steps=3)
+    train.train(config)
+    with running_tensorboard(os.path.join(config.out_dir, config.summary_dir)) as base:
+        yield base, config
 
 
 def test_tensorboard_serves_losses_discriminator_outputs_and_samples(tensorboard):
