@@ -13,12 +13,12 @@ appended to docs/ablation/results.jsonl, and a run already there is skipped,
 so the table can be completed across sessions; `render` rewrites
 docs/ablation.md and its charts from that file alone.
 
-    python bench/ablation.py run --dataset mnist --recipes all --seeds 1 --budget 25000
-    python bench/ablation.py run --dataset mnist --recipes default,ttur --seeds 1,2,3 --budget 25000
-    python bench/ablation.py run --dataset celebA --recipes default,ttur --seeds 1,2,3 --budget 19200
-    python bench/ablation.py run --dataset cifar10 --recipes default,resize_conv --seeds 1 --budget 25000
-    python bench/ablation.py render
-    python bench/ablation.py compare_average --dataset celebA --recipes default --seeds 1 --budget 32000
+    python -m bench.ablation run --dataset mnist --recipes all --seeds 1 --budget 25000
+    python -m bench.ablation run --dataset mnist --recipes default,ttur --seeds 1,2,3 --budget 25000
+    python -m bench.ablation run --dataset celebA --recipes default,ttur --seeds 1,2,3 --budget 19200
+    python -m bench.ablation run --dataset cifar10 --recipes default,resize_conv --seeds 1 --budget 25000
+    python -m bench.ablation render
+    python -m bench.ablation compare_average --dataset celebA --recipes default --seeds 1 --budget 32000
       (the same checkpoints scored from G itself and from its --g_ema moving average; prints a table)
 
 Every recipe trains with batch 64, so images seen and steps mean the same thing
@@ -41,24 +41,22 @@ import tarfile
 import time
 import zipfile
 
-REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_DIR)
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import config as config_lib  # noqa: E402
-from errors import UserError, run_command  # noqa: E402
+import config as config_lib
+from bench import harness
+from errors import UserError, run_command
 
 BATCH_SIZE = 64
 CHECKPOINTS_PER_RUN = 4
-RESULTS_PATH = os.path.join(REPO_DIR, "docs", "ablation", "results.jsonl")
-DOC_PATH = os.path.join(REPO_DIR, "docs", "ablation.md")
-DISCUSSION_PATH = os.path.join(REPO_DIR, "docs", "ablation", "discussion.md")
+RESULTS_PATH = os.path.join(harness.REPO, "docs", "ablation", "results.jsonl")
+DOC_PATH = os.path.join(harness.REPO, "docs", "ablation.md")
+DISCUSSION_PATH = os.path.join(harness.REPO, "docs", "ablation", "discussion.md")
 RECIPE_FILES = ("carpedm20", "dcgan_paper", "anime_faces", "wgan_gp", "hinge_r1", "ttur")
 # Variants of a recipe, as extra flags; "{half_steps}" is half the run's steps.  The first three vary
 # carpedm20's recipe (the project's default until the TTUR default was chosen from this table).
-CARPEDM20 = f"--flagfile={os.path.join(REPO_DIR, 'recipes', 'carpedm20.flags')}"
-TTUR = f"--flagfile={os.path.join(REPO_DIR, 'recipes', 'ttur.flags')}"
+CARPEDM20 = f"--flagfile={os.path.join(harness.REPO, 'recipes', 'carpedm20.flags')}"
+TTUR = f"--flagfile={os.path.join(harness.REPO, 'recipes', 'ttur.flags')}"
 VARIANTS = {
     "combined_bn": [CARPEDM20, "--d_batchnorm=combined"],
     "smooth_noise": [CARPEDM20, "--real_label=0.9", "--instance_noise=0.1", "--instance_noise_steps={half_steps}"],
@@ -122,7 +120,7 @@ def recipe_flags(recipe):
     if recipe == "default":
         return []
     if recipe in RECIPE_FILES:
-        return [f"--flagfile={os.path.join(REPO_DIR, 'recipes', recipe + '.flags')}"]
+        return [f"--flagfile={os.path.join(harness.REPO, 'recipes', recipe + '.flags')}"]
     if recipe in VARIANTS:
         return list(VARIANTS[recipe])
     raise UserError(f"--recipes: unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}")
@@ -312,10 +310,10 @@ def train_command(dataset, recipe, seed, budget, data_dir, out_dir):
     settings = DATASETS[dataset]
     ckpt_freq = settings.get("checkpoint_every") or max(1, steps // CHECKPOINTS_PER_RUN)
     return steps, [
-        sys.executable, os.path.join(REPO_DIR, "main.py"), "--train", f"--dataset={settings['dataset']}",
-        f"--data_dir={data_dir}", *settings["flags"], *flags, f"--seed={seed}", f"--max_steps={steps}",
-        f"--out_dir={out_dir}", f"--ckpt_freq={ckpt_freq}", f"--sample_freq={ckpt_freq}",
-        f"--max_to_keep={steps // ckpt_freq + 2}", "--log_freq=50"]
+        *harness.main_command("--train", f"--dataset={settings['dataset']}", f"--data_dir={data_dir}",
+                              *settings["flags"], *flags, f"--seed={seed}", f"--max_steps={steps}",
+                              f"--out_dir={out_dir}", f"--ckpt_freq={ckpt_freq}", f"--sample_freq={ckpt_freq}",
+                              f"--max_to_keep={steps // ckpt_freq + 2}", "--log_freq=50")]
 
 
 def train_run(dataset, recipe, seed, budget, args):
@@ -330,7 +328,7 @@ def train_run(dataset, recipe, seed, budget, args):
     saved, watchdog_lines, tail = [], [], []
     start = time.time()
     with open(os.path.join(out_dir, "train.log"), "w") as log, subprocess.Popen(
-            command, cwd=REPO_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+            command, cwd=harness.REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
         for line in process.stdout:
             log.write(line)
             tail = (tail + [line.rstrip()])[-5:]
@@ -562,14 +560,13 @@ def recipe_row(recipe, runs, pick):
         cells.append(format_mean_std(column["classes_present"], 1))
     cells += [format_mean_std(column["class_kl_uniform"], 3), format_mean_std(column["step"], 0),
               format_mean_std(column["seconds"], 0), f"{fired}/{len(runs)}", f"{failed}/{len(runs)}"]
-    return "| " + " | ".join(cells) + " |"
+    return harness.table_row(cells)
 
 
 def table(runs_by_recipe, pick, conditional):
     class_header = "requested-class acc." if conditional else "classes present (of 10)"
-    lines = [f"| recipe | seeds | FID | KID | precision | recall | {class_header} | class KL to uniform | "
-             "step | wall s | watchdog fired | failed |",
-             "|" + "---|" * 12]
+    lines = harness.table_header(["recipe", "seeds", "FID", "KID", "precision", "recall", class_header,
+                                  "class KL to uniform", "step", "wall s", "watchdog fired", "failed"]).splitlines()
     order = sorted(runs_by_recipe, key=lambda r: mean_std([pick(run) and pick(run).get("fid")
                                                            for run in runs_by_recipe[r]])[0] or math.inf)
     return lines + [recipe_row(recipe, runs_by_recipe[recipe], pick) for recipe in order]
@@ -651,24 +648,26 @@ def diversity_section(dataset, budget, runs_by_recipe, floors):
         n = floor["n"]
         lines.append(f"Real vs real (faces [{n}, {2 * n}) scored as samples against [0, {n})): "
                      f"ratio {floor['diversity_ratio']:.3f}, near-dup. {floor['near_duplicates']:.3f}.")
-    lines += ["", "| recipe | step | seeds | ratio | near-dup. | wall s |", "|" + "---|" * 6]
+    lines += ["", *harness.table_header(["recipe", "step", "seeds", "ratio", "near-dup.", "wall s"]).splitlines()]
     for recipe, runs in sorted(runs_by_recipe.items()):
         for step in sorted({c["step"] for run in runs for c in run["checkpoints"]}):
             chosen = [c for run in runs for c in run["checkpoints"] if c["step"] == step]
-            lines.append(f"| {recipe} | {step} | {len(chosen)}/{len(runs)} | "
-                         f"{format_mean_std([c['diversity_ratio'] for c in chosen], 3)} | "
-                         f"{format_mean_std([c['near_duplicates'] for c in chosen], 3)} | "
-                         f"{format_mean_std([c['seconds'] for c in chosen], 0)} |")
-    lines += ["", f"| recipe | seeds | target met (from step {first}) | lowest ratio | highest near-dup. | "
-              "whole run, wall s | watchdog fired | failed |", "|" + "---|" * 8]
+            lines.append(harness.table_row([recipe, step, f"{len(chosen)}/{len(runs)}",
+                                            format_mean_std([c["diversity_ratio"] for c in chosen], 3),
+                                            format_mean_std([c["near_duplicates"] for c in chosen], 3),
+                                            format_mean_std([c["seconds"] for c in chosen], 0)]))
+    lines += ["", *harness.table_header(["recipe", "seeds", f"target met (from step {first})", "lowest ratio",
+                                         "highest near-dup.", "whole run, wall s", "watchdog fired",
+                                         "failed"]).splitlines()]
     for recipe, runs in sorted(runs_by_recipe.items()):
         judged = [c for run in runs for c in run["checkpoints"] if c["step"] >= first]
         lowest = f"{min(c['diversity_ratio'] for c in judged):.3f}" if judged else "—"
         highest = f"{max(c['near_duplicates'] for c in judged):.3f}" if judged else "—"
-        lines.append(f"| {recipe} | {len(runs)} | {sum(meets_diversity_target(run) for run in runs)}/{len(runs)} | "
-                     f"{lowest} | {highest} | {format_mean_std([run['wall_seconds'] for run in runs], 0)} | "
-                     f"{sum(1 for run in runs if run['watchdog_warnings'])}/{len(runs)} | "
-                     f"{sum(1 for run in runs if run['returncode'] != 0)}/{len(runs)} |")
+        lines.append(harness.table_row([
+            recipe, len(runs), f"{sum(meets_diversity_target(run) for run in runs)}/{len(runs)}", lowest, highest,
+            format_mean_std([run["wall_seconds"] for run in runs], 0),
+            f"{sum(1 for run in runs if run['watchdog_warnings'])}/{len(runs)}",
+            f"{sum(1 for run in runs if run['returncode'] != 0)}/{len(runs)}"]))
     return lines + [""]
 
 
@@ -698,12 +697,12 @@ def render(records):
     lines = [
         "# Recipe ablation, measured",
         "",
-        "Generated by `python bench/ablation.py render` from `docs/ablation/results.jsonl` (one line per run, "
-        "appended by `python bench/ablation.py run ...`); do not edit by hand.",
+        "Generated by `python -m bench.ablation render` from `docs/ablation/results.jsonl` (one line per run, "
+        "appended by `python -m bench.ablation run ...`); do not edit by hand.",
         "",
-        f"Machine: {cpu_model()}, 2 cores, **shared with three other agents' jobs while these ran** (load average "
-        "often 4–8): wall times are what this machine gave, not the CPU's best, and differ between rows by "
-        "more than the recipes do; compare them as rough ratios. Rendered "
+        f"Machine: {harness.cpu_description()[0]}, 2 cores, **shared with three other agents' jobs while these ran** "
+        "(load average often 4–8): wall times are what this machine gave, not the CPU's best, and differ between rows "
+        "by more than the recipes do; compare them as rough ratios. Rendered "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; Python {platform.python_version()}.",
         "",
         "How each run was made: `python main.py --train --dataset D --data_dir ../shared/data <recipe flags> "
@@ -737,15 +736,6 @@ def render(records):
         f.write("\n".join(lines) + "\n")
 
 
-def cpu_model():
-    try:
-        output = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown CPU"
-    return next((line.split(":", 1)[1].strip() for line in output.splitlines() if line.startswith("Model name")),
-                "unknown CPU")
-
-
 def command_compare_average(args):
     """What sampling from G's moving average adds, measured on the same runs (no training): every kept
     checkpoint of each finished run scored from G's own weights and from their average."""
@@ -757,9 +747,8 @@ def command_compare_average(args):
     diversity = DATASETS[dataset].get("scoring") == "diversity"
     score = score_diversity if diversity else score_checkpoints
     columns = ("diversity_ratio", "near_duplicates") if diversity else ("fid", "recall", "classes_present")
-    print(f"| recipe | seed | step | {' | '.join(f'G itself: {c}' for c in columns)} | "
-          f"{' | '.join(f'average: {c}' for c in columns)} |")
-    print("|" + "---|" * (3 + 2 * len(columns)))
+    print(harness.table_header(["recipe", "seed", "step", *(f"G itself: {c}" for c in columns),
+                                *(f"average: {c}" for c in columns)]))
     for recipe in args.recipes.split(","):
         for seed in map(int, args.seeds.split(",")):
             out_dir = os.path.join(args.work_dir, "runs", dataset, recipe, f"seed{seed}_budget{args.budget}")
@@ -771,7 +760,7 @@ def command_compare_average(args):
                                      strict=True):
                 cells = [f"{entry[c]:.3f}" if c != "fid" else f"{entry[c]:.1f}" for entry in (own, averaged)
                          for c in columns]
-                print(f"| {recipe} | {seed} | {own['step']} | {' | '.join(cells)} |", flush=True)
+                print(harness.table_row([recipe, seed, own["step"], *cells]), flush=True)
 
 
 def main(argv=None):
@@ -783,7 +772,7 @@ def main(argv=None):
     run.add_argument("--seeds", default="1", help="comma-separated seeds")
     run.add_argument("--budget", type=int, default=25000, help="training images seen per run")
     run.add_argument("--eval_samples", type=int, default=5000, help="generated (and real) images per score")
-    run.add_argument("--data_dir", default=os.path.join(os.path.dirname(REPO_DIR), "shared", "data"))
+    run.add_argument("--data_dir", default=str(harness.SHARED_DATA))
     run.add_argument("--work_dir", default="/tmp/ablation",
                      help="runs, the classifiers and cached real statistics (outside the repository)")
     compare = commands.add_parser(

@@ -1,6 +1,6 @@
 """Fault injection on real training runs: what survives, and is anything lost?
 
-    python bench/faults.py [--kills 20] [--fuzz 200] [--seed 0]
+    python -m bench.faults [--kills 20] [--fuzz 200] [--seed 0]
 
 Tiny conditional-MNIST runs (16x16, layer widths 4-16, batch 4, a sample, a
 summary and a checkpoint every step, so that faults land inside writes) are
@@ -45,51 +45,42 @@ import zipfile
 from pathlib import Path
 from unittest import mock
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import numpy as np
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
+from PIL import Image
+from tensorflow.python.summary.writer.event_file_writer import EventFileWriter
 
-import numpy as np  # noqa: E402
-from hypothesis import HealthCheck, given, seed, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from PIL import Image  # noqa: E402
-from tensorflow.python.summary.writer.event_file_writer import EventFileWriter  # noqa: E402
-
-import checkpoints  # noqa: E402  (sets up TensorFlow's environment before it loads)
-import config as config_lib  # noqa: E402
-import data  # noqa: E402
-import losses  # noqa: E402
-import metrics  # noqa: E402
-import model  # noqa: E402
-import train  # noqa: E402
-import utils  # noqa: E402
-from errors import TrainingDiverged, UserError  # noqa: E402
-from tf_runtime import tf  # noqa: E402
+import checkpoints  # (sets up TensorFlow's environment before it loads)
+import config as config_lib
+import data
+import losses
+import metrics
+import model
+import train
+import utils
+from bench import harness
+from errors import TrainingDiverged, UserError
+from tf_runtime import tf
 
 v1 = tf.compat.v1
 
-# The run every scenario trains; data_dir points nowhere, so MNIST comes from the embedded copy.  The
-# fully connected layers keep their default width: steps stay fast but a checkpoint is 5 MB, so writing
-# it takes long enough for random kills to land in it.
-TINY = dict(dataset="mnist", batch_size=4, train_size=64, output_height=16, z_dim=8, gf_dim=4, df_dim=4,
-            gfc_dim=1024, dfc_dim=1024, n_samples=6, seed=1, log_freq=1, sample_freq=1, summary_freq=1, ckpt_freq=1,
-            max_to_keep=3)
+# The run every scenario trains: harness.TINY, keeping three checkpoints.  The fully connected layers keep
+# their default width: steps stay fast but a checkpoint is 5 MB, so writing it takes long enough
+# for random kills to land in it.
+RUN = dict(gfc_dim=1024, dfc_dim=1024, max_to_keep=3)
 FOREVER = 10**6  # max_steps of a run that only a fault ends
 SAVED_LINE = re.compile(r" saved \S+-(\d+)$", re.MULTILINE)
 RESUMED_LINE = re.compile(r" resumed from (\S+)$", re.MULTILINE)
 
 
-def _values(out_dir, overrides):
-    return {**TINY, "out_dir": str(out_dir), "data_dir": str(Path(out_dir) / "no_data"), **overrides}
-
-
 def tiny_config(out_dir, **overrides):
-    return config_lib.resolve(config_lib.Config(train=True, **_values(out_dir, overrides)))
+    return harness.tiny_config(out_dir, **{"train": True, **RUN, **overrides})
 
 
 def main_command(out_dir, **overrides):
     """The argv of `main.py --train` on the tiny run, as a user would type it."""
-    values = _values(out_dir, overrides)
-    return [sys.executable, str(REPO / "main.py"), "--train", *(f"--{k}={v}" for k, v in values.items())]
+    return harness.main_command("--train", *harness.as_flags(harness.tiny_values(out_dir, **{**RUN, **overrides})))
 
 
 @functools.cache
@@ -905,7 +896,7 @@ def soak(work_dir, steps=5000, early=100, windows=10):
         match = PROGRESS_LINE.search(line)
         if match:
             step = int(match.group(1))
-            wall[step] = TINY["batch_size"] / float(match.group(2))  # one D update per step
+            wall[step] = harness.TINY["batch_size"] / float(match.group(2))  # one D update per step
             cpu[step] = _cpu_seconds(process.pid)
             if step in (early, steps):
                 rss[step] = _rss_bytes(process.pid)
@@ -999,11 +990,11 @@ def main():
         *([soak_row(soaked)] if soaked else []),
         ("**data lost** (acknowledged saves not restored, over every kill and signal)", "", f"**{lost}**"),
     ]
-    print("| fault | cases | outcome |\n|---|---|---|")
+    print(harness.table_header(["fault", "cases", "outcome"]))
     for row in rows:
-        print("| " + " | ".join(row) + " |")
+        print(harness.table_row(row))
     print(f"\n{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, {(time.time() - started) / 60:.0f} min: "
-          f"python bench/faults.py --kills {args.kills} --fuzz {args.fuzz} --seed {args.seed} "
+          f"python -m bench.faults --kills {args.kills} --fuzz {args.fuzz} --seed {args.seed} "
           f"--soak_steps {args.soak_steps}")
     return 1 if lost else 0
 
