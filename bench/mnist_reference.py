@@ -46,9 +46,9 @@ BATCH_SIZE = 64
 
 
 def ablation_config(args, seed=0):
-    from bench import ablation
+    from bench.ablation.plan import run_config
 
-    return ablation.run_config(DATASET, seed, args.work_dir, args)
+    return run_config(DATASET, seed, args.work_dir, args)
 
 
 def command_prepare(args):
@@ -112,7 +112,7 @@ def command_score(args):
     """Scores every PyTorch sample file under --work_dir not yet in the results file (and draws seed 1's
     first 64 eval-mode samples)."""
     import utils
-    from bench import ablation
+    from bench.ablation import score
 
     done = {record.get("file") for record in read_results()}
     for path in sorted(glob.glob(os.path.join(args.work_dir, "*.npz"))):
@@ -120,7 +120,7 @@ def command_score(args):
             continue
         files = np.load(path)
         meta = json.loads(str(files["meta"]))
-        meter = ablation.meter_for(ablation_config(args, meta["seed"]), args)
+        meter = score.meter_for(ablation_config(args, meta["seed"]), args)
         if meta["seed"] == 1:  # one picture per kernel size, beside the table
             utils.save_grid(files["eval"][:64], os.path.join(os.path.dirname(TABLE_PATH),
                                                              f"mnist_reference_torch_k{meta['kernel_size']}_{meta['steps']}steps.png"))
@@ -148,14 +148,14 @@ def project_samples(restored, count, seed):
 
 def command_score_project(args):
     """Scores every checkpoint of a project run (--run_dir: main.py --train's --out_dir) in both BatchNorm modes."""
-    from bench import ablation
+    from bench.ablation import score
     from checkpoints import checkpoint_paths, checkpoint_step, restored_generator
 
     config = dataclasses.replace(ablation_config(args, args.seed), out_dir=args.run_dir)
     for path in checkpoint_paths(config.checkpoint_path):
         with restored_generator(config, checkpoint=path) as restored:
             samples = project_samples(restored, args.eval_samples, args.seed)
-        meter = ablation.meter_for(config, args)
+        meter = score.meter_for(config, args)
         append_result({"contender": "project", "run": os.path.basename(os.path.normpath(args.run_dir)),
                        "kernel_size": restored.config.kernel_size, "seed": args.seed, "steps": checkpoint_step(path),
                        **{mode: scores(images, meter, args.seed) for mode, images in samples.items()}})
@@ -164,11 +164,11 @@ def command_score_project(args):
 def scores(images, meter, seed):
     """The ablation's metrics of uint8 `images`, as `QualityMeter.measure` computes them for an unconditional G."""
     import metrics
-    from bench import ablation
+    from bench.ablation import score
 
     results = metrics.evaluate(images, meter.real_stats, meter.extractor, seed=seed)
     results.update(metrics.class_statistics(meter.classifier.class_probabilities(images)))
-    return {key: round(float(results[key]), 4) for key in ablation.METRICS if key in results}
+    return {key: round(float(results[key]), 4) for key in score.METRICS if key in results}
 
 
 def read_results():
