@@ -1,9 +1,9 @@
 """What the benchmark scripts share: where the repository and the shared data are, the tiny training run
-(tests/conftest.py's tiny_config too), command lines for `main.py` and for a script's own child process,
-markdown tables and the CPU's description.
+(tests/conftest.py's tiny_config too), pixels as the networks see them, command lines for `main.py` and for a
+script's own child process, markdown tables and the CPU's description.
 
-Loads only the standard library (the project's modules on first use), so `bench.torch_dcgan` and the PyTorch
-step of `bench.mnist_reference` can import it from the bench-only virtualenv.
+Loads only the standard library and NumPy (the project's modules on first use), so the PyTorch step of
+`bench.mnist_reference` can import it from the bench-only virtualenv.
 """
 
 import json
@@ -11,6 +11,8 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"  # benchmarks' and tests' data; the project never reads it
@@ -32,6 +34,11 @@ def tiny_config(out_dir, **overrides):
     import config as config_lib
 
     return config_lib.resolve(config_lib.Config(**tiny_values(out_dir, **overrides)))
+
+
+def to_float(images_uint8):
+    """uint8 pixels -> float32 in [-1, 1], as data.py scales what G and D see (the inverse of utils.to_uint8)."""
+    return np.asarray(images_uint8).astype(np.float32) / 127.5 - 1.0
 
 
 def as_flags(values):

@@ -74,7 +74,7 @@ def command_train(args):
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     pixels = np.load(os.path.join(args.work_dir, REAL_FILE))
-    real_all = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # data.py's scaling
+    real_all = torch.from_numpy(harness.to_float(pixels)).permute(0, 3, 1, 2)
     size = real_all.shape[-1]
     net_g = torch_dcgan.generator(Z_DIM, args.width, 1, args.kernel_size, base=size // 16)
     net_d = torch_dcgan.discriminator(args.width, 1, args.kernel_size, base=size // 16)

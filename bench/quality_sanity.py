@@ -43,19 +43,20 @@ NOISE_SIGMAS = (0, 8, 16, 32, 64)
 BLUR_RADII = (0, 0.5, 1, 2)
 
 
-def to_uint8(images):
+def quantized(images):
+    """Floats on the uint8 scale -> uint8 pixels, rounded and clipped as a saved PNG holds them."""
     return np.clip(np.rint(images), 0, 255).astype(np.uint8)
 
 
 def add_noise(images, sigma, seed=0):
     """Adds N(0, sigma^2) per pixel on the uint8 scale, then re-quantizes like a saved PNG."""
     noise = np.random.default_rng(seed).normal(0.0, sigma, images.shape)
-    return to_uint8(images + noise)
+    return quantized(images + noise)
 
 
 def blur(images, radius):
     """Gaussian blur of each image (not across images or channels) with std dev `radius` pixels."""
-    return to_uint8(ndimage.gaussian_filter(images.astype(np.float32), sigma=(0, radius, radius, 0)))
+    return quantized(ndimage.gaussian_filter(images.astype(np.float32), sigma=(0, radius, radius, 0)))
 
 
 def real_vs_real_rows(train, test, n):

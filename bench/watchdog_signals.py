@@ -48,10 +48,6 @@ class Measures:
         return [session.run(self.fetches, {self.fake: f, self.real: r}) for f, r in zip(fakes, reals, strict=True)]
 
 
-def to_float(images_uint8):
-    return images_uint8.astype(np.float32) / 127.5 - 1.0
-
-
 def row(name, scores, quantiles):
     alarm_q = watchdog.NEAR_DUPLICATE_QUANTILE
     cells = [name, f"{np.mean([s['ratio'] for s in scores]):.2f}"]
@@ -95,7 +91,7 @@ def main(argv=None):
     paths = sorted(checkpoint_paths(config.checkpoint_path), key=checkpoint_step)
     if not paths:
         raise UserError(f"--run: no checkpoint in {config.checkpoint_path}")
-    reals = to_float(evaluation.real_images_uint8(config, BATCH * (args.batches + 1)))
+    reals = harness.to_float(evaluation.real_images_uint8(config, BATCH * (args.batches + 1)))
     reals = [reals[i * BATCH:(i + 1) * BATCH] for i in range(args.batches + 1)]
     shape = reals[0].shape[1:]
     print(f"run {args.run}: {args.batches} batches of {BATCH} per row; near-duplicate alarm over "

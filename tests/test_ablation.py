@@ -132,8 +132,9 @@ def test_diversity_scores_by_hand():
     samples = np.array([[0, 0], [0, 0], [6, 8]], np.uint8).reshape(3, 2, 1, 1)
     scores = score.diversity_scores(samples, real)
     assert scores["diversity_ratio"] == pytest.approx(20 / 16, rel=1e-4)  # float32, as in the training graph
-    # The 1% quantile of 3 real distances is the smallest, 5 (rank floor(0.01 x 2) = 0): one pair of 3 is closer.
-    assert scores["near_duplicates"] == pytest.approx(1 / 3)
+    # The watchdog's 2% quantile of 3 real distances is the smallest, 5 (rank floor(0.02 x 2) = 0): one pair of 3
+    # is closer.
+    assert scores["near_duplicates"] == pytest.approx(1 / 3) and scores["near_duplicate_quantile"] == 0.02
 
 
 def faces(count, seed):
@@ -143,15 +144,18 @@ def faces(count, seed):
 def test_diversity_scores_of_copies_of_one_image_and_of_the_real_images_themselves():
     real = faces(16, seed=0)
     copies = score.diversity_scores(np.repeat(faces(1, seed=1), 16, axis=0), real)
-    assert copies == {"diversity_ratio": pytest.approx(0.0, abs=1e-3), "near_duplicates": 1.0}
+    assert copies == {"diversity_ratio": pytest.approx(0.0, abs=1e-3), "near_duplicates": 1.0,
+                      "near_duplicate_quantile": 0.02}
     itself = score.diversity_scores(real, real)
-    # 120 pairs: the real distance at rank floor(0.01 x 119) = 1 has exactly one pair below it.
-    assert itself == {"diversity_ratio": pytest.approx(1.0), "near_duplicates": pytest.approx(1 / 120)}
+    # 120 pairs: the real distance at rank floor(0.02 x 119) = 2 has exactly two pairs below it.
+    assert itself == {"diversity_ratio": pytest.approx(1.0), "near_duplicates": pytest.approx(2 / 120),
+                      "near_duplicate_quantile": 0.02}
 
 
-def diversity_run(recipe, seed, scores, watchdog=0, wall=100.0):
+def diversity_run(recipe, seed, scores, watchdog=0, wall=100.0, quantile=0.02):
     checkpoints = [{"step": step, "seconds": wall * step / 300, "diversity_ratio": ratio, "near_duplicates": near,
-                    "n_samples": 256, "extractor": "pixels"} for step, ratio, near in scores]
+                    "near_duplicate_quantile": quantile, "n_samples": 256, "extractor": "pixels"}
+                   for step, ratio, near in scores]
     return {**record("celebA", recipe, seed, 19200), "steps": 300, "checkpoints": checkpoints,
             "watchdog_warnings": watchdog, "watchdog_examples": ["watchdog: near-duplicates"] if watchdog else [],
             "returncode": 0, "error": "", "wall_seconds": wall}
@@ -170,15 +174,17 @@ def test_the_celeba_target_holds_from_step_100_at_every_checkpoint():
 def test_render_writes_the_celeba_table_as_mean_std_per_checkpoint_step(tmp_path, monkeypatch):
     monkeypatch.setattr(render, "DOC_PATH", str(tmp_path / "ablation.md"))
     monkeypatch.setattr(render, "DISCUSSION_PATH", str(tmp_path / "missing.md"))
-    records = [diversity_run("default", 1, [(50, 0.2, 0.8), (100, 0.6, 0.3)], watchdog=2, wall=900.0),
-               diversity_run("default", 2, [(50, 0.4, 0.6), (100, 0.8, 0.1)], wall=1100.0),
-               diversity_run("ttur", 1, [(50, 0.9, 0.01), (100, 0.95, 0.02)], wall=600.0),
+    # Scored at 1%, as the stored CelebA records were before the ablation took the watchdog's 2%.
+    records = [diversity_run("default", 1, [(50, 0.2, 0.8), (100, 0.6, 0.3)], watchdog=2, wall=900.0, quantile=0.01),
+               diversity_run("default", 2, [(50, 0.4, 0.6), (100, 0.8, 0.1)], wall=1100.0, quantile=0.01),
+               diversity_run("ttur", 1, [(50, 0.9, 0.01), (100, 0.95, 0.02)], wall=600.0, quantile=0.01),
                {"kind": "floor", "dataset": "celebA", "n": 256, "extractor": "pixels", "diversity_ratio": 1.01,
-                "near_duplicates": 0.012}]
+                "near_duplicates": 0.012, "near_duplicate_quantile": 0.01}]
     records[2]["sample_grid"] = "ablation/celebA_ttur.png"
     render.render(records)
     text = (tmp_path / "ablation.md").read_text()
     section = text.split("## celebA, budget 19,200 images (300 steps)")[1]
+    assert "closer than the 1% quantile of real-real pair distances." in section  # the records', not the constant's
     assert "ratio 1.010, near-dup. 0.012" in section  # the real-vs-real line
     assert "| default | 50 | 2/2 | 0.300 ± 0.141 | 0.700 ± 0.141 | 167 ± 24 |" in section  # 150 and 183 s
     assert "| default | 100 | 2/2 | 0.700 ± 0.141 | 0.200 ± 0.141 | 333 ± 47 |" in section
@@ -189,6 +195,16 @@ def test_render_writes_the_celeba_table_as_mean_std_per_checkpoint_step(tmp_path
     assert "- default seed 1: `watchdog: near-duplicates`" in section
     assert "![ttur](ablation/celebA_ttur.png)" in section
     assert "### At equal images seen" not in text  # no classifier table for CelebA
+
+
+def test_the_celeba_table_says_when_its_runs_were_scored_at_different_quantiles(tmp_path, monkeypatch):
+    monkeypatch.setattr(render, "DOC_PATH", str(tmp_path / "ablation.md"))
+    monkeypatch.setattr(render, "DISCUSSION_PATH", str(tmp_path / "missing.md"))
+    render.render([diversity_run("default", 1, [(100, 0.9, 0.01)], quantile=0.01),
+                   diversity_run("default", 2, [(100, 0.9, 0.02)])])
+    text = (tmp_path / "ablation.md").read_text()
+    assert ("closer than the 1% or 2% quantile of real-real pair distances (each record at its own: figures at "
+            "different quantiles do not compare).") in text
 
 
 def test_a_dataset_shipped_as_a_tar_is_extracted_once_under_the_work_dir(tmp_path):

@@ -11,28 +11,29 @@ import numpy as np
 from bench import harness
 from bench.ablation.plan import DATASETS, data_dir_for, run_architecture, run_config, scored_by_diversity
 from errors import UserError
+from watchdog import NEAR_DUPLICATE_QUANTILE
 
 CLASSIFIER_SIZE = 28  # the MNIST / Fashion-MNIST classifiers take 28x28x1 (CIFAR-10's takes its 32x32 as they are)
 METRICS = ("fid", "kid_mean", "precision", "recall", "class_accuracy", "classes_present", "class_kl_uniform")
-# Diversity scoring (datasets without a feature network): this many samples against as many real images,
-# near-duplicates = sample pairs closer than this quantile of the real-real pair distances (issue 14).
+# Diversity scoring (datasets without a feature network): this many samples against as many real images.
 DIVERSITY_SAMPLES = 256
-NEAR_DUPLICATE_QUANTILE = 0.01
 
 
-def diversity_scores(samples, real, quantile=NEAR_DUPLICATE_QUANTILE):
-    """{"diversity_ratio", "near_duplicates"} of uint8 samples against uint8 real images of the same size:
-    the samples' mean pairwise (pixel-space L2) distance over the real images', and the fraction of sample
-    pairs closer than the real pairs' `quantile` distance.  The collapse watchdog's own in-graph measures
-    (model.py), so a table and a training log mean the same thing by them."""
+def diversity_scores(samples, real):
+    """{"diversity_ratio", "near_duplicates", "near_duplicate_quantile"} of uint8 samples against uint8 real
+    images of the same size: the samples' mean pairwise (pixel-space L2) distance over the real images', and the
+    fraction of sample pairs closer than the real pairs' watchdog.NEAR_DUPLICATE_QUANTILE distance (recorded with
+    it).  The collapse watchdog's own in-graph measures and quantile (model.py, watchdog.py), so a table and a
+    training log mean the same thing by them."""
     from model import mean_pairwise_distance, near_duplicate_fraction
     from tf_runtime import tf
 
     with tf.Graph().as_default(), tf.compat.v1.Session() as session:
-        fake, real = (tf.constant(images, tf.float32) / 127.5 - 1.0 for images in (samples, real))
+        fake, real = (tf.constant(harness.to_float(images)) for images in (samples, real))
         ratio = mean_pairwise_distance(fake) / mean_pairwise_distance(real)
-        ratio, fraction = session.run([ratio, near_duplicate_fraction(fake, real, quantile)])
-    return {"diversity_ratio": float(ratio), "near_duplicates": float(fraction)}
+        ratio, fraction = session.run([ratio, near_duplicate_fraction(fake, real, NEAR_DUPLICATE_QUANTILE)])
+    return {"diversity_ratio": float(ratio), "near_duplicates": float(fraction),
+            "near_duplicate_quantile": NEAR_DUPLICATE_QUANTILE}
 
 
 def resized_classifier(checkpoint_dir, dataset):
