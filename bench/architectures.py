@@ -7,7 +7,7 @@ and session, then timed in interleaved rounds (variant 1, 2, ..., 1, 2, ...)
 and reported by their median round, so a change in the machine's load during
 the run (the cores may be shared) falls on every variant alike.
 
-    python bench/architectures.py [--model celebA|mnist|mnist_unconditional|all] [--rounds 5] [--steps 2]
+    python -m bench.architectures [--model celebA|mnist|mnist_unconditional|all] [--rounds 5] [--steps 2]
 
 Prints a markdown table: images/s, seconds per step and the speed relative
 to the default architecture, per model.
@@ -16,17 +16,15 @@ to the default architecture, per model.
 import argparse
 import os
 import statistics
-import sys
 import time
 
-REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_DIR)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
 import config as config_lib  # noqa: E402
 import train  # noqa: E402
+from bench import harness  # noqa: E402
 from errors import UserError  # noqa: E402
 from model import DCGAN  # noqa: E402
 from tf_runtime import session_config, tf  # noqa: E402
@@ -102,15 +100,14 @@ def main():
     parser.add_argument("--steps", type=int, default=2, help="steps per variant per round")
     args = parser.parse_args()
     models = list(MODELS) if args.model == "all" else [args.model]
-    print("| model | variant | img/s | s/step | vs default |")
-    print("|---|---|---:|---:|---:|")
+    print(harness.table_header(["model", "variant", "img/s", "s/step", "vs default"], "llrrr"))
     for model_name in models:
         variants = []
         for label, overrides in variants_for(model_name):
             try:
                 variants.append((label, Variant(model_name, overrides)))
             except UserError as error:  # e.g. the style generator at MNIST's 28x28
-                print(f"| {model_name} | {label} | not built: {error} | | |", flush=True)
+                print(harness.table_row([model_name, label, f"not built: {error}", "", ""]), flush=True)
         for _, variant in variants:
             variant.step()  # warm-up: graph optimisation and first allocations
         for _ in range(args.rounds):
@@ -120,8 +117,9 @@ def main():
         baseline = statistics.median(variants[0][1].seconds)
         for label, variant in variants:
             seconds = statistics.median(variant.seconds)
-            print(f"| {model_name} {variant.config.output_height}x{variant.config.output_width} | {label} | "
-                  f"{batch / seconds:.1f} | {seconds:.3f} | {baseline / seconds:.2f}x |", flush=True)
+            print(harness.table_row([f"{model_name} {variant.config.output_height}x{variant.config.output_width}",
+                                     label, f"{batch / seconds:.1f}", f"{seconds:.3f}", f"{baseline / seconds:.2f}x"]),
+                  flush=True)
             variant.session.close()
 
 

@@ -1,6 +1,6 @@
 """Does the input pipeline keep up with training?  Images/s of data.py's pipeline vs. what a training step eats.
 
-    python bench/input_pipeline.py --celeba_tar ../shared/data/celebA_first10k_89x109.tar [--images 2000] [--steps 20]
+    python -m bench.input_pipeline --celeba_tar ../shared/data/celebA_first10k_89x109.tar [--images 2000] [--steps 20]
 
 Prints a markdown table (issue #4 wants the pipeline at 5x or more of what training consumes):
 
@@ -34,17 +34,15 @@ import tarfile
 import tempfile
 import time
 
-REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_DIR)
-
-from tf_runtime import session_config, tf  # noqa: E402  (first: sets TensorFlow's environment)
+from tf_runtime import session_config, tf  # (first: sets TensorFlow's environment)
 
 # isort: split
-import numpy as np  # noqa: E402
+import numpy as np
 
-import config as config_lib  # noqa: E402
-import data  # noqa: E402
-from model import DCGAN  # noqa: E402
+import config as config_lib
+import data
+from bench import harness
+from model import DCGAN
 
 v1 = tf.compat.v1
 BATCH = 64
@@ -160,7 +158,7 @@ def main(argv=None):
     parser.add_argument("--images", type=int, default=2000, help="jpgs to extract from the tar")
     parser.add_argument("--input_height", type=int, default=54,
                         help="centre crop before resizing to 64 (54 = the usual 108 on half-size CelebA)")
-    parser.add_argument("--data_dir", default=os.path.join(REPO_DIR, "data"),
+    parser.add_argument("--data_dir", default=os.path.join(harness.REPO, "data"),
                         help="folder holding mnist/ (falls back to the embedded copy)")
     parser.add_argument("--steps", type=int, default=20, help="timed training steps per model and input")
     parser.add_argument("--batches", type=int, default=60, help="timed batches per pipeline and round")
@@ -180,18 +178,19 @@ def main(argv=None):
         mnist_training = time_training(mnist, mnist_source, args.steps)
 
     crop = f"{args.input_height} px crop -> 64x64"
-    print("| measurement | images/s | pipeline / training |")
-    print("|---|---:|---:|")
+    print(harness.table_header(["measurement", "images/s", "pipeline / training"], "lrr"))
     for label, rate, consumed in (
             (f"pipeline alone: {args.images} CelebA jpgs, {crop}", rates["jpg"], celeba_training[0]),
             ("pipeline alone: the same with --cache memory", rates["cached"], celeba_training[0]),
             ("pipeline alone: MNIST 28x28", rates["mnist"], mnist_training[0])):
-        print(f"| {label} | {rate:,.0f} | {rate / consumed:.1f}x |")
+        print(harness.table_row([label, f"{rate:,.0f}", f"{rate / consumed:.1f}x"]))
     for label, (consumed, waiting, fed_ms, constant_ms) in (
             ("DCGAN 64x64", celeba_training), ("conditional DCGAN 28x28 (MNIST)", mnist_training)):
-        print(f"| training consumes: {label}, batch {BATCH}, 1 D + 2 G updates per step | {consumed:,.1f} | 1x |")
-        print(f"| waiting for input: {label} fed by its pipeline (no cache); D update {fed_ms:.0f} ms "
-              f"vs {constant_ms:.0f} ms on a constant batch | | {100 * waiting:.1f}% of a step |")
+        print(harness.table_row([f"training consumes: {label}, batch {BATCH}, 1 D + 2 G updates per step",
+                                 f"{consumed:,.1f}", "1x"]))
+        print(harness.table_row([f"waiting for input: {label} fed by its pipeline (no cache); D update "
+                                 f"{fed_ms:.0f} ms vs {constant_ms:.0f} ms on a constant batch", "",
+                                 f"{100 * waiting:.1f}% of a step"]))
     return 0
 
 

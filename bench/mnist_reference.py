@@ -1,8 +1,8 @@
 """Is the unconditional MNIST collapse this project's or DCGAN's?  The PyTorch reference DCGAN trained on the
 project's own 32x32 MNIST pixels, scored by the ablation's meter.
 
-`bench/ablation.py` finds the unconditional 32x32 MNIST model collapsing at 300 steps (1-5 classes).  This
-trains `bench/torch_dcgan.py`'s networks (the same architecture, 2x2 -> 32x32) with pytorch/examples' step,
+`bench.ablation` finds the unconditional 32x32 MNIST model collapsing at 300 steps (1-5 classes).  This
+trains `bench.torch_dcgan`'s networks (the same architecture, 2x2 -> 32x32) with pytorch/examples' step,
 batch 64, Adam(2e-4, beta1 0.5), z uniform in [-1, 1], on the very images training reads (exported by the
 project's own pipeline: 28 -> 32 bilinear, scaled to [-1, 1] as data.py does), and scores 5000 samples
 exactly as the ablation scores a checkpoint (MNIST classifier features of images resized back to 28x28, the
@@ -10,14 +10,14 @@ same cached real statistics, z from `fixed_z(seed + 2)`).  Samples are scored tw
 running statistics (eval mode, what the project's meter uses) and with each batch's own statistics (train
 mode, how pytorch/examples draws its grids).  Three steps, in two virtualenvs (torch is bench-only):
 
-    .venv/bin/python bench/mnist_reference.py prepare --work_dir /tmp/diag
-    .venv-bench/bin/python bench/mnist_reference.py train --work_dir /tmp/diag --kernel_size 5 --seed 1
-    .venv/bin/python bench/mnist_reference.py score --work_dir /tmp/diag
+    .venv/bin/python -m bench.mnist_reference prepare --work_dir /tmp/diag
+    .venv-bench/bin/python -m bench.mnist_reference train --work_dir /tmp/diag --kernel_size 5 --seed 1
+    .venv/bin/python -m bench.mnist_reference score --work_dir /tmp/diag
 
     .venv/bin/python main.py --train --dataset mnist --y_dim 0 --output_height 32 --learning_rate 0.0002 \
         --seed 1 --max_steps 300 --ckpt_freq 300 --out_dir /tmp/diag/runs/project_k5_s1 --data_dir ../shared/data
-    .venv/bin/python bench/mnist_reference.py score_project --run_dir /tmp/diag/runs/project_k5_s1 --seed 1
-    .venv/bin/python bench/mnist_reference.py table
+    .venv/bin/python -m bench.mnist_reference score_project --run_dir /tmp/diag/runs/project_k5_s1 --seed 1
+    .venv/bin/python -m bench.mnist_reference table
 
 `prepare` copies the classifier and cached statistics from --meter_dir (the ablation's work dir) into
 --work_dir, so nothing is written there.  `score` (PyTorch sample files) and `score_project` (this
@@ -31,18 +31,14 @@ import glob
 import json
 import os
 import shutil
-import sys
 import time
 
-BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
-REPO_DIR = os.path.dirname(BENCH_DIR)
-sys.path.insert(0, BENCH_DIR)
-sys.path.insert(0, REPO_DIR)
+import numpy as np
 
-import numpy as np  # noqa: E402
+from bench import harness
 
-RESULTS_PATH = os.path.join(REPO_DIR, "docs", "ablation", "mnist_reference.jsonl")
-TABLE_PATH = os.path.join(REPO_DIR, "docs", "ablation", "mnist_reference.md")
+RESULTS_PATH = os.path.join(harness.REPO, "docs", "ablation", "mnist_reference.jsonl")
+TABLE_PATH = os.path.join(harness.REPO, "docs", "ablation", "mnist_reference.md")
 DATASET = "mnist_unconditional"  # the ablation's table: --y_dim=0 --output_height=32
 REAL_FILE = "mnist_train_32x32_uint8.npy"
 Z_DIM = 100
@@ -50,9 +46,9 @@ BATCH_SIZE = 64
 
 
 def ablation_config(args, seed=0):
-    import ablation
+    from bench.ablation.plan import run_config
 
-    return ablation.run_config(DATASET, seed, args.work_dir, args)
+    return run_config(DATASET, seed, args.work_dir, args)
 
 
 def command_prepare(args):
@@ -72,12 +68,13 @@ def command_prepare(args):
 def command_train(args):
     """pytorch/examples' DCGAN step on the exported images; saves eval- and train-mode samples."""
     import torch
-    import torch_dcgan
+
+    from bench import torch_dcgan
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     pixels = np.load(os.path.join(args.work_dir, REAL_FILE))
-    real_all = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # data.py's scaling
+    real_all = torch.from_numpy(harness.to_float(pixels)).permute(0, 3, 1, 2)
     size = real_all.shape[-1]
     net_g = torch_dcgan.generator(Z_DIM, args.width, 1, args.kernel_size, base=size // 16)
     net_d = torch_dcgan.discriminator(args.width, 1, args.kernel_size, base=size // 16)
@@ -114,9 +111,8 @@ def command_train(args):
 def command_score(args):
     """Scores every PyTorch sample file under --work_dir not yet in the results file (and draws seed 1's
     first 64 eval-mode samples)."""
-    import ablation
-
     import utils
+    from bench.ablation import score
 
     done = {record.get("file") for record in read_results()}
     for path in sorted(glob.glob(os.path.join(args.work_dir, "*.npz"))):
@@ -124,7 +120,7 @@ def command_score(args):
             continue
         files = np.load(path)
         meta = json.loads(str(files["meta"]))
-        meter = ablation.meter_for(ablation_config(args, meta["seed"]), args)
+        meter = score.meter_for(ablation_config(args, meta["seed"]), args)
         if meta["seed"] == 1:  # one picture per kernel size, beside the table
             utils.save_grid(files["eval"][:64], os.path.join(os.path.dirname(TABLE_PATH),
                                                              f"mnist_reference_torch_k{meta['kernel_size']}_{meta['steps']}steps.png"))
@@ -152,15 +148,14 @@ def project_samples(restored, count, seed):
 
 def command_score_project(args):
     """Scores every checkpoint of a project run (--run_dir: main.py --train's --out_dir) in both BatchNorm modes."""
-    import ablation
-
+    from bench.ablation import score
     from checkpoints import checkpoint_paths, checkpoint_step, restored_generator
 
     config = dataclasses.replace(ablation_config(args, args.seed), out_dir=args.run_dir)
     for path in checkpoint_paths(config.checkpoint_path):
         with restored_generator(config, checkpoint=path) as restored:
             samples = project_samples(restored, args.eval_samples, args.seed)
-        meter = ablation.meter_for(config, args)
+        meter = score.meter_for(config, args)
         append_result({"contender": "project", "run": os.path.basename(os.path.normpath(args.run_dir)),
                        "kernel_size": restored.config.kernel_size, "seed": args.seed, "steps": checkpoint_step(path),
                        **{mode: scores(images, meter, args.seed) for mode, images in samples.items()}})
@@ -168,13 +163,12 @@ def command_score_project(args):
 
 def scores(images, meter, seed):
     """The ablation's metrics of uint8 `images`, as `QualityMeter.measure` computes them for an unconditional G."""
-    import ablation
-
     import metrics
+    from bench.ablation import score
 
     results = metrics.evaluate(images, meter.real_stats, meter.extractor, seed=seed)
     results.update(metrics.class_statistics(meter.classifier.class_probabilities(images)))
-    return {key: round(float(results[key]), 4) for key in ablation.METRICS if key in results}
+    return {key: round(float(results[key]), 4) for key in score.METRICS if key in results}
 
 
 def read_results():
@@ -201,7 +195,8 @@ def command_table(args):
     for record in read_results():
         groups.setdefault((record["contender"], record["kernel_size"], record["steps"]), []).append(record)
     lines = ["# Unconditional MNIST 32x32: the PyTorch reference DCGAN against this project", "",
-             "Written by `bench/mnist_reference.py table` from `mnist_reference.jsonl`.  Both contenders: the same",
+             "Written by `python -m bench.mnist_reference table` from `mnist_reference.jsonl`.",
+             "Both contenders: the same",
              "networks (2x2 -> 32x32, 4 stride-2 transposed convolutions), batch 64, Adam(2e-4, beta1 0.5) for both,",
              "one D and one G update per step on the same fake batch, z uniform; scored on 5000 samples by the",
              "ablation's meter (MNIST classifier features; its real-vs-real floor is in ../ablation.md).",
@@ -211,16 +206,14 @@ def command_table(args):
              "[kernel 5](mnist_reference_torch_k5_300steps.png), [kernel 4](mnist_reference_torch_k4_300steps.png),",
              "kernel 5 at 937 steps: [one epoch](mnist_reference_torch_k5_937steps.png); the project's (the ablation's",
              "carpedm20 recipe): [mnist_unconditional_carpedm20.png](mnist_unconditional_carpedm20.png).", "",
-             "| contender | kernel | steps | seeds | FID eval | FID train | classes eval | precision eval "
-             "| recall eval |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             *harness.table_header(["contender", "kernel", "steps", "seeds", "FID eval", "FID train", "classes eval",
+                                    "precision eval", "recall eval"]).splitlines()]
     for (contender, kernel, steps), records in sorted(groups.items()):
         records.sort(key=lambda r: r["seed"])
         cells = [mean_and_values(records, mode, key, digits) for mode, key, digits in (
             ("eval", "fid", 0), ("train", "fid", 0), ("eval", "classes_present", 0), ("eval", "precision", 2),
             ("eval", "recall", 3))]
-        lines.append(f"| {contender} | {kernel} | {steps} | {','.join(str(r['seed']) for r in records)} | "
-                     + " | ".join(cells) + " |")
+        lines.append(harness.table_row([contender, kernel, steps, ",".join(str(r["seed"]) for r in records), *cells]))
     with open(TABLE_PATH, "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -231,8 +224,8 @@ def main(argv=None):
     parser.add_argument("command", choices=("prepare", "train", "score", "score_project", "table"))
     parser.add_argument("--work_dir", default="/tmp/diag", help="exported images, samples and scores")
     parser.add_argument("--meter_dir", default="/tmp/ablation", help="the ablation's classifier and statistics")
-    parser.add_argument("--data_dir", default=os.path.join(os.path.dirname(REPO_DIR), "shared", "data"))
-    parser.add_argument("--eval_samples", type=int, default=5000, help="as bench/ablation.py")
+    parser.add_argument("--data_dir", default=str(harness.SHARED_DATA))
+    parser.add_argument("--eval_samples", type=int, default=5000, help="as bench.ablation")
     parser.add_argument("--samples", type=int, default=5000, help="generated images saved by train")
     parser.add_argument("--kernel_size", type=int, choices=(4, 5), default=5)
     parser.add_argument("--seed", type=int, default=1)

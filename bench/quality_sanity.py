@@ -15,7 +15,7 @@ features (training the classifier first if it is missing):
   {0, 0.5, 1, 2}, both applied to train [n, 2n): FID and KID must grow at
   every step, which is checked and printed under the table.
 
-    python bench/quality_sanity.py [--data_dir ../shared/data] [--checkpoint_dir checkpoint] [--n 10000]
+    python -m bench.quality_sanity [--data_dir ../shared/data] [--checkpoint_dir checkpoint] [--n 10000]
 
 Each group of rows comes from one function returning (title, [(label, uint8
 images), ...], monotonic); `row_groups` lists them, so more comparisons (for
@@ -28,36 +28,35 @@ import os
 import sys
 import time
 
-REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_DIR)
+import numpy as np
+from scipy import ndimage
 
-import numpy as np  # noqa: E402
-from scipy import ndimage  # noqa: E402
-
-import checkpoints  # noqa: E402
-import config as config_lib  # noqa: E402
-import data  # noqa: E402
-import evaluation  # noqa: E402
-import metrics  # noqa: E402  (sets the TensorFlow environment before importing it)
-from errors import run_command  # noqa: E402
+import checkpoints
+import config as config_lib
+import data
+import evaluation
+import metrics  # (sets the TensorFlow environment before importing it)
+from bench import harness
+from errors import run_command
 
 NOISE_SIGMAS = (0, 8, 16, 32, 64)
 BLUR_RADII = (0, 0.5, 1, 2)
 
 
-def to_uint8(images):
+def quantized(images):
+    """Floats on the uint8 scale -> uint8 pixels, rounded and clipped as a saved PNG holds them."""
     return np.clip(np.rint(images), 0, 255).astype(np.uint8)
 
 
 def add_noise(images, sigma, seed=0):
     """Adds N(0, sigma^2) per pixel on the uint8 scale, then re-quantizes like a saved PNG."""
     noise = np.random.default_rng(seed).normal(0.0, sigma, images.shape)
-    return to_uint8(images + noise)
+    return quantized(images + noise)
 
 
 def blur(images, radius):
     """Gaussian blur of each image (not across images or channels) with std dev `radius` pixels."""
-    return to_uint8(ndimage.gaussian_filter(images.astype(np.float32), sigma=(0, radius, radius, 0)))
+    return quantized(ndimage.gaussian_filter(images.astype(np.float32), sigma=(0, radius, radius, 0)))
 
 
 def real_vs_real_rows(train, test, n):
@@ -107,7 +106,7 @@ def increases(values):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data_dir", default=os.path.join(os.path.dirname(REPO_DIR), "shared", "data"),
+    parser.add_argument("--data_dir", default=str(harness.SHARED_DATA),
                         help="folder holding mnist/ (falls back to the repo's embedded_data/mnist)")
     parser.add_argument("--checkpoint_dir", default="checkpoint", help="where the MNIST classifier is (or goes)")
     parser.add_argument("--n", type=int, default=10000, help="images per set (train has 60000, so at most 30000)")

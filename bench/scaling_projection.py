@@ -4,7 +4,7 @@ No GPU is reachable where this project is developed, so the multi-GPU figures
 of docs/scaling.md are computed, from two counted quantities and stated
 assumptions:
 
-* counted: the FLOPs of one step per replica (bench/flops.py's per-layer
+* counted: the FLOPs of one step per replica (bench.flops' per-layer
   count, checked against TensorFlow's profiler by tests/test_flops.py) and the
   gradient bytes each network all-reduces per update (the float32 sizes of the
   trainable variables of the project's own graph, built here);
@@ -24,17 +24,12 @@ hierarchical: reduce-scatter in the node over NVLink, the node's 1/8 shard
 all-reduced between nodes by each of its 8 GPUs over the node's one link
 (so the link carries 2 (m-1)/m x B for m nodes), all-gather in the node.
 
-    python bench/scaling_projection.py [--gpu_tflops 19.5 --utilization 0.5 ...]
+    python -m bench.scaling_projection [--gpu_tflops 19.5 --utilization 0.5 ...]
 """
 
 import argparse
-import os
-import sys
 
-REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_DIR)
-
-from bench import flops  # noqa: E402
+from bench import flops, harness
 
 GPUS_PER_NODE = 8
 
@@ -109,18 +104,17 @@ def main():
           f"per step; NVLink {args.nvlink_gbytes:g} GB/s, {args.nvlink_latency_us:g} us; between nodes "
           f"{args.network_gbits:g} Gb/s, {args.network_latency_us:g} us; {GPUS_PER_NODE} GPUs per node")
     print()
-    print("| GPUs | nodes | global batch | compute ms/step | all-reduce ms/step | all-reduce share | "
-          "projected img/s | scaling efficiency |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(harness.table_header(["GPUs", "nodes", "global batch", "compute ms/step", "all-reduce ms/step",
+                                "all-reduce share", "projected img/s", "scaling efficiency"], "r" * 8))
     base = None
     for gpus in (int(g) for g in args.gpus.split(",")):
         communication = sum(allreduce_seconds(size, gpus, args) for size in reductions)
         step = compute + communication
         images_per_second = gpus * args.per_gpu_batch / step
         base = base or images_per_second / gpus
-        print(f"| {gpus} | {max(1, gpus // GPUS_PER_NODE)} | {gpus * args.per_gpu_batch} | {compute * 1e3:.1f} | "
-              f"{communication * 1e3:.2f} | {communication / step:.1%} | {images_per_second:,.0f} | "
-              f"{images_per_second / (gpus * base):.0%} |")
+        print(harness.table_row([gpus, max(1, gpus // GPUS_PER_NODE), gpus * args.per_gpu_batch, f"{compute * 1e3:.1f}",
+                                 f"{communication * 1e3:.2f}", f"{communication / step:.1%}",
+                                 f"{images_per_second:,.0f}", f"{images_per_second / (gpus * base):.0%}"]))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ initial weights (speed does not depend on the weights' values): the 64x64 RGB ce
 28x28 conditional MNIST one.  Each of C client threads sends GET /api/grid?count=16&seed=i (a different
 z batch each time, so nothing is cached) --requests times, one after the other, on its own connection.
 
-    python bench/serve_load.py [--requests 40] [--concurrency 1,4,8] [--model celebA|mnist|both]
+    python -m bench.serve_load [--requests 40] [--concurrency 1,4,8] [--model celebA|mnist|both]
 
 Prints a markdown table: completed requests per second over the whole run, and the median and 99th
 percentile of the per-request latency seen by the clients.
@@ -14,19 +14,16 @@ percentile of the per-request latency seen by the clients.
 import argparse
 import http.client
 import os
-import sys
 import threading
 import time
 
-REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_DIR)
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import config as config_lib  # noqa: E402
-import serve  # noqa: E402
-from model import InferenceGenerator  # noqa: E402
-from tf_runtime import tf  # noqa: E402
+import config as config_lib
+import serve
+from bench import harness
+from model import InferenceGenerator
+from tf_runtime import tf
 
 v1 = tf.compat.v1
 MODELS = {"celebA": dict(dataset="celebA", c_dim=3), "mnist": dict(dataset="mnist")}
@@ -69,8 +66,8 @@ def main():
     parser.add_argument("--model", default="both", choices=["celebA", "mnist", "both"])
     args = parser.parse_args()
     print(f"CPU cores: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.1f}")
-    print("| model | clients | requests | grid/s | median latency | p99 latency | failed |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(harness.table_header(["model", "clients", "requests", "grid/s", "median latency", "p99 latency", "failed"],
+                               "lrrrrrr"))
     for name in ("celebA", "mnist") if args.model == "both" else (args.model,):
         config = config_lib.resolve(config_lib.Config(**MODELS[name]))
         with tf.Graph().as_default(), v1.Session() as session:
@@ -82,9 +79,10 @@ def main():
                 client(address, 10 ** 6, 2, [], [])  # warm-up: TensorFlow's first run of the graph
                 for concurrency in (int(c) for c in args.concurrency.split(",")):
                     rate, median, p99, failed = load(address, concurrency, args.requests)
-                    print(f"| {name} {config.output_height}x{config.output_width}x{config.c_dim} | {concurrency} | "
-                          f"{concurrency * args.requests} | {rate:.1f} | {median * 1000:.0f} ms | {p99 * 1000:.0f} ms "
-                          f"| {failed} |", flush=True)
+                    print(harness.table_row([
+                        f"{name} {config.output_height}x{config.output_width}x{config.c_dim}", concurrency,
+                        concurrency * args.requests, f"{rate:.1f}", f"{median * 1000:.0f} ms", f"{p99 * 1000:.0f} ms",
+                        failed]), flush=True)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ Each variant runs in its own process (TF_ENABLE_ONEDNN_OPTS is read when
 TensorFlow loads) on the full-size model, fed a constant batch so only the
 step itself is timed: one D update plus --g_steps G updates, as in train.py.
 
-    python bench/step_time.py [--steps 10] [--model celebA|mnist|both]
+    python -m bench.step_time [--steps 10] [--model celebA|mnist|both]
 
 Prints a markdown table: images/s and the speed relative to the project's
 default (oneDNN on, remapper off, NHWC) for each model.
@@ -14,12 +14,9 @@ import argparse
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 import time
 
-REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_DIR)
+from bench import harness
 
 VARIANTS = [  # (label, oneDNN, remapper, data_format)
     ("project default: oneDNN on, remapper off, NHWC", "1", False, "NHWC"),
@@ -69,12 +66,9 @@ def worker(model_name, remapper, data_format, steps):
 
 def run_variant(model_name, onednn, remapper, data_format, steps):
     env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS=onednn, TF_CPP_MIN_LOG_LEVEL="3")
-    command = [sys.executable, __file__, "--worker", model_name, "--remapper", str(int(remapper)),
-               "--data_format", data_format, "--steps", str(steps)]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
-    if result.returncode != 0:
-        return {"error": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed"}
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    command = harness.module_command("bench.step_time", "--worker", model_name, "--remapper", str(int(remapper)),
+                                     "--data_format", data_format, "--steps", str(steps))
+    return harness.run_child(command, env)[0]
 
 
 @dataclasses.dataclass
@@ -98,18 +92,17 @@ def main():
     models = list(MODELS) if args.model == "both" else [args.model]
     rows = [Row(m, label, run_variant(m, onednn, remapper, fmt, args.steps))
             for m in models for label, onednn, remapper, fmt in VARIANTS]
-    print("| model | variant | img/s | s/step | vs default |")
-    print("|---|---|---:|---:|---:|")
+    print(harness.table_header(["model", "variant", "img/s", "s/step", "vs default"], "llrrr"))
     for model_name in models:
         model_rows = [r for r in rows if r.model == model_name]
         baseline = model_rows[0].result.get("images_per_second")
         for r in model_rows:
             if "error" in r.result:
-                print(f"| {model_name} | {r.label} | failed: {r.result['error'][:60]} | | |")
+                print(harness.table_row([model_name, r.label, f"failed: {r.result['error'][:60]}", "", ""]))
                 continue
             ips = r.result["images_per_second"]
             ratio = f"{ips / baseline:.2f}x" if baseline else "n/a"
-            print(f"| {model_name} | {r.label} | {ips:.1f} | {r.result['seconds_per_step']:.3f} | {ratio} |")
+            print(harness.table_row([model_name, r.label, f"{ips:.1f}", f"{r.result['seconds_per_step']:.3f}", ratio]))
 
 
 if __name__ == "__main__":

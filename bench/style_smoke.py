@@ -3,7 +3,7 @@ budget of equal steps (= equal images seen).  Not the measurement issue 16 asks 
 and equal wall time, several seeds: see the TODO in docs/style.md); it shows that the style generator trains and
 where it stands after a few hundred steps.
 
-    python bench/style_smoke.py --steps 200 --batch_size 32 --style_gf_dim 16 --w_dim 128 --out /tmp/style_smoke
+    python -m bench.style_smoke --steps 200 --batch_size 32 --style_gf_dim 16 --w_dim 128 --out /tmp/style_smoke
 
 The style generator at the default widths (--gf_dim 64: 8 convolutions of about 38 M multiply-adds each at
 32x32) costs over ten times the conditional MNIST DCGAN generator per image; --style_gf_dim and --w_dim shrink
@@ -18,19 +18,17 @@ resizing alone costs.  Sample grids are written to --out.
 
 import argparse
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import config as config_lib  # noqa: E402
-import evaluation  # noqa: E402
-import metrics  # noqa: E402
-import train  # noqa: E402
-import utils  # noqa: E402
-from checkpoints import restored_generator  # noqa: E402
-from model import fixed_z, sample_labels  # noqa: E402
-from tf_runtime import tf  # noqa: E402
+import config as config_lib
+import evaluation
+import metrics
+import train
+import utils
+from bench import harness
+from checkpoints import restored_generator
+from model import fixed_z, sample_labels
+from tf_runtime import tf
 
 v1 = tf.compat.v1
 
@@ -93,12 +91,13 @@ def main():
     fid, statistics = quality(real_round_trip, None, real_stats, classifier)
     print(f"MNIST 32x32 conditional, seed {args.seed}, batch {args.batch_size}, {args.samples} samples per row; "
           "FID on MNIST classifier features (not comparable with Inception FIDs)\n")
-    print("| generator | steps | images seen | train wall s | img/s (wall) | FID | class accuracy | classes present |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(harness.table_header(["generator", "steps", "images seen", "train wall s", "img/s (wall)", "FID",
+                                "class accuracy", "classes present"], "lrrrrrrr"))
     for name, steps, seen, seconds, rate, fid_value, stats in rows:
-        print(f"| {name} | {steps} | {seen} | {seconds:.0f} | {rate:.1f} | {fid_value:.1f} | "
-              f"{stats['class_accuracy']:.3f} | {stats['classes_present']} |")
-    print(f"| real digits 28 -> 32 -> 28 (resize floor) | | | | | {fid:.1f} | | {statistics['classes_present']} |")
+        print(harness.table_row([name, steps, seen, f"{seconds:.0f}", f"{rate:.1f}", f"{fid_value:.1f}",
+                                 f"{stats['class_accuracy']:.3f}", stats["classes_present"]]))
+    print(harness.table_row(["real digits 28 -> 32 -> 28 (resize floor)", "", "", "", "", f"{fid:.1f}", "",
+                             statistics["classes_present"]]))
     print(f"\nsample grids: {args.out}/dcgan_samples.png, {args.out}/style_samples.png")
 
 

@@ -1,7 +1,7 @@
 """Training-step throughput: this project against a PyTorch DCGAN of the same architecture, and the machine's limit.
 
-    .venv/bin/python bench/throughput.py [--rounds 3] [--steps 8] [--warmup 3]
-    .venv/bin/python bench/throughput.py --extras   # threads, XLA, remapper, summary/sample-grid cost
+    .venv/bin/python -m bench.throughput [--rounds 3] [--steps 8] [--warmup 3]
+    .venv/bin/python -m bench.throughput --extras   # threads, XLA, remapper, summary/sample-grid cost
 
 The PyTorch contender needs its own venv (never a project dependency):
     python3 -m venv .venv-bench && .venv-bench/bin/pip install -r bench/requirements-bench.txt
@@ -13,7 +13,7 @@ median over rounds with the min-max, and a ratio "vs torch" is taken within
 each round, so load from other processes on the machine hits both sides.  The
 project's step is `build_project_step`: `model.DCGAN` on a constant in-graph
 batch, running exactly the runs of train.py's step plan, without summaries
-(their cost is in --extras).  FLOPs per step come from bench/flops.py's
+(their cost is in --extras).  FLOPs per step come from bench.flops'
 per-layer count, checked here against tf.compat.v1.profiler on the same graph.
 """
 
@@ -21,18 +21,15 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import types
 
-REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_DIR)
-TORCH_PYTHON = os.path.join(REPO_DIR, ".venv-bench", "bin", "python")
-TORCH_SCRIPT = os.path.join(REPO_DIR, "bench", "torch_dcgan.py")
+from bench import harness
+
+TORCH_PYTHON = os.path.join(harness.REPO, ".venv-bench", "bin", "python")
 MATMUL_SIZE = 2048
 
 # Published dense peaks for the GPU projection (NVIDIA A100 SXM4 datasheet, TFLOP/s, no sparsity).
@@ -45,7 +42,7 @@ SETTINGS = {  # name -> Config fields shared by its contenders
     "64x64, 5x5 kernels": dict(dataset="celebA", c_dim=3, kernel_size=5),
     "28x28 MNIST (conditional)": dict(dataset="mnist"),
 }
-CONTENDERS = [  # (label, switches); "torch" runs bench/torch_dcgan.py
+CONTENDERS = [  # (label, switches); "torch" runs bench.torch_dcgan
     ("project, 1 D + 1 G fused (reference semantics), fp32", REFERENCE),
     ("project, 1 D + 1 G fused, bfloat16 rewrite", dict(REFERENCE, bfloat16=True)),
     ("project, carpedm20 schedule (1 D + 2 G, separate runs), fp32", dict(fused_update=False, g_steps=2)),
@@ -77,7 +74,7 @@ class ProjectStep:
     graph: object
     model: object
     fetches: list  # one entry per session.run of a step, as train.py's loop makes them
-    runs: list  # bench/flops.py's name of each run: "d", "g" or "fused"
+    runs: list  # bench.flops' name of each run: "d", "g" or "fused"
 
 
 def build_project_step(config):
@@ -212,16 +209,14 @@ def run_child(spec):
     if spec["kind"] == "torch":
         if not os.path.exists(TORCH_PYTHON):
             return {"error": "no .venv-bench (see the set-up line in bench/throughput.py)"}
-        command = [TORCH_PYTHON, TORCH_SCRIPT, "--kernel_size", str(spec["kernel_size"]),
-                   "--steps", str(spec["steps"]), "--warmup", str(spec["warmup"])]
+        command = harness.module_command("bench.torch_dcgan", "--kernel_size", str(spec["kernel_size"]),
+                                         "--steps", str(spec["steps"]), "--warmup", str(spec["warmup"]),
+                                         python=TORCH_PYTHON)
     else:
-        command = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    if result.returncode != 0:
-        return {"error": lines[-1] if lines else f"exit {result.returncode}"}
-    out = json.loads(result.stdout.strip().splitlines()[-1])
-    out["mutation_apply_error"] = any("Mutation::Apply" in line for line in lines)
+        command = harness.module_command("bench.throughput", "--worker", json.dumps(spec))
+    out, lines = harness.run_child(command, env)
+    if "error" not in out:
+        out["mutation_apply_error"] = any("Mutation::Apply" in line for line in lines)
     return out
 
 
@@ -250,17 +245,6 @@ def _ok(results):
 def _ratios(results, reference):
     return [r["images_per_second"] / t["images_per_second"] for r, t in zip(results, reference, strict=True)
             if "error" not in r and "error" not in t]
-
-
-def cpu_description():
-    model, flags = platform.processor() or "unknown", ""
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-        model, flags = fields.get("Model name", model).strip(), fields.get("Flags", "").strip()
-    except OSError:
-        pass
-    return model, flags
 
 
 def contender_specs(args):
@@ -300,16 +284,16 @@ def step_flops(spec):
 def print_main_table(specs, results):
     matmul = {dtype: [r["gflops"] for r in _ok(results[("machine", f"tf.matmul {MATMUL_SIZE}² {dtype}")])]
               for dtype in ("float32", "bfloat16")}
-    print("| setting | contender | img/s median (min–max) | vs PyTorch, per round | GFLOP/step executed "
-          "| profiler check (built graph) | GFLOP/s | % of fp32 matmul | % of bf16 matmul | peak RSS MiB |")
-    print("|---|---|---:|---:|---:|---|---:|---:|---:|---:|")
+    print(harness.table_header(["setting", "contender", "img/s median (min–max)", "vs PyTorch, per round",
+                                "GFLOP/step executed", "profiler check (built graph)", "GFLOP/s", "% of fp32 matmul",
+                                "% of bf16 matmul", "peak RSS MiB"], "llrrrlrrrr"))
     for (setting, label), spec in specs.items():
         if setting == "machine":
             continue
         runs = results[(setting, label)]
         ok = _ok(runs)
         if not ok:
-            print(f"| {setting} | {label} | failed: {runs[0]['error'][:100]} | | | | | | | |")
+            print(harness.table_row([setting, label, f"failed: {runs[0]['error'][:100]}", *[""] * 7]))
             continue
         torch_key = (setting, CONTENDERS[-1][0])
         versus = spread(_ratios(runs, results[torch_key]), 2) + "×" if torch_key in results and spec[
@@ -321,30 +305,33 @@ def print_main_table(specs, results):
                    for d, m in matmul.items()}
         check = "n/a (torch)" if agrees is None else ("matches" if agrees else "DIFFERS")
         finite = "" if all(r.get("finite", True) for r in ok) else " (non-finite loss!)"
-        print(f"| {setting} | {label}{finite} | {spread([r['images_per_second'] for r in ok])} | {versus} | "
-              f"{flops_per_step / 1e9:.1f} | {check} | {spread(gflops, 0)} | {percent['float32']} | "
-              f"{percent['bfloat16']} | {max(r['peak_rss_mib'] for r in ok):.0f} |")
+        print(harness.table_row([setting, label + finite, spread([r["images_per_second"] for r in ok]), versus,
+                                 f"{flops_per_step / 1e9:.1f}", check, spread(gflops, 0), percent["float32"],
+                                 percent["bfloat16"], f"{max(r['peak_rss_mib'] for r in ok):.0f}"]))
     for dtype, values in matmul.items():
-        print(f"| machine | tf.matmul {MATMUL_SIZE}² {dtype} | | | | | {spread(values, 0)} | | | |")
+        print(harness.table_row(["machine", f"tf.matmul {MATMUL_SIZE}² {dtype}", *[""] * 4, spread(values, 0),
+                                 *[""] * 3]))
 
 
 def print_layer_table():
     """Per-layer FLOPs of the reference-semantics step of each setting, counted and profiled."""
     from bench import flops
 
-    print("\n| setting | layer | forward MFLOP/image | step GFLOP executed | step GFLOP built, counted | "
-          "step GFLOP built, tf.compat.v1.profiler |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("\n" + harness.table_header(["setting", "layer", "forward MFLOP/image", "step GFLOP executed",
+                                       "step GFLOP built, counted", "step GFLOP built, tf.compat.v1.profiler"],
+                                      "llrrrr"))
     for setting, fields in SETTINGS.items():
         step = build_project_step(project_config(**fields, **REFERENCE))
         executed = flops.step_layer_flops(step.config, step.runs)
         built = flops.step_layer_flops(step.config, step.runs, built=True)
         profiled = flops.profiler_layer_flops(step.graph, step.fetches)
         for layer in flops.layers(step.config):
-            print(f"| {setting} | {layer.name} | {layer.forward_flops / 1e6:.2f} | {executed[layer.name] / 1e9:.3f} | "
-                  f"{built[layer.name] / 1e9:.3f} | {profiled.get(layer.name, 0) / 1e9:.3f} |")
-        print(f"| {setting} | **step total** ({' + '.join(step.runs)}) | | {sum(executed.values()) / 1e9:.3f} | "
-              f"{sum(built.values()) / 1e9:.3f} | {sum(profiled.values()) / 1e9:.3f} |")
+            print(harness.table_row([setting, layer.name, f"{layer.forward_flops / 1e6:.2f}",
+                                     f"{executed[layer.name] / 1e9:.3f}", f"{built[layer.name] / 1e9:.3f}",
+                                     f"{profiled.get(layer.name, 0) / 1e9:.3f}"]))
+        print(harness.table_row([setting, f"**step total** ({' + '.join(step.runs)})", "",
+                                 f"{sum(executed.values()) / 1e9:.3f}", f"{sum(built.values()) / 1e9:.3f}",
+                                 f"{sum(profiled.values()) / 1e9:.3f}"]))
 
 
 def print_gpu_projection():
@@ -355,11 +342,11 @@ def print_gpu_projection():
     flops_per_image = sum(flops.step_layer_flops(config, ["fused"]).values()) / config.batch_size
     print(f"\nPROJECTION (not measured): {GPU_NAME}, 64x64 4x4 reference-semantics step, "
           f"{flops_per_image / 1e9:.2f} GFLOP/image counted.")
-    print("| precision | published peak TFLOP/s | img/s at peak (ceiling) | img/s at 50% of peak |")
-    print("|---|---:|---:|---:|")
+    print(harness.table_header(["precision", "published peak TFLOP/s", "img/s at peak (ceiling)",
+                                "img/s at 50% of peak"], "lrrr"))
     for precision, peak in GPU_PEAK_TFLOPS.items():
         ceiling = peak * 1e12 / flops_per_image
-        print(f"| {precision} | {peak:g} | {ceiling:,.0f} | {ceiling / 2:,.0f} |")
+        print(harness.table_row([precision, f"{peak:g}", f"{ceiling:,.0f}", f"{ceiling / 2:,.0f}"]))
 
 
 def print_extras(args):
@@ -369,17 +356,16 @@ def print_extras(args):
     specs[EXTRAS[0][0]]["summaries"] = True
     results = interleaved(specs, args.rounds)
     baseline = results[EXTRAS[0][0]]
-    print("\n| 64x64 4x4, 1 D + 1 G fused, fp32 | img/s median (min–max) | vs baseline, per round | "
-          "'Mutation::Apply' error logged |")
-    print("|---|---:|---:|---|")
+    print("\n" + harness.table_header(["64x64 4x4, 1 D + 1 G fused, fp32", "img/s median (min–max)",
+                                       "vs baseline, per round", "'Mutation::Apply' error logged"], "lrrl"))
     for label, runs in results.items():
         ok = _ok(runs)
         if not ok:
-            print(f"| {label} | failed: {runs[0]['error'][:100]} | | |")
+            print(harness.table_row([label, f"failed: {runs[0]['error'][:100]}", "", ""]))
             continue
         mutation = "yes" if any(r["mutation_apply_error"] for r in ok) else "no"
-        print(f"| {label} | {spread([r['images_per_second'] for r in ok])} | {spread(_ratios(runs, baseline), 2)}× "
-              f"| {mutation} |")
+        print(harness.table_row([label, spread([r["images_per_second"] for r in ok]),
+                                 spread(_ratios(runs, baseline), 2) + "×", mutation]))
     costs = [r for r in _ok(baseline) if "overhead_fraction" in r]
     if costs:
         first = costs[0]
@@ -402,10 +388,10 @@ def main():
         spec = json.loads(args.worker)
         print(json.dumps(matmul_worker(spec) if spec["kind"] == "matmul" else project_worker(spec)))
         return
-    model, flags = cpu_description()
+    model, flags = harness.cpu_description()
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; CPU: {model}, {os.cpu_count()} logical CPUs; "
           f"TF_ENABLE_ONEDNN_OPTS=1; {args.rounds} rounds x {args.steps} steps (+{args.warmup} warm-up); "
-          f"command: bench/throughput.py {' '.join(sys.argv[1:])}")
+          f"command: python -m bench.throughput {' '.join(sys.argv[1:])}")
     print(f"CPU flags: {flags}\n")
     if args.extras:
         print_extras(args)

@@ -1,10 +1,10 @@
-"""PyTorch DCGAN of this project's 64x64 architecture: the reference `bench/throughput.py` races.
+"""PyTorch DCGAN of this project's 64x64 architecture: the reference `bench.throughput` races.
 
 Set-up (torch is a benchmark-only dependency, never the project's; it goes in its own venv):
 
     python3 -m venv .venv-bench && .venv-bench/bin/pip install -r bench/requirements-bench.txt
 
-    .venv-bench/bin/python bench/torch_dcgan.py --kernel_size 4 --steps 10
+    .venv-bench/bin/python -m bench.torch_dcgan --kernel_size 4 --steps 10
 
 Same networks as `networks/dcgan.py` (unconditional): G is a linear layer to
 4x4x(8*gf) then four stride-2 transposed convolutions with BatchNorm + ReLU and
@@ -15,7 +15,7 @@ bias, as in `ops.py`.  Padding gives exactly 4->8->16->32->64 for kernel 4 and 5
 One step is pytorch/examples `dcgan/main.py`'s: D updated on a real and a
 (detached) fake batch, then G's loss through the updated D on the same fake
 batch, with Adam(2e-4, beta1 0.5).  As there, G's backward also computes D's
-weight gradients (they are zeroed before D's next update); `bench/flops.py`
+weight gradients (they are zeroed before D's next update); `bench.flops`
 counts that work for this contender.  Input is a constant in-memory batch, as
 the TensorFlow contender's, so only the step is timed.  Prints one JSON line.
 """

@@ -9,29 +9,25 @@ fraction of fake pairs closer than the real batch's q-quantile pair distance (`n
 watchdog.NEAR_DUPLICATE_QUANTILE, fires over watchdog.MAX_NEAR_DUPLICATES).  The first row scores real
 batches against other real batches: what data without collapse gives.
 
-    python bench/watchdog_signals.py --dataset mnist --y_dim 0 --output_height 32 \\
+    python -m bench.watchdog_signals --dataset mnist --y_dim 0 --output_height 32 \\
         --run /tmp/ablation/runs/mnist_unconditional/default/seed1_budget19200
 """
 
 import argparse
 import dataclasses
-import os
-import sys
 
-REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_DIR)
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import config as config_lib  # noqa: E402
-import data  # noqa: E402
-import evaluation  # noqa: E402
-import watchdog  # noqa: E402
-from checkpoints import checkpoint_paths, checkpoint_step, restored_generator  # noqa: E402
-from errors import UserError, run_command  # noqa: E402
-from model import fixed_z, mean_pairwise_distance, near_duplicate_fraction, sample_labels  # noqa: E402
-from networks import generator_for  # noqa: E402
-from tf_runtime import tf  # noqa: E402
+import config as config_lib
+import data
+import evaluation
+import watchdog
+from bench import harness
+from checkpoints import checkpoint_paths, checkpoint_step, restored_generator
+from errors import UserError, run_command
+from model import fixed_z, mean_pairwise_distance, near_duplicate_fraction, sample_labels
+from networks import generator_for
+from tf_runtime import tf
 
 v1 = tf.compat.v1
 BATCH = 64
@@ -52,17 +48,13 @@ class Measures:
         return [session.run(self.fetches, {self.fake: f, self.real: r}) for f, r in zip(fakes, reals, strict=True)]
 
 
-def to_float(images_uint8):
-    return images_uint8.astype(np.float32) / 127.5 - 1.0
-
-
 def row(name, scores, quantiles):
     alarm_q = watchdog.NEAR_DUPLICATE_QUANTILE
     cells = [name, f"{np.mean([s['ratio'] for s in scores]):.2f}"]
     cells += [f"{np.mean([s[q] for s in scores]):.3f} (max {np.max([s[q] for s in scores]):.3f})" for q in quantiles]
     over = sum(s[alarm_q] > watchdog.MAX_NEAR_DUPLICATES for s in scores) if alarm_q in quantiles else "—"
     low = sum(s["ratio"] < watchdog.MIN_DIVERSITY for s in scores)
-    return "| " + " | ".join(cells + [f"{over}/{len(scores)}", f"{low}/{len(scores)}"]) + " |"
+    return harness.table_row(cells + [f"{over}/{len(scores)}", f"{low}/{len(scores)}"])
 
 
 def fake_batches(restored, batches, training_mode):
@@ -84,7 +76,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", required=True, help="the run's --out_dir (holding checkpoint/<run name>/)")
     parser.add_argument("--dataset", required=True)
-    parser.add_argument("--data_dir", default=os.path.join(os.path.dirname(REPO_DIR), "shared", "data"))
+    parser.add_argument("--data_dir", default=str(harness.SHARED_DATA))
     parser.add_argument("--output_height", type=int, default=0)
     parser.add_argument("--input_height", type=int, default=0)
     parser.add_argument("--y_dim", type=int, default=-1)
@@ -99,15 +91,14 @@ def main(argv=None):
     paths = sorted(checkpoint_paths(config.checkpoint_path), key=checkpoint_step)
     if not paths:
         raise UserError(f"--run: no checkpoint in {config.checkpoint_path}")
-    reals = to_float(evaluation.real_images_uint8(config, BATCH * (args.batches + 1)))
+    reals = harness.to_float(evaluation.real_images_uint8(config, BATCH * (args.batches + 1)))
     reals = [reals[i * BATCH:(i + 1) * BATCH] for i in range(args.batches + 1)]
     shape = reals[0].shape[1:]
     print(f"run {args.run}: {args.batches} batches of {BATCH} per row; near-duplicate alarm over "
           f"{watchdog.MAX_NEAR_DUPLICATES} at q = {watchdog.NEAR_DUPLICATE_QUANTILE}, low diversity under "
           f"{watchdog.MIN_DIVERSITY:.3f}\n")
-    print("| batches | mean distance / real | " + " | ".join(f"near-dup. fraction, q = {q}" for q in quantiles)
-          + " | near-dup. alarm batches | low-diversity batches |")
-    print("|" + "---|" * (4 + len(quantiles)))
+    print(harness.table_header(["batches", "mean distance / real", *(f"near-dup. fraction, q = {q}" for q in quantiles),
+                                "near-dup. alarm batches", "low-diversity batches"]))
     with tf.Graph().as_default(), v1.Session() as session:
         measures = Measures(shape, quantiles)
         print(row("real vs other real", measures.score(session, reals[1:], reals[:-1]), quantiles), flush=True)

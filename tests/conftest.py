@@ -1,35 +1,26 @@
 """Shared test set-up: graph mode, tiny configs, and real data from ../shared."""
 
 import tarfile
-from pathlib import Path
 
 import pytest
 from hypothesis import settings
 
-import config as config_lib
 import tf_runtime  # noqa: F401  (graph mode and TensorFlow's environment, as in main.py)
+from bench import harness
 
 # Every property test runs the same examples in every run (derandomize) and has no
 # per-example deadline: on a loaded 2-core machine a slow example is not a failure.
 settings.register_profile("project", deadline=None, derandomize=True)
 settings.load_profile("project")
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+REPO, SHARED_DATA = harness.REPO, harness.SHARED_DATA
 EMBEDDED_MNIST = REPO / "embedded_data" / "mnist"
 CELEBA_TAR = SHARED_DATA / "celebA_first10k_89x109.tar"
 
 
 def tiny_config(tmp_path, **overrides):
-    """A resolved Config with tiny layer sizes writing under tmp_path."""
-    values = dict(
-        dataset="mnist", data_dir=str(tmp_path / "no_data"), out_dir=str(tmp_path / "out"),
-        output_height=16, batch_size=4, z_dim=8, gf_dim=4, df_dim=4, gfc_dim=16, dfc_dim=16,
-        train_size=64, max_steps=2, sample_freq=1, ckpt_freq=1, summary_freq=1, log_freq=1, n_samples=6,
-        seed=1,
-    )
-    values.update(overrides)
-    return config_lib.resolve(config_lib.Config(**values))
+    """A resolved Config of the tiny run (bench/harness.py's TINY) writing under tmp_path."""
+    return harness.tiny_config(tmp_path / "out", **{"data_dir": str(tmp_path / "no_data"), **overrides})
 
 
 @pytest.fixture

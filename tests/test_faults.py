@@ -1,8 +1,8 @@
 """Fault injection (issue #6): SIGKILL, NaN/Inf, full and read-only disks, a
 second run on the same folder, damaged checkpoints and untrusted inputs.
 
-The scenarios live in bench/faults.py, which runs them more often for the
-README's table.  The default suite runs a few of each; `make test-slow` runs
+The scenarios live in bench/faults/, which `python -m bench.faults` runs more often
+for the README's table.  The default suite runs a few of each; `make test-slow` runs
 every one and 20 random kills.
 """
 
@@ -19,10 +19,12 @@ from hypothesis import HealthCheck, given, settings
 import checkpoints
 import config as config_lib
 import train
-from bench import faults
+from bench.faults import fuzz, nan, runs
+from bench.faults.disk import DISK_FULL, disk_full_cases, read_only_cases, real_disk_full, tmpfs
+from bench.faults.kills import KILL_POINTS, kill_points, random_kills
 from errors import UserError
 
-# Derandomized, so the default suite is deterministic; bench/faults.py tries more.
+# Derandomized, so the default suite is deterministic; `python -m bench.faults` tries more.
 FUZZ = settings(max_examples=50, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -31,13 +33,13 @@ def slow(*values):
 
 
 def test_random_sigkills_lose_nothing_and_a_second_run_is_refused(tmp_path):
-    kills = faults.random_kills(tmp_path, kills=2, seed=1)
+    kills = random_kills(tmp_path, kills=2, seed=1)
     assert [kill.lost for kill in kills] == [0, 0], kills
 
 
 @pytest.mark.slow
 def test_twenty_random_sigkills_lose_nothing(tmp_path):
-    kills = faults.random_kills(tmp_path, kills=20, seed=0)
+    kills = random_kills(tmp_path, kills=20, seed=0)
     assert sum(kill.lost for kill in kills) == 0, kills
     assert any(kill.moment not in ("between saves", "during start-up (imports, graph, restore)")
                for kill in kills), "no kill landed inside a save"
@@ -46,10 +48,10 @@ def test_twenty_random_sigkills_lose_nothing(tmp_path):
 @pytest.mark.parametrize("moments", [
     ("while TF writes the data file", "after data/index, before the manifest",
      "after the manifest, before the state file", "halfway through deleting the oldest"),
-    slow(tuple(faults.KILL_POINTS)),
+    slow(tuple(KILL_POINTS)),
 ])
 def test_death_at_each_point_of_a_save_restores_the_newest_complete_checkpoint(tmp_path, moments):
-    kills = faults.kill_points(tmp_path, moments)
+    kills = kill_points(tmp_path, moments)
     assert [kill.moment for kill in kills] == list(moments)
 
 
@@ -62,7 +64,7 @@ def test_death_at_each_point_of_a_save_restores_the_newest_complete_checkpoint(t
 ])
 def test_damaged_newest_checkpoint_falls_back_with_a_warning(tmp_path, caplog, trained_run, damage, restored):
     shutil.copytree(trained_run, tmp_path, dirs_exist_ok=True)
-    config = faults.tiny_config(tmp_path)
+    config = runs.tiny_config(tmp_path)
     newest = os.path.join(config.checkpoint_path, f"{checkpoints.CHECKPOINT_PREFIX}-3")
     data_file, index_file = newest + ".data-00000-of-00001", newest + ".index"
     if damage.startswith("flip"):
@@ -77,7 +79,7 @@ def test_damaged_newest_checkpoint_falls_back_with_a_warning(tmp_path, caplog, t
         path = newest + checkpoints.MANIFEST_SUFFIX if "manifest" in damage else os.path.join(
             config.checkpoint_path, checkpoints.STATE_FILE)
         open(path, "w").write("{not json or a proto")
-    assert faults.restore_check(config) == restored
+    assert runs.restore_check(config) == restored
     if restored == 2:
         assert "DCGAN.model-3 is incomplete or damaged" in caplog.text
 
@@ -86,27 +88,27 @@ def test_damaged_newest_checkpoint_falls_back_with_a_warning(tmp_path, caplog, t
 def trained_run(tmp_path_factory):
     """A tiny run trained 3 steps (checkpoints 1-3), to be copied and damaged."""
     out_dir = tmp_path_factory.mktemp("trained")
-    train.train(faults.tiny_config(out_dir, max_steps=3))
+    train.train(runs.tiny_config(out_dir, max_steps=3))
     return out_dir
 
 
 @pytest.mark.parametrize("case", [
     "stop: Inf gradient, finite loss",
-    f"skip: Inf loss {faults.LIMIT} times in a row",
+    f"skip: Inf loss {nan.LIMIT} times in a row",
     "skip: NaN input images",
     slow("stop: NaN loss"),
     slow("skip: NaN gradient once"),
 ])
 def test_nan_policy_never_saves_a_non_finite_checkpoint(tmp_path, case):
-    faults.nan_case(tmp_path, case)
+    nan.nan_case(tmp_path, case)
 
 
 def test_skipped_updates_leave_weights_and_adam_moments_untouched(tmp_path, caplog):
-    assert faults.nan_case(tmp_path, "skip: NaN loss twice") == 5
+    assert nan.nan_case(tmp_path, "skip: NaN loss twice") == 5
     assert "step 4: non-finite loss or gradient" in caplog.text
     assert "update skipped (2 steps skipped so far, 2 in a row" in caplog.text
-    directory = faults.tiny_config(tmp_path).checkpoint_path
-    step = {n: faults.checkpoint_values(f"{directory}/{checkpoints.CHECKPOINT_PREFIX}-{n}") for n in (2, 4, 5)}
+    directory = runs.tiny_config(tmp_path).checkpoint_path
+    step = {n: runs.checkpoint_values(f"{directory}/{checkpoints.CHECKPOINT_PREFIX}-{n}") for n in (2, 4, 5)}
     trained = [name for name in step[2] if "moving_" not in name and name != "global_step"]
     g_names = [name for name in trained if name.startswith("generator")]
     d_names = [name for name in trained if name.startswith("discriminator")]
@@ -119,21 +121,21 @@ def test_skipped_updates_leave_weights_and_adam_moments_untouched(tmp_path, capl
 
 @pytest.mark.parametrize("kinds", [
     ("sample grid PNG", "TensorBoard events", "checkpoint data (TF SaveV2)"),
-    slow(tuple(faults.DISK_FULL)),
+    slow(tuple(DISK_FULL)),
 ])
 def test_disk_full_gives_one_line_and_keeps_the_last_checkpoint(tmp_path, kinds):
-    messages = faults.disk_full_cases(tmp_path, kinds)
+    messages = disk_full_cases(tmp_path, kinds)
     assert list(messages) == list(kinds)
 
 
 def test_real_full_disk_from_the_command_line_prints_one_line(tmp_path):
     disk = tmp_path / "disk"
-    with faults.tmpfs(disk, 900) as mounted:
+    with tmpfs(disk, 900) as mounted:
         if not mounted:
             pytest.skip("mounting a small tmpfs needs root")
-        result = subprocess.run(faults.main_command(disk, max_steps=faults.FOREVER), cwd=disk, text=True,
+        result = subprocess.run(runs.main_command(disk, max_steps=runs.FOREVER), cwd=disk, text=True,
                                 capture_output=True, timeout=300)
-        faults.restore_check(faults.tiny_config(disk))
+        runs.restore_check(runs.tiny_config(disk))
     assert result.returncode == 2, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("main.py: error: cannot write ") and "No space left on device" in last, last
@@ -141,14 +143,14 @@ def test_real_full_disk_from_the_command_line_prints_one_line(tmp_path):
 
 
 def test_real_full_disk_keeps_the_checkpoint_it_names(tmp_path):
-    message = faults.real_disk_full(tmp_path, 9000)  # room for the graph's events and two 5 MB checkpoints
+    message = real_disk_full(tmp_path, 9000)  # room for the graph's events and two 5 MB checkpoints
     if message is None:
         pytest.skip("mounting a small tmpfs needs root")
     assert "Last good checkpoint: none" not in message, message
 
 
 def test_read_only_folders_give_one_line_and_keep_checkpoints(tmp_path):
-    messages = faults.read_only_cases(tmp_path)
+    messages = read_only_cases(tmp_path)
     if messages is None:
         pytest.skip("running as root without permission to mount: chmod cannot make a folder read-only")
     samples, start = messages
@@ -157,21 +159,21 @@ def test_read_only_folders_give_one_line_and_keep_checkpoints(tmp_path):
 
 
 @FUZZ
-@given(faults.idx_bytes())
+@given(fuzz.idx_bytes())
 def test_parse_idx_accepts_or_raises_user_error_only(raw):
-    faults.check_idx(raw)
+    fuzz.check_idx(raw)
 
 
 @FUZZ
-@given(faults.config_values())
+@given(fuzz.config_values())
 def test_any_flag_values_resolve_or_raise_user_error_only(values):
-    faults.check_config(values)
+    fuzz.check_config(values)
 
 
 @settings(FUZZ, max_examples=30, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(files=faults.image_files())
+@given(files=fuzz.image_files())
 def test_fuzzed_image_folders_are_read_cleanly_or_refused(tmp_path, files):
-    faults.check_image_folder(tmp_path, files)
+    fuzz.check_image_folder(tmp_path, files)
 
 
 def test_no_reader_can_run_code_from_a_file():

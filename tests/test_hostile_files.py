@@ -2,7 +2,7 @@
 checkpoint manifests, the real-statistics cache) and restoring a named
 checkpoint: one line (or, for a cache, a recomputation), never a traceback or
 an allocation of whatever size a file claims.  The fuzzing strategies live in
-bench/faults.py, which runs more examples for the README's table.
+bench/faults/hostile_files.py; `python -m bench.faults` runs more examples for the README's table.
 """
 
 import json
@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 from conftest import REPO
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import checkpoints
 import metrics
-from bench import faults
+from bench.faults import hostile_files, runs
 from errors import UserError
 
 FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
@@ -29,19 +30,19 @@ FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
 
 @pytest.fixture(scope="module")
 def trained_dir(tmp_path_factory):
-    """A folder holding a tiny run with checkpoints at steps 1 and 2 (bench/faults.py's run)."""
+    """A folder holding a tiny run with checkpoints at steps 1 and 2 (bench.faults' run)."""
     work_dir = str(tmp_path_factory.mktemp("trained"))
-    faults._trained_run(work_dir)
+    hostile_files._trained_run(work_dir)
     return work_dir
 
 
 @pytest.fixture
 def run(trained_dir, tmp_path):
     """A private copy of the trained run: (config, checkpoint folder)."""
-    config = faults._trained_run(trained_dir)
+    config = hostile_files._trained_run(trained_dir)
     copy = tmp_path / "run"
     shutil.copytree(trained_dir, copy)
-    config = faults.tiny_config(copy, max_steps=2)
+    config = runs.tiny_config(copy, max_steps=2)
     return config, Path(config.checkpoint_path)
 
 
@@ -65,7 +66,7 @@ def test_named_checkpoint_is_verified_against_its_manifest(run):
 
 def test_named_checkpoint_restores_exactly_that_one(run):
     config, folder = run
-    step1, step2 = faults.checkpoint_values(_prefix(folder, 1)), faults.checkpoint_values(_prefix(folder, 2))
+    step1, step2 = runs.checkpoint_values(_prefix(folder, 1)), runs.checkpoint_values(_prefix(folder, 2))
     with checkpoints.restored_generator(config, checkpoint=_prefix(folder, 1)) as restored:
         assert restored.path == _prefix(folder, 1)
         variables = restored.session.graph.get_collection("variables")
@@ -144,9 +145,9 @@ def test_main_prints_one_line_for_a_damaged_architecture(run):
 
 
 @FUZZ
-@given(raw=faults.architecture_files())
+@given(raw=hostile_files.architecture_files())
 def test_fuzzed_architecture_files_restore_or_refuse_in_one_line(trained_dir, raw):
-    faults.check_architecture(trained_dir, raw)
+    hostile_files.check_architecture(trained_dir, raw)
 
 
 # --- checkpoint manifests -------------------------------------------------------------------------------
@@ -163,10 +164,10 @@ def test_damaged_manifest_falls_back_to_the_older_checkpoint(run, caplog, raw):
 
 
 @FUZZ
-@given(data=faults.st.data())
+@given(data=st.data())
 def test_fuzzed_manifests_are_answered_never_raised(trained_dir, data):
-    raw = data.draw(faults.manifest_files(faults._manifest_names(trained_dir)))
-    faults.check_manifest(trained_dir, raw)
+    raw = data.draw(hostile_files.manifest_files(hostile_files._manifest_names(trained_dir)))
+    hostile_files.check_manifest(trained_dir, raw)
 
 
 # --- the real-statistics cache --------------------------------------------------------------------------
@@ -180,9 +181,9 @@ def test_fuzzed_manifests_are_answered_never_raised(trained_dir, data):
     ({"mu": ((2,), None)}, "header claims shape (2,)"),
 ])
 def test_hostile_statistics_cache_is_recomputed_without_allocating_its_claims(tmp_path, caplog, claims, reason):
-    raw = faults._npz(3, 4, claims, compressed=False)
+    raw = hostile_files._npz(3, 4, claims, compressed=False)
     with caplog.at_level(logging.WARNING, logger="dcgan"):
-        assert faults.check_statistics(tmp_path, raw) == "recomputed"
+        assert hostile_files.check_statistics(tmp_path, raw) == "recomputed"
     assert "unusable real-statistics cache" in caplog.text and reason in caplog.text
 
 
@@ -200,9 +201,9 @@ def test_statistics_cache_with_inconsistent_shapes_or_compressed_members_is_reco
 
 
 @FUZZ
-@given(raw=faults.statistics_files())
+@given(raw=hostile_files.statistics_files())
 def test_fuzzed_statistics_files_are_used_or_recomputed(tmp_path, raw):
-    faults.check_statistics(tmp_path, raw)
+    hostile_files.check_statistics(tmp_path, raw)
 
 
 def test_architecture_written_before_a_field_existed_reads_it_as_its_default(tmp_path):

@@ -1,0 +1,158 @@
+"""`run`: trains the runs not yet in docs/ablation/results.jsonl (one JSON line per finished run, so the table
+fills in across sessions), each `main.py --train` in a subprocess timed from its launch, scores each saved
+checkpoint and renders the doc again."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+from bench import harness
+from bench.ablation.plan import (
+    BATCH_SIZE,
+    CHECKPOINTS_PER_RUN,
+    DATASETS,
+    RECIPES,
+    data_dir_for,
+    distinct_recipes,
+    recipe_flags,
+    run_architecture,
+    run_config,
+    run_plan,
+    scored_by_diversity,
+)
+from bench.ablation.render import DOC_PATH, render
+from bench.ablation.score import ensure_classifier, floor_record, floor_size, score_checkpoints, score_diversity
+from errors import UserError
+
+RESULTS_PATH = os.path.join(harness.REPO, "docs", "ablation", "results.jsonl")
+
+
+def run_key(record):
+    return (record["dataset"], record["recipe"], int(record["seed"]), int(record["budget"]))
+
+
+def read_results(path):
+    """The records in the results file (a line cut short by a killed write is ignored)."""
+    if not os.path.exists(path):
+        return []
+    records = []
+    with open(path) as f:
+        for line in f:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+    return records
+
+
+def pending_runs(records, datasets, recipes, seeds, budget):
+    """The (dataset, recipe, seed, budget) runs not yet in `records`, in the order to run them."""
+    done = {run_key(r) for r in records if r.get("kind") == "run"}
+    return [(d, r, s, budget) for d in datasets for s in seeds for r in recipes if (d, r, s, budget) not in done]
+
+
+def append_record(record):
+    os.makedirs(os.path.dirname(RESULTS_PATH), exist_ok=True)
+    with open(RESULTS_PATH, "a") as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def train_command(dataset, recipe, seed, budget, data_dir, out_dir):
+    """(steps, the `main.py --train` command line) of one run: the dataset's and the recipe's flags, a
+    checkpoint (and sample grid) every `checkpoint_every` steps or a CHECKPOINTS_PER_RUN-th of the run,
+    all of them kept for scoring."""
+    steps, flags = run_plan(recipe, budget)
+    settings = DATASETS[dataset]
+    ckpt_freq = settings.get("checkpoint_every") or max(1, steps // CHECKPOINTS_PER_RUN)
+    return steps, [
+        *harness.main_command("--train", f"--dataset={settings['dataset']}", f"--data_dir={data_dir}",
+                              *settings["flags"], *flags, f"--seed={seed}", f"--max_steps={steps}",
+                              f"--out_dir={out_dir}", f"--ckpt_freq={ckpt_freq}", f"--sample_freq={ckpt_freq}",
+                              f"--max_to_keep={steps // ckpt_freq + 2}", "--log_freq=50")]
+
+
+def train_run(dataset, recipe, seed, budget, args):
+    """Trains one run in a subprocess; returns (record without scores, run folder)."""
+    settings = DATASETS[dataset]
+    flags = run_plan(recipe, budget)[1]
+    out_dir = os.path.join(args.work_dir, "runs", dataset, recipe, f"seed{seed}_budget{budget}")
+    steps, command = train_command(dataset, recipe, seed, budget, data_dir_for(dataset, args), out_dir)
+    shutil.rmtree(out_dir, ignore_errors=True)  # a run cut short is redone: its wall times would not add up
+    os.makedirs(out_dir)
+    print(f"[{time.strftime('%H:%M:%S')}] {dataset} {recipe} seed {seed}: {steps} steps", file=sys.stderr, flush=True)
+    saved, watchdog_lines, tail = [], [], []
+    start = time.time()
+    with open(os.path.join(out_dir, "train.log"), "w") as log, subprocess.Popen(
+            command, cwd=harness.REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+        for line in process.stdout:
+            log.write(line)
+            tail = (tail + [line.rstrip()])[-5:]
+            if " saved " in line:
+                saved.append((line.rsplit(" saved ", 1)[1].strip(), time.time() - start))
+            elif "watchdog:" in line:
+                watchdog_lines.append(line.strip())
+    record = {
+        "kind": "run", "dataset": dataset, "recipe": recipe, "seed": seed, "budget": budget, "steps": steps,
+        "batch_size": BATCH_SIZE, "flags": settings["flags"] + flags, "returncode": process.returncode,
+        "error": "" if process.returncode == 0 else tail[-1] if tail else "no output",
+        "wall_seconds": time.time() - start, "watchdog_warnings": len(watchdog_lines),
+        "watchdog_examples": watchdog_lines[:3], "cpu_seconds_note": "wall clock on a shared 2-core machine",
+        "architecture": run_architecture(out_dir),
+    }
+    return record, out_dir, saved
+
+
+def copy_sample_grid(config, dataset, recipe, budget):
+    """The run's last sample grid, as docs/ablation/<dataset>_<recipe>_<budget>.png (the budget in the name:
+    a longer run of the same recipe must not replace the grid shown beside the shorter one's table)."""
+    grids = sorted(f for f in os.listdir(config.sample_path) if f.startswith("train_") and f.endswith(".png"))
+    if not grids:
+        return None
+    target = os.path.join(os.path.dirname(RESULTS_PATH), f"{dataset}_{recipe}_{budget}.png")
+    shutil.copyfile(os.path.join(config.sample_path, grids[-1]), target)
+    return os.path.relpath(target, os.path.dirname(DOC_PATH))
+
+
+def ensure_floor(dataset, args, records):
+    """Once per dataset and sample count: its real-vs-real floor (score.floor_record) in the results file."""
+    n = floor_size(dataset, args)
+    if not any(r.get("kind") == "floor" and r["dataset"] == dataset and r["n"] == n for r in records):
+        append_record(floor_record(dataset, args))
+
+
+def command_run(args):
+    datasets = args.dataset.split(",")
+    recipes = RECIPES if args.recipes == "all" else tuple(args.recipes.split(","))
+    for name in recipes:
+        recipe_flags(name)  # an unknown name is refused before hours of training
+    recipes, same_as = distinct_recipes(recipes)
+    for recipe, twin in same_as.items():
+        print(f"{recipe}: the same settings as {twin}, not trained again (see its row)", file=sys.stderr)
+    unknown = [d for d in datasets if d not in DATASETS]
+    if unknown:
+        raise UserError(f"--dataset: unknown {unknown}; choose from {', '.join(DATASETS)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    for dataset in datasets:
+        ensure_classifier(dataset, args)
+        ensure_floor(dataset, args, read_results(RESULTS_PATH))
+    for dataset, recipe, seed, budget in pending_runs(read_results(RESULTS_PATH), datasets, recipes, seeds,
+                                                      args.budget):
+        if not pending_runs(read_results(RESULTS_PATH), [dataset], [recipe], [seed], budget):
+            continue  # another worker finished it meanwhile
+        record, out_dir, saved = train_run(dataset, recipe, seed, budget, args)
+        config = run_config(dataset, seed, out_dir, args)
+        scoring = score_diversity if scored_by_diversity(dataset) else score_checkpoints
+        record["checkpoints"] = scoring(config, saved, args)
+        if not any(run_key(r)[:2] == (dataset, recipe) and r["budget"] == budget and r["seed"] < seed
+                   for r in read_results(RESULTS_PATH) if r.get("kind") == "run"):  # the grid of the lowest seed
+            record["sample_grid"] = copy_sample_grid(config, dataset, recipe, budget)
+        append_record(record)
+        final = record["checkpoints"][-1] if record["checkpoints"] else {}
+        score = (f"diversity ratio {final['diversity_ratio']:.3f}, near-duplicates {final['near_duplicates']:.3f}"
+                 if "diversity_ratio" in final else f"FID {final.get('fid', float('nan')):.2f}")
+        print(f"  done in {record['wall_seconds']:.0f} s: {score}, "
+              f"watchdog {record['watchdog_warnings']}, exit {record['returncode']}", file=sys.stderr, flush=True)
+        render(read_results(RESULTS_PATH))
