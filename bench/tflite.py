@@ -8,7 +8,7 @@ write, and times each generating one batch of --batch images: the SavedModel thr
 Each timing is the median (and the 90th percentile) of --repeats runs after --warmup untimed ones, divided
 by the batch.
 
-    python bench/tflite.py [--batch 1] [--repeats 30] [--warmup 3] [--model celebA|mnist|both]
+    python -m bench.tflite [--batch 1] [--repeats 30] [--warmup 3] [--model celebA|mnist|both]
 
 Prints a markdown table.  The SavedModel's size counts every file of its folder (graph, variables, the
 description); a .tflite file is self-contained.
@@ -21,18 +21,16 @@ import sys
 import tempfile
 import time
 
-REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_DIR)
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
 
-import numpy as np  # noqa: E402
-from ai_edge_litert.interpreter import Interpreter  # noqa: E402
-
-import config as config_lib  # noqa: E402
-import export  # noqa: E402
-import litert_export  # noqa: E402
-from checkpoints import Checkpoints  # noqa: E402
-from model import InferenceGenerator, fixed_z, sample_labels, scope_variables  # noqa: E402
-from tf_runtime import tf  # noqa: E402
+import config as config_lib
+import export
+import litert_export
+from bench import harness
+from checkpoints import Checkpoints
+from model import InferenceGenerator, fixed_z, sample_labels, scope_variables
+from tf_runtime import tf
 
 v1 = tf.compat.v1
 MODELS = {"celebA": dict(dataset="celebA", c_dim=3), "mnist": dict(dataset="mnist")}
@@ -90,6 +88,7 @@ def main():
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs before them")
     parser.add_argument("--model", default="both", choices=["celebA", "mnist", "both"])
     args = parser.parse_args()
+    print(harness.cpu_description())
     print(f"CPU cores: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.1f}, batch {args.batch}, "
           f"{args.repeats} timed runs after {args.warmup}")
     print("| model | format | size | ms per image (median) | ms per image (p90) |")
