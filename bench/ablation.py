@@ -6,9 +6,11 @@ process (what a user waits for, start-up included) and counting the collapse
 watchdog's warnings; then each checkpoint is scored in this process by
 `evaluation.QualityMeter` (the dataset's domain classifier: FID, KID,
 precision/recall and class statistics; CIFAR-10's classifier is trained on the
-shared lossy JPEG copy, extracted under --work_dir).  CelebA has no feature network offline
+shared lossy JPEG copy, extracted under --work_dir).  CelebA has no FID network offline
 (no Inception weights), so its checkpoints are scored by the diversity of 256
-samples against 256 real faces in pixel space (`diversity_scores`).  One JSON line per finished run is
+samples against 256 real faces in pixel space (`diversity_scores`), and as faces:
+FD_face (dlib ResNet-128 embeddings) and the face detection rate of 500 samples
+against the first 500 real faces (`face_scores`, face_metrics.py).  One JSON line per finished run is
 appended to docs/ablation/results.jsonl, and a run already there is skipped,
 so the table can be completed across sessions; `render` rewrites
 docs/ablation.md and its charts from that file alone.
@@ -109,6 +111,9 @@ DIVERSITY_SAMPLES = 256
 NEAR_DUPLICATE_QUANTILE = 0.01
 # max_ratio: samples spread much wider than real faces are noise, not diversity (the style generator's
 # saturated colour noise at CelebA step 100 scored 1.32); 1.25 = 1 / 0.8 bounds the ratio from both sides.
+# Face scoring (--face_metrics datasets): FD_face and the detection rate of this many samples, FD_face against
+# as many real faces (the first ones in file order): issue 26's protocol, 500 against 500.
+FACE_SAMPLES = 500
 DIVERSITY_TARGETS = {"from_step": 100, "min_ratio": 0.8, "max_ratio": 1.25, "max_near_duplicates": 0.05}
 
 
@@ -425,32 +430,57 @@ def score_checkpoints(config, saved, args, average=True):
 _REAL_IMAGES = {}
 
 
+def with_data_channels(config):
+    """`config` with the data's channel count (a run's config leaves it to the data, the real images need it)."""
+    import data
+
+    return dataclasses.replace(config, c_dim=data.open_source(config).c_dim)
+
+
 def real_images_for_diversity(config, count, offset=0):
     """Real images [offset, offset + count) in file order, preprocessed as training does (uint8), read once."""
-    import data
     import evaluation
 
     key = (config.dataset, config.data_dir, config.input_height, config.output_height)
     if key not in _REAL_IMAGES:
-        resolved = dataclasses.replace(config, c_dim=data.open_source(config).c_dim)
-        _REAL_IMAGES[key] = evaluation.real_images_uint8(resolved, 2 * DIVERSITY_SAMPLES)
+        _REAL_IMAGES[key] = evaluation.real_images_uint8(with_data_channels(config), 2 * DIVERSITY_SAMPLES)
     return _REAL_IMAGES[key][offset:offset + count]
 
 
+_FACE_METRICS = {}
+
+
+def face_scores(config, samples, args):
+    """FD_face and the face detection rate of uint8 `samples` (face_metrics.FaceMetrics.scores) against the
+    first FACE_SAMPLES real faces, their statistics cached under --work_dir; the networks are loaded once."""
+    import evaluation
+
+    if "faces" not in _FACE_METRICS:
+        _FACE_METRICS["faces"] = evaluation.load_face_metrics(dataclasses.replace(config, face_metrics=True))
+    faces = _FACE_METRICS["faces"]
+    real = dataclasses.replace(with_data_channels(config), out_dir=args.work_dir, eval_samples=FACE_SAMPLES)
+    return faces.scores(samples, evaluation.cached_real_statistics(real, faces.embedder))
+
+
 def score_diversity(config, saved, args, average=True):
-    """Each saved checkpoint's diversity scores (DIVERSITY_SAMPLES samples against as many real images),
-    with its step and wall time (`average` as in score_checkpoints)."""
+    """Each saved checkpoint's diversity scores (DIVERSITY_SAMPLES samples against as many real images) and,
+    for faces (--face_metrics), its `face_scores` (FACE_SAMPLES samples, the first DIVERSITY_SAMPLES of them
+    the same), with its step and wall time (`average` as in score_checkpoints)."""
     import evaluation
     from checkpoints import checkpoint_step, restored_generator
 
     real = real_images_for_diversity(config, DIVERSITY_SAMPLES)
+    count = max(DIVERSITY_SAMPLES, FACE_SAMPLES) if config.face_metrics else DIVERSITY_SAMPLES
     scored = []
     for path, seconds in saved:
         with restored_generator(config, checkpoint=path, average=average) as restored:
             samples = evaluation.generate_uint8(restored.session, restored.generator, restored.config,
-                                                DIVERSITY_SAMPLES, config.seed + 2)
-        scored.append({"step": checkpoint_step(path), "seconds": round(seconds, 1), "n_samples": DIVERSITY_SAMPLES,
-                       "extractor": "pixels", **diversity_scores(samples, real)})
+                                                count, config.seed + 2)
+        entry = {"step": checkpoint_step(path), "seconds": round(seconds, 1), "n_samples": DIVERSITY_SAMPLES,
+                 "extractor": "pixels", **diversity_scores(samples[:DIVERSITY_SAMPLES], real)}
+        if config.face_metrics:
+            entry.update(face_scores(config, samples[:FACE_SAMPLES], args), face_samples=FACE_SAMPLES)
+        scored.append(entry)
     return scored
 
 
@@ -472,20 +502,25 @@ def append_record(record):
 
 
 def ensure_floor(dataset, args, records):
-    """Once per dataset and sample count: real vs real (train [n, 2n) against the reference [0, n))."""
+    """Once per dataset and sample count: real vs real (train [n, 2n) against the reference [0, n)); for
+    faces also FD_face's and the detection rate's floor (kind "face_floor", n = FACE_SAMPLES)."""
     diversity = DATASETS[dataset].get("scoring") == "diversity"
     n = DIVERSITY_SAMPLES if diversity else args.eval_samples
-    if any(r.get("kind") == "floor" and r["dataset"] == dataset and r["n"] == n for r in records):
-        return
-    if diversity:
-        config = run_config(dataset, 0, args.work_dir, args)
-        scores = diversity_scores(real_images_for_diversity(config, n, offset=n), real_images_for_diversity(config, n))
-        append_record({"kind": "floor", "dataset": dataset, "n": n, "extractor": "pixels", **scores})
-        return
     import evaluation
     import metrics
 
     config = run_config(dataset, 0, args.work_dir, args)
+    if config.face_metrics and not any(r.get("kind") == "face_floor" and r["dataset"] == dataset
+                                       and r["n"] == FACE_SAMPLES for r in records):
+        real = evaluation.real_images_uint8(with_data_channels(config), 2 * FACE_SAMPLES)
+        append_record({"kind": "face_floor", "dataset": dataset, "n": FACE_SAMPLES,
+                       **face_scores(config, real[FACE_SAMPLES:], args)})
+    if any(r.get("kind") == "floor" and r["dataset"] == dataset and r["n"] == n for r in records):
+        return
+    if diversity:
+        scores = diversity_scores(real_images_for_diversity(config, n, offset=n), real_images_for_diversity(config, n))
+        append_record({"kind": "floor", "dataset": dataset, "n": n, "extractor": "pixels", **scores})
+        return
     meter = meter_for(config, args)
     real = evaluation.real_images_uint8(dataclasses.replace(config, eval_samples=2 * args.eval_samples),
                                         2 * args.eval_samples)[args.eval_samples:]
@@ -536,6 +571,9 @@ def command_run(args):
         final = record["checkpoints"][-1] if record["checkpoints"] else {}
         score = (f"diversity ratio {final['diversity_ratio']:.3f}, near-duplicates {final['near_duplicates']:.3f}"
                  if "diversity_ratio" in final else f"FID {final.get('fid', float('nan')):.2f}")
+        if "fd_face" in final:
+            score += (f", FD_face {final['fd_face']:.4f} [{final['face_extractor']}], face detection rate "
+                      f"{final['face_detection_rate']:.3f}")
         print(f"  done in {record['wall_seconds']:.0f} s: {score}, "
               f"watchdog {record['watchdog_warnings']}, exit {record['returncode']}", file=sys.stderr, flush=True)
         render(read_results(RESULTS_PATH))
