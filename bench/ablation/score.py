@@ -17,6 +17,9 @@ CLASSIFIER_SIZE = 28  # the MNIST / Fashion-MNIST classifiers take 28x28x1 (CIFA
 METRICS = ("fid", "kid_mean", "precision", "recall", "class_accuracy", "classes_present", "class_kl_uniform")
 # Diversity scoring (datasets without a feature network): this many samples against as many real images.
 DIVERSITY_SAMPLES = 256
+# Face scoring (--face_metrics datasets): FD_face and the detection rate of this many samples, FD_face against
+# as many real faces (the first ones in file order): issue 26's protocol, 500 against 500.
+FACE_SAMPLES = 500
 
 
 def diversity_scores(samples, real):
@@ -94,32 +97,57 @@ def score_checkpoints(config, saved, args, average=True):
 _REAL_IMAGES = {}
 
 
+def with_data_channels(config):
+    """`config` with the data's channel count (a run's config leaves it to the data, the real images need it)."""
+    import data
+
+    return dataclasses.replace(config, c_dim=data.open_source(config).c_dim)
+
+
 def real_images_for_diversity(config, count, offset=0):
     """Real images [offset, offset + count) in file order, preprocessed as training does (uint8), read once."""
-    import data
     import evaluation
 
     key = (config.dataset, config.data_dir, config.input_height, config.output_height)
     if key not in _REAL_IMAGES:
-        resolved = dataclasses.replace(config, c_dim=data.open_source(config).c_dim)
-        _REAL_IMAGES[key] = evaluation.real_images_uint8(resolved, 2 * DIVERSITY_SAMPLES)
+        _REAL_IMAGES[key] = evaluation.real_images_uint8(with_data_channels(config), 2 * DIVERSITY_SAMPLES)
     return _REAL_IMAGES[key][offset:offset + count]
+
+
+_FACE_METRICS = {}
+
+
+def face_scores(config, samples, args):
+    """FD_face and the face detection rate of uint8 `samples` (face_metrics.FaceMetrics.scores) against the
+    first FACE_SAMPLES real faces, their statistics cached under --work_dir; the networks are loaded once."""
+    import evaluation
+
+    if "faces" not in _FACE_METRICS:
+        _FACE_METRICS["faces"] = evaluation.load_face_metrics(dataclasses.replace(config, face_metrics=True))
+    faces = _FACE_METRICS["faces"]
+    real = dataclasses.replace(with_data_channels(config), out_dir=args.work_dir, eval_samples=FACE_SAMPLES)
+    return faces.scores(samples, evaluation.cached_real_statistics(real, faces.embedder))
 
 
 def score_diversity(config, saved, args, average=True):
     """Each saved checkpoint's diversity scores (DIVERSITY_SAMPLES samples against as many real images),
-    with its step and wall time (`average` as in score_checkpoints)."""
+    and with --face_metrics its face scores (FACE_SAMPLES samples, the first DIVERSITY_SAMPLES of them the
+    same ones), with its step and wall time (`average` as in score_checkpoints)."""
     import evaluation
     from checkpoints import checkpoint_step, restored_generator
 
     real = real_images_for_diversity(config, DIVERSITY_SAMPLES)
+    count = max(DIVERSITY_SAMPLES, FACE_SAMPLES) if config.face_metrics else DIVERSITY_SAMPLES
     scored = []
     for path, seconds in saved:
         with restored_generator(config, checkpoint=path, average=average) as restored:
             samples = evaluation.generate_uint8(restored.session, restored.generator, restored.config,
-                                                DIVERSITY_SAMPLES, config.seed + 2)
-        scored.append({"step": checkpoint_step(path), "seconds": round(seconds, 1), "n_samples": DIVERSITY_SAMPLES,
-                       "extractor": "pixels", **diversity_scores(samples, real)})
+                                                count, config.seed + 2)
+        entry = {"step": checkpoint_step(path), "seconds": round(seconds, 1), "n_samples": DIVERSITY_SAMPLES,
+                 "extractor": "pixels", **diversity_scores(samples[:DIVERSITY_SAMPLES], real)}
+        if config.face_metrics:
+            entry.update(face_scores(config, samples[:FACE_SAMPLES], args), face_samples=FACE_SAMPLES)
+        scored.append(entry)
     return scored
 
 
@@ -138,6 +166,19 @@ def ensure_classifier(dataset, args):
 def floor_size(dataset, args):
     """How many images a dataset's real-vs-real floor scores, as many as a checkpoint's score takes."""
     return DIVERSITY_SAMPLES if scored_by_diversity(dataset) else args.eval_samples
+
+
+def face_floor_record(dataset, args):
+    """FD_face's and the detection rate's real-vs-real floor (faces [n, 2n) against [0, n), n = FACE_SAMPLES)
+    as a results record of kind "face_floor"; None for a dataset not scored as faces."""
+    config = run_config(dataset, 0, args.work_dir, args)
+    if not config.face_metrics:
+        return None
+    import evaluation
+
+    real = evaluation.real_images_uint8(with_data_channels(config), 2 * FACE_SAMPLES)
+    return {"kind": "face_floor", "dataset": dataset, "n": FACE_SAMPLES,
+            **face_scores(config, real[FACE_SAMPLES:], args)}
 
 
 def floor_record(dataset, args):
