@@ -11,7 +11,7 @@ import math
 import os
 import re
 
-from errors import UserError
+from runtime.errors import UserError
 
 MNIST_LIKE = ("mnist", "fashion")
 VISUALIZE_OPTIONS = ("samples", "sweeps", "interpolation", "sweep_gifs", "merged_gif", "style_mixing", "truncation",
@@ -77,7 +77,7 @@ ARCHITECTURE_BEFORE_FIELDS = {"arch": "dcgan", "g_upsample": "deconv", "d_head":
 STYLE_UPSAMPLING = ("nearest", "bilinear")
 # tf.distribute.experimental.CollectiveCommunication of several machines' all-reduce.
 ALL_REDUCE = ("auto", "ring", "nccl")
-# --diffaugment's transforms (diffaugment.py), in the order they are applied whatever order they are listed in.
+# --diffaugment's transforms (training/diffaugment.py), in the order they are applied whatever order they are listed in.
 DIFFAUGMENT_TRANSFORMS = ("color", "translation", "cutout")
 
 
@@ -158,7 +158,7 @@ class Config:
     mixed_precision: bool = False
     bfloat16: bool = False
     xla: bool = False
-    # Scale-out (replicas.py, docs/scaling.md); several machines are named by TF_CONFIG
+    # Scale-out (training/replicas.py, docs/scaling.md); several machines are named by TF_CONFIG
     num_replicas: int = 0  # 0 = every GPU when there are several, else one device
     devices: str = ""  # e.g. /gpu:0,/gpu:1 (or /cpu:0,/cpu:1); "" = from --num_replicas
     worker_timeout: int = 600  # seconds a step may wait for the other workers before the run stops
@@ -180,7 +180,7 @@ class Config:
     fid_every: int = 0  # 0 = never during training
     keep_best: bool = False
     inception_graph: str = ""
-    face_metrics: bool | None = None  # None = on for celebA (face_metrics.py: FD_face, face detection rate)
+    face_metrics: bool | None = None  # None = on for celebA (evaluation/faces.py: FD_face, face detection rate)
     best: bool = False
     # Explorer and the paper's analyses
     serve: bool = False
@@ -192,7 +192,7 @@ class Config:
     visualize_option: str = ",".join(VISUALIZE_OPTIONS)
     export: str = ""
     freeze: str = ""
-    export_tflite: str = ""  # a LiteRT (TensorFlow Lite) file, litert_export.py
+    export_tflite: str = ""  # a LiteRT (TensorFlow Lite) file, tools/litert_export.py
     tflite_batch_size: int = 1  # LiteRT shapes are static: the batch is fixed at export
     tflite_quantize: str = "none"  # "none" (float32 weights) or "float16" (half-size weights)
 

@@ -1,4 +1,4 @@
-"""Fetches the training data and the FID Inception graph into the layouts `data.py` reads.
+"""Fetches the training data and the FID Inception graph into the layouts `datasets/pipeline.py` reads.
 
 This is the only module of the project that touches the network, and only when
 the user runs it:
@@ -54,7 +54,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 
-from errors import UserError
+from runtime.errors import UserError
 from utils import file_digest
 
 USER_AGENT = "dcgan-download/1.0 (+python-urllib)"
@@ -78,7 +78,7 @@ class RemoteFile:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A dataset's files and how they become the layout that data.py expects."""
+    """A dataset's files and how they become the layout that datasets/pipeline.py expects."""
 
     description: str  # one line for --help
     directory: str  # where the usable data ends up, relative to the data dir

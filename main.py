@@ -13,8 +13,8 @@ import sys
 from absl import app as absl_app  # TensorFlow's own flags and app runner
 
 import config as config_lib
-from errors import UserError
-from tf_runtime import tf  # first: sets up TensorFlow's environment before it loads
+from runtime.errors import UserError
+from runtime.tf_runtime import tf  # first: sets up TensorFlow's environment before it loads
 
 flags = tf.compat.v1.flags
 FLAGS = flags.FLAGS
@@ -224,34 +224,34 @@ def config_from_flags():
 
 def run(config):
     if config.train:
-        import train
+        from training import train
 
         train.train(config)
     elif config.linear_probe:
-        import linear_probe
+        from evaluation import linear_probe
 
         linear_probe.run_linear_probe(config)
     elif config.eval:
-        import evaluation
+        from evaluation import quality as evaluation
 
         evaluation.run_eval(config)
     elif config.serve or config.serve_model:
-        import serve
+        from tools import serve
 
         serve.serve(config)
     elif config.export or config.freeze or config.export_tflite:
-        import export
+        from tools import export
 
         if config.export:
             export.export_saved_model(config, config.export)
         if config.freeze:
             export.freeze_graph(config, config.freeze)
         if config.export_tflite:
-            import litert_export
+            from tools import litert_export
 
             litert_export.export_tflite(config, config.export_tflite)
     else:
-        import visualize
+        from tools import visualize
 
         visualize.visualize(config)
 

@@ -1,7 +1,7 @@
 """The training graph: G and D wired to the losses, scoped train ops, Saver, summaries.
 
 Nothing here loads data or runs a session: `DCGAN` takes the real-image tensor
-from the input pipeline (`data.py`) and `train.py` runs the ops it builds.
+from the input pipeline (`datasets/pipeline.py`) and `training/train.py` runs the ops it builds.
 The networks themselves live in `networks/`.
 
 Variables live under two scopes, `generator/` and `discriminator/`; each
@@ -21,8 +21,6 @@ import logging
 
 import numpy as np
 
-import diffaugment
-import losses
 import ops
 from networks import (
     AVERAGE_W_NAME,
@@ -33,9 +31,10 @@ from networks import (
     discriminator,
     generator_for,
 )
-from replicas import Replicas
-from tf_runtime import tf
-from watchdog import NEAR_DUPLICATE_QUANTILE
+from runtime.tf_runtime import tf
+from training import diffaugment, losses
+from training.replicas import Replicas
+from training.watchdog import NEAR_DUPLICATE_QUANTILE
 
 v1 = tf.compat.v1
 log = logging.getLogger("dcgan")
@@ -396,7 +395,7 @@ class DCGAN:
 
     def __init__(self, config, real_images, real_labels=None, replicas=None, noise_per_replica=True):
         """`real_images`/`real_labels` are one batch, or with several `replicas`
-        (replicas.py) each replica's part of the global batch.  With
+        (training/replicas.py) each replica's part of the global batch.  With
         `noise_per_replica` False every replica draws the z a single device
         would (the equivalence test of k replicas against one)."""
         self.config = config
@@ -593,7 +592,7 @@ class DCGAN:
 
     def _shown_to_d(self, images):
         """What D is shown of a batch, real or fake, in either update: the batch with --diffaugment's
-        transforms (each image its own draw; diffaugment.py), then --instance_noise.  D's penalties
+        transforms (each image its own draw; training/diffaugment.py), then --instance_noise.  D's penalties
         (R1, WGAN-GP) and feature matching read D at these inputs: R1 is D's gradient at the augmented
         real, as in the DiffAugment paper's CIFAR and FFHQ runs (loss ns_r1_DiffAugment)."""
         return self._noisy(diffaugment.augment(images, self.config.diffaugment, self.random))

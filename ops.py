@@ -7,7 +7,7 @@ carpedm20/DCGAN-tensorflow's ops.py.  Every function takes `data_format`
 definition serves both.
 """
 
-from tf_runtime import tf
+from runtime.tf_runtime import tf
 
 v1 = tf.compat.v1
 
@@ -112,7 +112,7 @@ def moving_average_variable(name, shape, initializer, dtype=tf.float32):
     """A non-trainable variable that MOVING_AVERAGE_UPDATES moves.
 
     Synchronised on read with the MEAN of the replicas' copies: with several
-    replicas (replicas.py) each replica moves its own copy with its own batch
+    replicas (training/replicas.py) each replica moves its own copy with its own batch
     statistics, and reads outside the replicas (sampling, saving) see their
     mean, so a checkpoint holds every replica's contribution rather than replica
     0's copy alone.  On one device it is an ordinary variable."""

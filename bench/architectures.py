@@ -23,11 +23,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 import config as config_lib  # noqa: E402
-import train  # noqa: E402
 from bench import harness  # noqa: E402
-from errors import UserError  # noqa: E402
 from model import DCGAN  # noqa: E402
-from tf_runtime import session_config, tf  # noqa: E402
+from runtime.errors import UserError  # noqa: E402
+from runtime.tf_runtime import session_config, tf  # noqa: E402
+from training import train  # noqa: E402
 
 v1 = tf.compat.v1
 

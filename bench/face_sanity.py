@@ -37,10 +37,10 @@ import ablation  # noqa: E402
 import numpy as np  # noqa: E402
 from quality_sanity import add_noise, blur  # noqa: E402
 
-import evaluation  # noqa: E402
-import face_metrics  # noqa: E402
-import metrics  # noqa: E402
-from errors import run_command  # noqa: E402
+from evaluation import faces as face_metrics  # noqa: E402
+from evaluation import metrics  # noqa: E402
+from evaluation import quality as evaluation  # noqa: E402
+from runtime.errors import run_command  # noqa: E402
 
 PATCH = 16  # patch-shuffled: 16x16 patches, a 4x4 grid of a 64x64 face
 

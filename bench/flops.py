@@ -26,7 +26,7 @@ the built graph, which is what `tf.compat.v1.profiler` reads, to check the
 per-layer arithmetic against it; the executed count is the one for GFLOP/s.
 
 A run of the training loop is a list of passes (`RUN_PASSES`); one step is
-the runs of train.py's step plan.
+the runs of training/train.py's step plan.
 """
 
 import dataclasses

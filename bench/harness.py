@@ -37,7 +37,8 @@ def tiny_config(out_dir, **overrides):
 
 
 def to_float(images_uint8):
-    """uint8 pixels -> float32 in [-1, 1], as data.py scales what G and D see (the inverse of utils.to_uint8)."""
+    """uint8 pixels -> float32 in [-1, 1], as datasets/pipeline.py scales what G and D see (the inverse of
+    utils.to_uint8)."""
     return np.asarray(images_uint8).astype(np.float32) / 127.5 - 1.0
 
 

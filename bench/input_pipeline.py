@@ -1,4 +1,4 @@
-"""Does the input pipeline keep up with training?  Images/s of data.py's pipeline vs. what a training step eats.
+"""Does the input pipeline keep up with training?  Images/s of datasets/pipeline.py vs. what a training step eats.
 
     python -m bench.input_pipeline --celeba_tar ../shared/data/celebA_first10k_89x109.tar [--images 2000] [--steps 20]
 
@@ -9,7 +9,7 @@ Prints a markdown table (issue #4 wants the pipeline at 5x or more of what train
   folder) centre-cropped to 54 px and resized to 64x64, without and with
   `--cache memory`; and MNIST (the embedded copy unless data/mnist exists);
 * what training consumes: the DCGAN of model.py with the default widths, batch
-  64, one D and two G updates per step as in train.py, fed a constant batch
+  64, one D and two G updates per step as in training/train.py, fed a constant batch
   (so no input cost), for `--steps` steps after warm-up; the 64x64 model for
   CelebA, the conditional 28x28 one for MNIST;
 * the share of a training step spent waiting for input: the same model fed by
@@ -34,14 +34,14 @@ import tarfile
 import tempfile
 import time
 
-from tf_runtime import session_config, tf  # (first: sets TensorFlow's environment)
+from runtime.tf_runtime import session_config, tf  # (first: sets TensorFlow's environment)
 
 # isort: split
 import numpy as np
 
 import config as config_lib
-import data
 from bench import harness
+from datasets import pipeline as data
 from model import DCGAN
 
 v1 = tf.compat.v1

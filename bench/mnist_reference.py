@@ -4,7 +4,7 @@ project's own 32x32 MNIST pixels, scored by the ablation's meter.
 `bench.ablation` finds the unconditional 32x32 MNIST model collapsing at 300 steps (1-5 classes).  This
 trains `bench.torch_dcgan`'s networks (the same architecture, 2x2 -> 32x32) with pytorch/examples' step,
 batch 64, Adam(2e-4, beta1 0.5), z uniform in [-1, 1], on the very images training reads (exported by the
-project's own pipeline: 28 -> 32 bilinear, scaled to [-1, 1] as data.py does), and scores 5000 samples
+project's own pipeline: 28 -> 32 bilinear, scaled to [-1, 1] as datasets/pipeline.py does), and scores 5000 samples
 exactly as the ablation scores a checkpoint (MNIST classifier features of images resized back to 28x28, the
 same cached real statistics, z from `fixed_z(seed + 2)`).  Samples are scored twice: G with BatchNorm's
 running statistics (eval mode, what the project's meter uses) and with each batch's own statistics (train
@@ -53,7 +53,7 @@ def ablation_config(args, seed=0):
 
 def command_prepare(args):
     """The real training images, as the project's pipeline preprocesses them, and a copy of the meter."""
-    import evaluation
+    from evaluation import quality as evaluation
 
     for name in ("checkpoint/classifier_mnist", "checkpoint/real_statistics"):
         target = os.path.join(args.work_dir, name)
@@ -135,7 +135,7 @@ def project_samples(restored, count, seed):
     variables, in training mode, updating nothing)."""
     import model
     from networks import generator_for
-    from tf_runtime import tf
+    from runtime.tf_runtime import tf
 
     config, session = restored.config, restored.session
     z = model.fixed_z(count, config, seed + 2)
@@ -149,7 +149,7 @@ def project_samples(restored, count, seed):
 def command_score_project(args):
     """Scores every checkpoint of a project run (--run_dir: main.py --train's --out_dir) in both BatchNorm modes."""
     from bench.ablation import score
-    from checkpoints import checkpoint_paths, checkpoint_step, restored_generator
+    from training.checkpoints import checkpoint_paths, checkpoint_step, restored_generator
 
     config = dataclasses.replace(ablation_config(args, args.seed), out_dir=args.run_dir)
     for path in checkpoint_paths(config.checkpoint_path):
@@ -163,8 +163,8 @@ def command_score_project(args):
 
 def scores(images, meter, seed):
     """The ablation's metrics of uint8 `images`, as `QualityMeter.measure` computes them for an unconditional G."""
-    import metrics
     from bench.ablation import score
+    from evaluation import metrics
 
     results = metrics.evaluate(images, meter.real_stats, meter.extractor, seed=seed)
     results.update(metrics.class_statistics(meter.classifier.class_probabilities(images)))

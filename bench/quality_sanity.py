@@ -31,13 +31,13 @@ import time
 import numpy as np
 from scipy import ndimage
 
-import checkpoints
 import config as config_lib
-import data
-import evaluation
-import metrics  # (sets the TensorFlow environment before importing it)
 from bench import harness
-from errors import run_command
+from datasets import pipeline as data
+from evaluation import metrics  # (sets the TensorFlow environment before importing it)
+from evaluation import quality as evaluation
+from runtime.errors import run_command
+from training import checkpoints
 
 NOISE_SIGMAS = (0, 8, 16, 32, 64)
 BLUR_RADII = (0, 0.5, 1, 2)

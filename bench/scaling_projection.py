@@ -16,7 +16,7 @@ The step also all-reduces a few scalars per run (the finite-update decision
 and the logged means), each costing an all-reduce's latency.
 
 Weak scaling: every GPU keeps --per_gpu_batch images, the global batch grows
-with the GPU count.  A step is its compute plus its all-reduces (train.py's
+with the GPU count.  A step is its compute plus its all-reduces (training/train.py's
 graph does not overlap them: each network's gradients are reduced when its
 update is applied, after its backward pass).  One all-reduce of B bytes over
 n GPUs in a ring moves 2 (n-1)/n x B per GPU; on 64 GPUs (8 nodes of 8) it is
@@ -41,7 +41,7 @@ def graph_figures(config):
     import numpy as np
 
     import model
-    from tf_runtime import tf
+    from runtime.tf_runtime import tf
 
     with tf.Graph().as_default():
         images = tf.zeros([config.batch_size, config.output_height, config.output_width, config.c_dim])
@@ -88,7 +88,7 @@ def main():
     import config as config_lib
 
     config = config_lib.resolve(config_lib.Config(dataset="celebA", c_dim=3, batch_size=args.per_gpu_batch))
-    runs = ["d"] * config.d_steps + ["g"] * config.g_steps  # train.py's default step plan (1 D + 2 G)
+    runs = ["d"] * config.d_steps + ["g"] * config.g_steps  # training/train.py's default step plan (1 D + 2 G)
     step_flops = sum(flops.step_layer_flops(config, runs).values())
     sizes, scalars = graph_figures(config)
     reductions = [sizes["D"]] * config.d_steps + [sizes["G"]] * config.g_steps  # one per applied update

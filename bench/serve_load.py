@@ -1,6 +1,6 @@
 """The explorer under a small concurrent load on loopback: requests/s and latency of a 16-image grid.
 
-The server (serve.py, as `python main.py --serve` runs it) serves a generator of full size with its
+The server (tools/serve.py, as `python main.py --serve` runs it) serves a generator of full size with its
 initial weights (speed does not depend on the weights' values): the 64x64 RGB celebA generator and the
 28x28 conditional MNIST one.  Each of C client threads sends GET /api/grid?count=16&seed=i (a different
 z batch each time, so nothing is cached) --requests times, one after the other, on its own connection.
@@ -20,10 +20,10 @@ import time
 import numpy as np
 
 import config as config_lib
-import serve
 from bench import harness
 from model import InferenceGenerator
-from tf_runtime import tf
+from runtime.tf_runtime import tf
+from tools import serve
 
 v1 = tf.compat.v1
 MODELS = {"celebA": dict(dataset="celebA", c_dim=3), "mnist": dict(dataset="mnist")}

@@ -2,7 +2,7 @@
 
 Each variant runs in its own process (TF_ENABLE_ONEDNN_OPTS is read when
 TensorFlow loads) on the full-size model, fed a constant batch so only the
-step itself is timed: one D update plus --g_steps G updates, as in train.py.
+step itself is timed: one D update plus --g_steps G updates, as in training/train.py.
 
     python -m bench.step_time [--steps 10] [--model celebA|mnist|both]
 
@@ -33,7 +33,7 @@ def worker(model_name, remapper, data_format, steps):
 
     import config as config_lib
     from model import DCGAN
-    from tf_runtime import session_config, tf
+    from runtime.tf_runtime import session_config, tf
 
     v1 = tf.compat.v1
     config = config_lib.resolve(config_lib.Config(data_format=data_format, **MODELS[model_name]))

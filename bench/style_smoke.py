@@ -21,14 +21,14 @@ import os
 import time
 
 import config as config_lib
-import evaluation
-import metrics
-import train
 import utils
 from bench import harness
-from checkpoints import restored_generator
+from evaluation import metrics
+from evaluation import quality as evaluation
 from model import fixed_z, sample_labels
-from tf_runtime import tf
+from runtime.tf_runtime import tf
+from training import train
+from training.checkpoints import restored_generator
 
 v1 = tf.compat.v1
 

@@ -25,12 +25,11 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 import config as config_lib
-import export
-import litert_export
 from bench import harness
-from checkpoints import Checkpoints
 from model import InferenceGenerator, fixed_z, sample_labels, scope_variables
-from tf_runtime import tf
+from runtime.tf_runtime import tf
+from tools import export, litert_export
+from training.checkpoints import Checkpoints
 
 v1 = tf.compat.v1
 MODELS = {"celebA": dict(dataset="celebA", c_dim=3), "mnist": dict(dataset="mnist")}

@@ -12,7 +12,7 @@ the other within a round, the order reversed every other round; a figure is the
 median over rounds with the min-max, and a ratio "vs torch" is taken within
 each round, so load from other processes on the machine hits both sides.  The
 project's step is `build_project_step`: `model.DCGAN` on a constant in-graph
-batch, running exactly the runs of train.py's step plan, without summaries
+batch, running exactly the runs of training/train.py's step plan, without summaries
 (their cost is in --extras).  FLOPs per step come from bench.flops'
 per-layer count, checked here against tf.compat.v1.profiler on the same graph.
 """
@@ -73,19 +73,19 @@ class ProjectStep:
     config: object
     graph: object
     model: object
-    fetches: list  # one entry per session.run of a step, as train.py's loop makes them
+    fetches: list  # one entry per session.run of a step, as training/train.py's loop makes them
     runs: list  # bench.flops' name of each run: "d", "g" or "fused"
 
 
 def build_project_step(config):
     """The project's training step on a constant in-graph batch: the runs of
-    train.py's step plan (d_steps D updates, g_steps G updates, the last D and
+    training/train.py's step plan (d_steps D updates, g_steps G updates, the last D and
     first G fused with --fused_update), each a `session.run` of its fetches."""
     import numpy as np
 
-    import train
     from model import DCGAN
-    from tf_runtime import tf
+    from runtime.tf_runtime import tf
+    from training import train
 
     graph = tf.Graph()
     with graph.as_default():
@@ -107,7 +107,7 @@ def _peak_rss_mib():
 
 
 def _session_options(config, spec):
-    from tf_runtime import session_config
+    from runtime.tf_runtime import session_config
 
     xla, precision = spec.get("xla", False), getattr(config, "precision", "float32")
     options = session_config(xla, precision) if precision != "float32" else session_config(xla)
@@ -130,7 +130,7 @@ def _timed(function, warmup, repeats):
 
 def project_worker(spec):
     """Child process: times the project's step for `spec` (Config fields plus session switches)."""
-    from tf_runtime import tf
+    from runtime.tf_runtime import tf
 
     if spec.get("lrelu") == "maximum":
         import ops
@@ -158,9 +158,9 @@ def project_worker(spec):
 
 def _summary_costs(config, step, session, run_step, plain_seconds, repeats=3):
     """Extra seconds of a step that also fetches and writes the summaries, and of
-    one sample grid, made by train.py's own `_Loop._sample`."""
+    one sample grid, made by training/train.py's own `_Loop._sample`."""
     import model as model_lib
-    import train
+    from training import train
 
     summaries = [summary for _, summary in train.step_plan(config, step.model)]
     with tempfile.TemporaryDirectory() as folder:
@@ -190,7 +190,7 @@ def matmul_worker(spec):
     """Child process: GFLOP/s of a 2048x2048 tf.matmul in `spec["dtype"]`, the session options of training."""
     import numpy as np
 
-    from tf_runtime import session_config, tf
+    from runtime.tf_runtime import session_config, tf
 
     v1 = tf.compat.v1
     with tf.Graph().as_default() as graph:
@@ -370,7 +370,7 @@ def print_extras(args):
     if costs:
         first = costs[0]
         print(f"\nSummaries every {first['summary_freq']} steps and a sample grid every {first['sample_freq']} steps "
-              "(train.py's defaults): extra per summary step "
+              "(training/train.py's defaults): extra per summary step "
               f"{spread([r['summary_extra_s'] for r in costs], 3)} s, "
               f"per grid {spread([r['grid_s'] for r in costs], 3)} s, "
               f"amortized {spread([100 * r['overhead_fraction'] for r in costs], 2)}% of training time.")

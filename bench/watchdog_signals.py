@@ -19,15 +19,15 @@ import dataclasses
 import numpy as np
 
 import config as config_lib
-import data
-import evaluation
-import watchdog
 from bench import harness
-from checkpoints import checkpoint_paths, checkpoint_step, restored_generator
-from errors import UserError, run_command
+from datasets import pipeline as data
+from evaluation import quality as evaluation
 from model import fixed_z, mean_pairwise_distance, near_duplicate_fraction, sample_labels
 from networks import generator_for
-from tf_runtime import tf
+from runtime.errors import UserError, run_command
+from runtime.tf_runtime import tf
+from training import watchdog
+from training.checkpoints import checkpoint_paths, checkpoint_step, restored_generator
 
 v1 = tf.compat.v1
 BATCH = 64

@@ -11,7 +11,7 @@ or style (StyleGAN's generator in style.py with the DCGAN discriminator).
 import functools
 import importlib
 
-from errors import UserError
+from runtime.errors import UserError
 
 GENERATOR_SCOPE = "generator"
 DISCRIMINATOR_SCOPE = "discriminator"

@@ -12,7 +12,7 @@ resize + convolution), --d_head (dense or global average pooling), --g_norm /
 
 import ops
 from networks import DISCRIMINATOR_SCOPE, GENERATOR_SCOPE
-from tf_runtime import tf
+from runtime.tf_runtime import tf
 
 v1 = tf.compat.v1
 

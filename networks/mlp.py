@@ -11,7 +11,7 @@ whatever --data_format says: there are no feature maps to lay out.
 
 import ops
 from networks import DISCRIMINATOR_SCOPE, GENERATOR_SCOPE, RANDOM_STREAMS
-from tf_runtime import tf
+from runtime.tf_runtime import tf
 
 v1 = tf.compat.v1
 

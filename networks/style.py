@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 import ops
 from networks import AVERAGE_W_NAME, GENERATOR_SCOPE
-from tf_runtime import tf
+from runtime.tf_runtime import tf
 
 v1 = tf.compat.v1
 

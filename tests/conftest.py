@@ -5,8 +5,8 @@ import tarfile
 import pytest
 from hypothesis import settings
 
-import tf_runtime  # noqa: F401  (graph mode and TensorFlow's environment, as in main.py)
 from bench import harness
+from runtime import tf_runtime  # noqa: F401  (graph mode and TensorFlow's environment, as in main.py)
 
 # Every property test runs the same examples in every run (derandomize) and has no
 # per-example deadline: on a loaded 2-core machine a slow example is not a failure.

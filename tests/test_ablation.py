@@ -13,11 +13,11 @@ import pytest
 from PIL import Image
 
 import config as config_lib
-import data
-import metrics
 from bench.ablation import plan, render, run, score
 from bench.ablation.__main__ import main
-from errors import UserError
+from datasets import pipeline as data
+from evaluation import metrics
+from runtime.errors import UserError
 
 
 def test_mean_std_is_the_sample_std_over_finite_values():

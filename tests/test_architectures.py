@@ -12,14 +12,13 @@ import pytest
 import tensorflow as tf
 from conftest import tiny_config
 
-import checkpoints
 import config as config_lib
-import export
 import model
 import networks
 import ops
-import train
-from errors import UserError
+from runtime.errors import UserError
+from tools import export
+from training import checkpoints, train
 
 v1 = tf.compat.v1
 

@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 from test_data import idx_bytes
 
-import data
-import metrics
-from errors import UserError
+from datasets import pipeline as data
+from evaluation import metrics
+from runtime.errors import UserError
 
 
 def test_kl_to_uniform_of_hand_made_histograms():

@@ -11,8 +11,8 @@ from conftest import REPO, tiny_config
 
 import config as config_lib
 import main
-import train
-from errors import UserError
+from runtime.errors import UserError
+from training import train
 
 v1 = tf.compat.v1
 
@@ -133,7 +133,7 @@ def test_export_without_a_path_says_which_path_to_add(tmp_path):
 
 
 def test_run_command_exits_with_main_code_or_one_line_for_a_user_error(capsys):
-    from errors import UserError, run_command
+    from runtime.errors import UserError, run_command
 
     def refused():
         raise UserError("--flag: bad value; pass a good one")

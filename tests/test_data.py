@@ -9,8 +9,8 @@ from conftest import EMBEDDED_MNIST, tiny_config
 from PIL import Image
 
 import config as config_lib
-import data
-from errors import UserError
+from datasets import pipeline as data
+from runtime.errors import UserError
 
 v1 = tf.compat.v1
 

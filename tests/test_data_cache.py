@@ -14,8 +14,8 @@ import tensorflow as tf
 from conftest import REPO, tiny_config
 from PIL import Image
 
-import data
-from errors import UserError
+from datasets import pipeline as data
+from runtime.errors import UserError
 
 v1 = tf.compat.v1
 
@@ -25,8 +25,8 @@ _DYING_WRITER = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, sys.argv[1])
     import tests.conftest as conftest
-    import data
-    from tf_runtime import tf
+    from datasets import pipeline as data
+    from runtime.tf_runtime import tf
 
     real_load_image = data._load_image
 

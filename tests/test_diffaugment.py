@@ -1,4 +1,4 @@
-"""--diffaugment (diffaugment.py): each transform's effect computed by hand, the draws (range, independence,
+"""--diffaugment (training/diffaugment.py): each transform's effect computed by hand, the draws (range, independence,
 determinism from the run's stateless streams), and its wiring into both networks' updates."""
 
 import numpy as np
@@ -7,9 +7,9 @@ import tensorflow as tf
 from conftest import tiny_config
 
 import config as config_lib
-import diffaugment
 import model
-from errors import UserError
+from runtime.errors import UserError
+from training import diffaugment
 
 v1 = tf.compat.v1
 ALL = "color,translation,cutout"

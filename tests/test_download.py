@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import download
 import utils
-from errors import UserError
+from runtime.errors import UserError
 
 PAYLOAD = bytes(range(256)) * 40  # 10240 bytes, every byte value, so misplaced offsets show
 

@@ -10,15 +10,15 @@ import pytest
 import tensorflow as tf
 from conftest import EMBEDDED_MNIST, tiny_config
 
-import data
-import evaluation
 import main
-import metrics
 import model
-import train
 import utils
-from checkpoints import restored_generator
-from errors import UserError
+from datasets import pipeline as data
+from evaluation import metrics
+from evaluation import quality as evaluation
+from runtime.errors import UserError
+from training import train
+from training.checkpoints import restored_generator
 
 v1 = tf.compat.v1
 

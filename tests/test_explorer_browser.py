@@ -26,11 +26,10 @@ import tensorflow as tf
 from conftest import StderrLines, tiny_config
 
 import config as config_lib
-import serve
 import utils
-import visualize
-from checkpoints import restored_generator
 from model import InferenceGenerator, fixed_z
+from tools import serve, visualize
+from training.checkpoints import restored_generator
 
 v1 = tf.compat.v1
 websocket = pytest.importorskip("websocket", reason="websocket-client is not installed (requirements-dev.txt)")
@@ -40,7 +39,7 @@ pytestmark = pytest.mark.skipif(
                              "else run `sudo apt-get install chromium` (Debian); test_serve.py still tests the API")
 MESSAGE_TIMEOUT_SECONDS = 120  # guards against a hung browser only: every wait ends when its message arrives
 MAX_MESSAGES = 10000
-GRID_COUNT = 16  # samples in the page's grid (static/app.js), 4x4
+GRID_COUNT = 16  # samples in the page's grid (tools/static/app.js), 4x4
 
 
 class DevTools:

@@ -1,4 +1,4 @@
-"""Face metrics (face_metrics.py): FD_face and the detection rate on real CelebA faces and degraded copies,
+"""Face metrics (evaluation/faces.py): FD_face and the detection rate on real CelebA faces and degraded copies,
 their cache, the missing-package line, and --eval / --fid_every / --keep_best on a face folder."""
 
 import argparse
@@ -16,13 +16,13 @@ from scipy import ndimage
 from test_metrics import _CountingExtractor
 
 import config as config_lib
-import evaluation
-import face_metrics
 import main
-import metrics
-import train
 from bench.face_sanity import patch_shuffled, pixelated
-from errors import UserError
+from evaluation import faces as face_metrics
+from evaluation import metrics
+from evaluation import quality as evaluation
+from runtime.errors import UserError
+from training import train
 
 SET_SIZE = 16  # faces per set: FD's finite-sample bias is large at this size, but the orderings hold
 
@@ -209,7 +209,7 @@ def test_fid_every_and_keep_best_on_a_face_folder_use_fd_face(tmp_path, face_fol
 
 def test_the_ablation_scores_celeba_checkpoints_as_faces_beside_pixel_diversity(tmp_path, celeba_dir, monkeypatch):
     from bench.ablation import run, score
-    from checkpoints import checkpoint_paths
+    from training.checkpoints import checkpoint_paths
 
     monkeypatch.setattr(score, "DIVERSITY_SAMPLES", 8)
     monkeypatch.setattr(score, "FACE_SAMPLES", 12)

@@ -16,13 +16,12 @@ import pytest
 from conftest import REPO
 from hypothesis import HealthCheck, given, settings
 
-import checkpoints
 import config as config_lib
-import train
 from bench.faults import fuzz, nan, runs
 from bench.faults.disk import DISK_FULL, disk_full_cases, read_only_cases, real_disk_full, tmpfs
 from bench.faults.kills import KILL_POINTS, kill_points, random_kills
-from errors import UserError
+from runtime.errors import UserError
+from training import checkpoints, train
 
 # Derandomized, so the default suite is deterministic; `python -m bench.faults` tries more.
 FUZZ = settings(max_examples=50, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])

@@ -56,7 +56,7 @@ def test_counter_matches_profiler_on_the_project_step(tmp_path, overrides):
 def test_executed_count_matches_what_a_traced_step_runs(tmp_path, overrides):
     """Grappler prunes the backward products no fetch consumes: the ops a traced step executes add up
     to the executed count, less than the built graph's."""
-    from tf_runtime import session_config, tf
+    from runtime.tf_runtime import session_config, tf
 
     config = tiny_config(tmp_path, **overrides)
     step = build_project_step(config)

@@ -19,10 +19,10 @@ from conftest import REPO
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import checkpoints
-import metrics
 from bench.faults import hostile_files, runs
-from errors import UserError
+from evaluation import metrics
+from runtime.errors import UserError
+from training import checkpoints
 
 FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

@@ -17,8 +17,8 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 from test_evaluation import classifier_root, eval_config  # noqa: F401 (a fixture: an MNIST classifier)
 from test_tensorboard import running_tensorboard
 
-import run_hparams
-import train
+from training import hparams as run_hparams
+from training import train
 
 FID_TAG = "quality/fid [classifier penultimate layer (MNIST classifier features)]"
 

@@ -8,8 +8,8 @@ import tensorflow as tf
 from conftest import tiny_config
 from PIL import Image
 
-import data
 import utils
+from datasets import pipeline as data
 
 v1 = tf.compat.v1
 

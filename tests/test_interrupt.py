@@ -8,7 +8,7 @@ import sys
 import pytest
 from conftest import REPO, StderrLines
 
-from checkpoints import MANIFEST_SUFFIX, checkpoint_paths, checkpoint_step, verify
+from training.checkpoints import MANIFEST_SUFFIX, checkpoint_paths, checkpoint_step, verify
 
 TRAIN_ARGS = ["--dataset", "mnist", "--train", "--batch_size", "4", "--train_size", "64", "--gf_dim", "4",
               "--df_dim", "4", "--gfc_dim", "16", "--dfc_dim", "16", "--z_dim", "8", "--log_freq", "1",
@@ -19,7 +19,7 @@ TRAIN_ARGS = ["--dataset", "mnist", "--train", "--batch_size", "4", "--train_siz
 HOLD_AFTER_FIRST_SIGNAL = """
 import runpy, sys
 sys.path.insert(0, {repo!r})
-import train
+from training import train
 handle = train.StopRequest._handle
 def handle_then_hold(self, signum, frame):
     first = self.signal_name is None

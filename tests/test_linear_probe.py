@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 from conftest import SHARED_DATA, tiny_config
 
-import linear_probe
-import train
+from evaluation import linear_probe
+from training import train
 
 v1 = tf.compat.v1
 

@@ -15,12 +15,11 @@ import tensorflow as tf
 from conftest import REPO, tiny_config
 
 import config as config_lib
-import export
-import litert_export
 import main
-import train
-from errors import UserError
 from model import fixed_z
+from runtime.errors import UserError
+from tools import export, litert_export
+from training import train
 
 litert = pytest.importorskip("ai_edge_litert.interpreter", reason="ai-edge-litert is not installed "
                                                                    "(requirements-dev.txt)")

@@ -1,4 +1,4 @@
-"""Tests of metrics.py: formulas against closed forms, the .pb loading path, the cache, the extractors.
+"""Tests of evaluation/metrics.py: formulas against closed forms, the .pb loading path, the cache, the extractors.
 
 Offline and small: the Inception graph is replaced by a stand-in with the
 same tensor names, built and frozen here, and the classifier trains for a few
@@ -15,8 +15,8 @@ import pytest
 import tensorflow as tf
 from conftest import EMBEDDED_MNIST, SHARED_DATA
 
-import metrics
-from errors import UserError
+from evaluation import metrics
+from runtime.errors import UserError
 
 v1 = tf.compat.v1
 

@@ -18,13 +18,11 @@ import pytest
 from conftest import tiny_config
 from test_evaluation import classifier_root, eval_config  # noqa: F401 (a fixture: an MNIST classifier)
 
-import evaluation
-import export
-import litert_export
-import metrics
-import model_card
-import train
-from checkpoints import restored_generator
+from evaluation import metrics
+from evaluation import quality as evaluation
+from tools import export, litert_export, model_card
+from training import train
+from training.checkpoints import restored_generator
 
 
 def yaml_scalar(text):

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 from conftest import REPO, StderrLines
 
-from checkpoints import checkpoint_paths, checkpoint_step, verify
+from training.checkpoints import checkpoint_paths, checkpoint_step, verify
 
 RUN = "mnist_4_16_16"
 TRAIN_ARGS = ["--dataset", "mnist", "--train", "--output_height", "16", "--batch_size", "4", "--train_size", "64",

@@ -9,11 +9,11 @@ import pytest
 import tensorflow as tf
 from conftest import tiny_config
 
-import train
 import utils
-import visualize
-from checkpoints import restored_generator
 from model import fixed_z
+from tools import visualize
+from training import train
+from training.checkpoints import restored_generator
 
 v1 = tf.compat.v1
 

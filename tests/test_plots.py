@@ -10,8 +10,8 @@ import numpy as np
 import tensorflow as tf
 from conftest import REPO
 
-import train
 import utils
+from training import train
 
 v1 = tf.compat.v1
 PANEL_HEIGHT_PX = 280  # utils.plot_curves: 2.8 inches per panel at 100 dpi

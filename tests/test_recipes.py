@@ -9,10 +9,10 @@ import tensorflow as tf
 from conftest import tiny_config
 
 import model
-import train
-from errors import UserError
 from networks import dcgan as networks_dcgan
 from networks.dcgan import discriminator, generator
+from runtime.errors import UserError
+from training import train
 
 v1 = tf.compat.v1
 
@@ -112,7 +112,7 @@ def test_mixed_precision_is_confined_to_the_training_session(tmp_path):
 
 
 def test_bfloat16_trains_where_the_cpu_has_it_and_is_refused_in_one_line_elsewhere(tmp_path, monkeypatch):
-    import tf_runtime
+    from runtime import tf_runtime
 
     if tf_runtime.cpu_has_bfloat16():
         assert train.train(tiny_config(tmp_path / "bf16", bfloat16=True)) == 2
@@ -145,7 +145,7 @@ def test_bad_combinations_are_one_line_errors_naming_the_flags(tmp_path, overrid
 def test_each_recipe_trains_with_finite_weights(tmp_path, recipe):
     config = tiny_config(tmp_path, **recipe)
     assert train.train(config) == 2
-    from checkpoints import checkpoint_paths
+    from training.checkpoints import checkpoint_paths
 
     reader = tf.train.load_checkpoint(checkpoint_paths(config.checkpoint_path)[0])
     values = [reader.get_tensor(n) for n in reader.get_variable_to_shape_map()]
@@ -355,7 +355,7 @@ def test_resuming_with_another_recipe_is_refused_unless_allowed(tmp_path):
 
 
 def test_the_generator_is_restored_with_the_z_distribution_it_was_trained_with(tmp_path):
-    from checkpoints import restored_generator
+    from training.checkpoints import restored_generator
 
     train.train(tiny_config(tmp_path, z_dist="gaussian"))
     with restored_generator(tiny_config(tmp_path)) as restored:  # the flags say uniform: the run's record wins

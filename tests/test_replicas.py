@@ -1,4 +1,4 @@
-"""Synchronous data parallelism (replicas.py) on 2 CPU devices of one process."""
+"""Synchronous data parallelism (training/replicas.py) on 2 CPU devices of one process."""
 
 import dataclasses
 import re
@@ -10,10 +10,10 @@ from conftest import tiny_config
 
 import model
 import ops
-import replicas as replicas_lib
-import train
-from errors import UserError
-from tf_runtime import session_config
+from runtime.errors import UserError
+from runtime.tf_runtime import session_config
+from training import replicas as replicas_lib
+from training import train
 
 v1 = tf.compat.v1
 TWO_CPUS = "/cpu:0,/cpu:1"

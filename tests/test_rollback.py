@@ -12,8 +12,9 @@ from conftest import tiny_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import train
-from checkpoints import (
+from runtime.errors import CollapseDetected, UserError
+from training import train
+from training.checkpoints import (
     ROLLBACK_FILE,
     RollbackRecord,
     checkpoint_paths,
@@ -21,8 +22,7 @@ from checkpoints import (
     read_rollback,
     write_rollback,
 )
-from errors import CollapseDetected, UserError
-from watchdog import Alarm, CollapseWatchdog
+from training.watchdog import Alarm, CollapseWatchdog
 
 v1 = tf.compat.v1
 

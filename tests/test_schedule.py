@@ -7,9 +7,9 @@ import pytest
 import tensorflow as tf
 from conftest import tiny_config
 
-import data
-import train
+from datasets import pipeline as data
 from model import DCGAN
+from training import train
 
 v1 = tf.compat.v1
 

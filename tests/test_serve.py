@@ -15,14 +15,12 @@ import pytest
 import tensorflow as tf
 from conftest import REPO, StderrLines, tiny_config
 
-import export
-import serve
-import train
 import utils
-import visualize
-from checkpoints import restored_generator
-from errors import UserError
 from model import InferenceGenerator, fixed_z
+from runtime.errors import UserError
+from tools import export, serve, visualize
+from training import train
+from training.checkpoints import restored_generator
 
 v1 = tf.compat.v1
 

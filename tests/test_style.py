@@ -12,14 +12,12 @@ import tensorflow as tf
 from conftest import tiny_config
 from test_train import assert_same_tensors, checkpoint_values, loss_rows
 
-import export
 import model
-import serve
-import train
-import visualize
-from checkpoints import checkpoint_paths, restored_generator
-from errors import UserError
 from networks import style
+from runtime.errors import UserError
+from tools import export, serve, visualize
+from training import train
+from training.checkpoints import checkpoint_paths, restored_generator
 
 v1 = tf.compat.v1
 STYLE = dict(arch="style", w_dim=8, mapping_layers=2)
@@ -260,7 +258,7 @@ def test_saved_model_takes_psi_as_an_optional_input_and_the_frozen_graph_too(tra
 def test_a_checkpoint_recorded_before_arch_existed_reads_as_dcgan(tmp_path):
     import json
 
-    from checkpoints import ARCHITECTURE_FILE, Checkpoints
+    from training.checkpoints import ARCHITECTURE_FILE, Checkpoints
 
     architecture = tiny_config(tmp_path).architecture()
     old = {k: v for k, v in architecture.items() if k not in ("arch", "mapping_layers", "w_dim",

@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 from conftest import StderrLines, tiny_config
 
-import train
+from training import train
 
 
 def get_json(url):

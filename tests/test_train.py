@@ -7,10 +7,9 @@ import pytest
 import tensorflow as tf
 from conftest import tiny_config
 
-import losses
-import train
-from checkpoints import checkpoint_paths
-from errors import TrainingDiverged
+from runtime.errors import TrainingDiverged
+from training import losses, train
+from training.checkpoints import checkpoint_paths
 
 v1 = tf.compat.v1
 
@@ -66,8 +65,8 @@ def test_resume_continues_from_saved_step_with_identical_state(tmp_path):
     assert [os.path.basename(p) for p in checkpoint_paths(config.checkpoint_path)][0] == "DCGAN.model-2"
 
     # The restored session holds exactly the saved values, bit for bit.
-    from checkpoints import Checkpoints
     from model import DCGAN
+    from training.checkpoints import Checkpoints
     with tf.Graph().as_default():
         images = tf.zeros([4, 16, 16, 1])
         gan = DCGAN(config, images, tf.zeros([4], tf.int64))

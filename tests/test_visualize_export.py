@@ -8,13 +8,12 @@ import tensorflow as tf
 from conftest import tiny_config
 from PIL import Image, ImageSequence
 
-import export
-import train
 import utils
-import visualize
-from checkpoints import restored_generator
-from errors import UserError
 from model import InferenceGenerator, fixed_z, sample_labels
+from runtime.errors import UserError
+from tools import export, visualize
+from training import train
+from training.checkpoints import restored_generator
 
 v1 = tf.compat.v1
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-import train
-from errors import CollapseDetected
 from model import mean_pairwise_distance, near_duplicate_fraction, pairwise_distances
-from tf_runtime import tf
-from watchdog import MAX_NEAR_DUPLICATES, MIN_DIVERSITY, NEAR_DUPLICATE_QUANTILE, CollapseWatchdog
+from runtime.errors import CollapseDetected
+from runtime.tf_runtime import tf
+from training import train
+from training.watchdog import MAX_NEAR_DUPLICATES, MIN_DIVERSITY, NEAR_DUPLICATE_QUANTILE, CollapseWatchdog
 
 HEALTHY = {"d_loss": 1.1, "d_real": 0.7, "d_fake": 0.3, "diversity": 0.9, "near_duplicates": 0.02,
            "d_grad_norm": 1.0, "g_grad_norm": 2.0}

@@ -10,7 +10,7 @@ shared lossy JPEG copy, extracted under --work_dir).  CelebA has no feature netw
 (no Inception weights), so its checkpoints are scored by the diversity of 256
 samples against 256 real faces in pixel space (`score.diversity_scores`), and as faces:
 FD_face (dlib ResNet-128 embeddings) and the face detection rate of 500 samples
-against the first 500 real faces (`score.face_scores`, face_metrics.py).  One JSON line per finished run is
+against the first 500 real faces (`score.face_scores`, evaluation/faces.py).  One JSON line per finished run is
 appended to docs/ablation/results.jsonl, and a run already there is skipped,
 so the table can be completed across sessions; `render` rewrites
 docs/ablation.md and its charts from that file alone.

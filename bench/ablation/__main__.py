@@ -7,7 +7,7 @@ from bench.ablation.plan import DATASETS, RECIPES
 from bench.ablation.render import render
 from bench.ablation.run import RESULTS_PATH, command_run, read_results
 from bench.ablation.score import command_compare_average
-from errors import run_command
+from runtime.errors import run_command
 
 
 def main(argv=None):

@@ -9,7 +9,7 @@ import zipfile
 
 import config as config_lib
 from bench import harness
-from errors import UserError
+from runtime.errors import UserError
 
 BATCH_SIZE = 64
 CHECKPOINTS_PER_RUN = 4
@@ -179,7 +179,7 @@ def run_config(dataset, seed, out_dir, args):
 def run_architecture(out_dir):
     """The architecture the run resolved its defaults to (its architecture.json), so a "default" row says
     which default it measured after the defaults change; None if training wrote no checkpoint."""
-    from checkpoints import read_architecture
+    from training.checkpoints import read_architecture
 
     paths = glob.glob(os.path.join(out_dir, "checkpoint", "*", "architecture.json"))
     return read_architecture(os.path.dirname(paths[0])) if paths else None

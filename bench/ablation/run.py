@@ -33,7 +33,7 @@ from bench.ablation.score import (
     score_checkpoints,
     score_diversity,
 )
-from errors import UserError
+from runtime.errors import UserError
 
 RESULTS_PATH = os.path.join(harness.REPO, "docs", "ablation", "results.jsonl")
 

@@ -10,8 +10,8 @@ import numpy as np
 
 from bench import harness
 from bench.ablation.plan import DATASETS, data_dir_for, run_architecture, run_config, scored_by_diversity
-from errors import UserError
-from watchdog import NEAR_DUPLICATE_QUANTILE
+from runtime.errors import UserError
+from training.watchdog import NEAR_DUPLICATE_QUANTILE
 
 CLASSIFIER_SIZE = 28  # the MNIST / Fashion-MNIST classifiers take 28x28x1 (CIFAR-10's takes its 32x32 as they are)
 METRICS = ("fid", "kid_mean", "precision", "recall", "class_accuracy", "classes_present", "class_kl_uniform")
@@ -26,10 +26,10 @@ def diversity_scores(samples, real):
     """{"diversity_ratio", "near_duplicates", "near_duplicate_quantile"} of uint8 samples against uint8 real
     images of the same size: the samples' mean pairwise (pixel-space L2) distance over the real images', and the
     fraction of sample pairs closer than the real pairs' watchdog.NEAR_DUPLICATE_QUANTILE distance (recorded with
-    it).  The collapse watchdog's own in-graph measures and quantile (model.py, watchdog.py), so a table and a
+    it).  The collapse watchdog's own in-graph measures and quantile (model.py, training/watchdog.py), so a table and a
     training log mean the same thing by them."""
     from model import mean_pairwise_distance, near_duplicate_fraction
-    from tf_runtime import tf
+    from runtime.tf_runtime import tf
 
     with tf.Graph().as_default(), tf.compat.v1.Session() as session:
         fake, real = (tf.constant(harness.to_float(images)) for images in (samples, real))
@@ -45,7 +45,7 @@ def resized_classifier(checkpoint_dir, dataset):
     by PIL's antialiased bilinear filter before the classifier, so both sides take the same path."""
     from PIL import Image
 
-    import metrics
+    from evaluation import metrics
 
     class ResizedClassifier(metrics.ClassifierExtractor):
         def _prepare(self, batch):
@@ -64,8 +64,8 @@ _EXTRACTORS = {}
 def meter_for(config, args):
     """The quality meter of a run's config, with the classifier and real statistics kept under --work_dir
     (the classifier loaded once per dataset and size, the real statistics read from their cache)."""
-    import evaluation
-    import metrics
+    from evaluation import metrics
+    from evaluation import quality as evaluation
 
     config = dataclasses.replace(config, out_dir=args.work_dir)
     key = (config.dataset, config.output_height)
@@ -80,7 +80,7 @@ def meter_for(config, args):
 def score_checkpoints(config, saved, args, average=True):
     """Each saved checkpoint's scores, with its step, images seen and wall time (`average=False`: of G's own
     weights in a run trained with --g_ema, instead of their moving average)."""
-    from checkpoints import checkpoint_step, restored_generator
+    from training.checkpoints import checkpoint_step, restored_generator
 
     scored = []
     for path, seconds in saved:
@@ -99,14 +99,14 @@ _REAL_IMAGES = {}
 
 def with_data_channels(config):
     """`config` with the data's channel count (a run's config leaves it to the data, the real images need it)."""
-    import data
+    from datasets import pipeline as data
 
     return dataclasses.replace(config, c_dim=data.open_source(config).c_dim)
 
 
 def real_images_for_diversity(config, count, offset=0):
     """Real images [offset, offset + count) in file order, preprocessed as training does (uint8), read once."""
-    import evaluation
+    from evaluation import quality as evaluation
 
     key = (config.dataset, config.data_dir, config.input_height, config.output_height)
     if key not in _REAL_IMAGES:
@@ -120,7 +120,7 @@ _FACE_METRICS = {}
 def face_scores(config, samples, args):
     """FD_face and the face detection rate of uint8 `samples` (face_metrics.FaceMetrics.scores) against the
     first FACE_SAMPLES real faces, their statistics cached under --work_dir; the networks are loaded once."""
-    import evaluation
+    from evaluation import quality as evaluation
 
     if "faces" not in _FACE_METRICS:
         _FACE_METRICS["faces"] = evaluation.load_face_metrics(dataclasses.replace(config, face_metrics=True))
@@ -133,8 +133,8 @@ def score_diversity(config, saved, args, average=True):
     """Each saved checkpoint's diversity scores (DIVERSITY_SAMPLES samples against as many real images),
     and with --face_metrics its face scores (FACE_SAMPLES samples, the first DIVERSITY_SAMPLES of them the
     same ones), with its step and wall time (`average` as in score_checkpoints)."""
-    import evaluation
-    from checkpoints import checkpoint_step, restored_generator
+    from evaluation import quality as evaluation
+    from training.checkpoints import checkpoint_step, restored_generator
 
     real = real_images_for_diversity(config, DIVERSITY_SAMPLES)
     count = max(DIVERSITY_SAMPLES, FACE_SAMPLES) if config.face_metrics else DIVERSITY_SAMPLES
@@ -154,7 +154,7 @@ def score_diversity(config, saved, args, average=True):
 def ensure_classifier(dataset, args):
     if scored_by_diversity(dataset):
         return  # scored in pixel space
-    import metrics
+    from evaluation import metrics
 
     checkpoint_dir = os.path.join(args.work_dir, "checkpoint")
     name = DATASETS[dataset]["dataset"]
@@ -174,7 +174,7 @@ def face_floor_record(dataset, args):
     config = run_config(dataset, 0, args.work_dir, args)
     if not config.face_metrics:
         return None
-    import evaluation
+    from evaluation import quality as evaluation
 
     real = evaluation.real_images_uint8(with_data_channels(config), 2 * FACE_SAMPLES)
     return {"kind": "face_floor", "dataset": dataset, "n": FACE_SAMPLES,
@@ -189,8 +189,8 @@ def floor_record(dataset, args):
     if scored_by_diversity(dataset):
         scores = diversity_scores(real_images_for_diversity(config, n, offset=n), real_images_for_diversity(config, n))
         return {"kind": "floor", "dataset": dataset, "n": n, "extractor": "pixels", **scores}
-    import evaluation
-    import metrics
+    from evaluation import metrics
+    from evaluation import quality as evaluation
 
     meter = meter_for(config, args)
     real = evaluation.real_images_uint8(dataclasses.replace(config, eval_samples=2 * n), 2 * n)[n:]
@@ -202,7 +202,7 @@ def floor_record(dataset, args):
 def command_compare_average(args):
     """What sampling from G's moving average adds, measured on the same runs (no training): every kept
     checkpoint of each finished run scored from G's own weights and from their average."""
-    from checkpoints import checkpoint_paths, checkpoint_step
+    from training.checkpoints import checkpoint_paths, checkpoint_step
 
     dataset = args.dataset
     if dataset not in DATASETS:

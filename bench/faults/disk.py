@@ -13,12 +13,11 @@ from unittest import mock
 import numpy as np
 from tensorflow.python.summary.writer.event_file_writer import EventFileWriter
 
-import checkpoints
-import train
 import utils
 from bench.faults.runs import FOREVER, assert_tidy, checkpoint_values, restore_check, tiny_config
-from errors import UserError
-from tf_runtime import tf
+from runtime.errors import UserError
+from runtime.tf_runtime import tf
+from training import checkpoints, train
 
 v1 = tf.compat.v1
 

@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import config as config_lib
-import data
 from bench.faults.runs import tiny_config
-from errors import UserError
-from tf_runtime import tf
+from datasets import pipeline as data
+from runtime.errors import UserError
+from runtime.tf_runtime import tf
 
 v1 = tf.compat.v1
 
@@ -84,7 +84,7 @@ def image_files():
 def check_image_folder(work_dir, files):
     """Writes `files` as an image folder and reads it as training does: list
     it, open it, pull three batches.  Allowed: a UserError, clean batches, or
-    (data.py's contract when TF decodes none of the files) the end of the data."""
+    (datasets/pipeline.py's contract when TF decodes none of the files) the end of the data."""
     folder = Path(work_dir) / "fuzz"
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.iterdir():

@@ -12,13 +12,12 @@ from pathlib import Path
 import numpy as np
 from hypothesis import strategies as st
 
-import checkpoints
 import config as config_lib
-import metrics
-import train
 from bench.faults.fuzz import mutated
 from bench.faults.runs import tiny_config
-from errors import UserError
+from evaluation import metrics
+from runtime.errors import UserError
+from training import checkpoints, train
 
 _ANY_JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-(1 << 70), 1 << 70) | st.floats() | st.text(max_size=8),

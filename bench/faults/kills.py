@@ -9,8 +9,6 @@ import re
 import time
 from unittest import mock
 
-import checkpoints
-import train
 from bench.faults.runs import (
     FOREVER,
     RESUMED_LINE,
@@ -22,8 +20,9 @@ from bench.faults.runs import (
     tiny_config,
     wait_for,
 )
-from errors import UserError
-from tf_runtime import tf
+from runtime.errors import UserError
+from runtime.tf_runtime import tf
+from training import checkpoints, train
 
 v1 = tf.compat.v1
 

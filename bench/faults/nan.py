@@ -7,14 +7,12 @@ from unittest import mock
 
 import numpy as np
 
-import checkpoints
 import config as config_lib
-import losses
 import model
-import train
 from bench.faults.runs import checkpoint_values, restore_check, tiny_config
-from errors import TrainingDiverged
-from tf_runtime import tf
+from runtime.errors import TrainingDiverged
+from runtime.tf_runtime import tf
+from training import checkpoints, losses, train
 
 v1 = tf.compat.v1
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-import checkpoints
 import model
 from bench import harness
-from tf_runtime import tf
+from runtime.tf_runtime import tf
+from training import checkpoints
 
 v1 = tf.compat.v1
 

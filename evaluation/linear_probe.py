@@ -24,13 +24,13 @@ import os
 
 import numpy as np
 
-import data
 import utils
-from checkpoints import Checkpoints, read_architecture
-from errors import UserError
+from datasets import pipeline as data
 from model import scope_variables
 from networks import DISCRIMINATOR_SCOPE, discriminator
-from tf_runtime import tf
+from runtime.errors import UserError
+from runtime.tf_runtime import tf
+from training.checkpoints import Checkpoints, read_architecture
 
 v1 = tf.compat.v1
 log = logging.getLogger("dcgan")

@@ -1,6 +1,6 @@
 """Sample quality of a generator: `python main.py --eval`, and FID during training.
 
-Glue between the model and `metrics.py`: real images are taken through the
+Glue between the model and `evaluation/metrics.py`: real images are taken through the
 same crop/resize as training and quantized to uint8, generated images are the
 generator's uint8 output (never JPEG), and every number is reported with the
 name of the feature network that produced it.  Real statistics are cached by
@@ -8,7 +8,7 @@ name of the feature network that produced it.  Real statistics are cached by
 reading it.  Datasets with their own classifier (MNIST, Fashion-MNIST) also
 get class statistics of the samples (`metrics.class_statistics`), and faces
 (`--face_metrics`, on for celebA) FD_face and the face detection rate
-(`face_metrics.py`), with or without an FID network.
+(`evaluation/faces.py`), with or without an FID network.
 """
 
 import hashlib
@@ -18,13 +18,13 @@ import os
 
 import numpy as np
 
-import data
-import face_metrics
-import metrics
 import utils
-from checkpoints import Checkpoints, checkpoint_step, restored_generator
+from datasets import pipeline as data
+from evaluation import faces as face_metrics
+from evaluation import metrics
 from model import fixed_z, sample_labels
-from tf_runtime import tf
+from runtime.tf_runtime import tf
+from training.checkpoints import Checkpoints, checkpoint_step, restored_generator
 
 v1 = tf.compat.v1
 log = logging.getLogger("dcgan")
@@ -41,7 +41,7 @@ def real_images_uint8(config, count):
     In order, not from the shuffled training stream: the images, and so the
     cached statistics, then depend only on the data and the preprocessing flags
     (`real_statistics_key`), never on --seed or --batch_size.  The per-image
-    steps are the training pipeline's own (data.py), so the pixels are the ones
+    steps are the training pipeline's own (datasets/pipeline.py), so the pixels are the ones
     training sees; files that fail to decode are skipped as in training.
     """
     source = data.open_source(config)

@@ -33,12 +33,12 @@ from tensorflow.core.protobuf import rewriter_config_pb2
 
 import model
 import utils
-from checkpoints import restored_generator
 from config import STYLE_VISUALIZE_OPTIONS, Config
-from errors import UserError
 from model import fixed_z, to_uint8
 from networks import DISCRIMINATOR_SCOPE, style
-from tf_runtime import tf
+from runtime.errors import UserError
+from runtime.tf_runtime import tf
+from training.checkpoints import restored_generator
 
 log = logging.getLogger("dcgan")
 

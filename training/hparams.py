@@ -16,7 +16,7 @@ first record of a run, so a run continued with --allow_recipe_change shows the r
 from tensorboard.plugins.hparams import summary_v2
 
 import config as config_lib
-from tf_runtime import tf
+from runtime.tf_runtime import tf
 
 v1 = tf.compat.v1
 

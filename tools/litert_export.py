@@ -25,10 +25,10 @@ from tensorflow.lite.tools import flatbuffer_utils
 from tensorflow.python.framework import convert_to_constants
 from tensorflow.python.util import deprecation
 
-from checkpoints import restored_generator
-from errors import UserError
-from export import OUTPUT_NODE, describe
-from tf_runtime import tf
+from runtime.errors import UserError
+from runtime.tf_runtime import tf
+from tools.export import OUTPUT_NODE, describe
+from training.checkpoints import restored_generator
 from utils import write_atomically
 
 v1 = tf.compat.v1

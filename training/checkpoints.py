@@ -33,9 +33,9 @@ import socket
 
 import config as config_lib
 from config import with_defaults
-from errors import UserError
 from model import InferenceGenerator, scope_variables
-from tf_runtime import tf
+from runtime.errors import UserError
+from runtime.tf_runtime import tf
 from utils import file_digest, write_atomically
 
 v1 = tf.compat.v1

@@ -18,7 +18,7 @@ exactly like the real PNGs it is compared with (clean-fid, Parmar et al. 2022,
 shows that float-vs-uint8 inputs, different resizers or JPEG compression move
 FID by several points).
 
-`python metrics.py --train_classifier mnist|fashion|cifar10` trains the small
+`python -m evaluation.metrics --train_classifier mnist|fashion|cifar10` trains the small
 classifier used as the offline feature network for MNIST-like data and CIFAR-10.
 """
 
@@ -40,10 +40,10 @@ import numpy as np
 from google.protobuf.message import DecodeError
 from scipy import linalg, special
 
-from data import dataset_directory, load_mnist_like, read_cifar10
-from errors import UserError
+from datasets.pipeline import dataset_directory, load_mnist_like, read_cifar10
 from ops import conv2d, linear, lrelu
-from tf_runtime import session_config, tf
+from runtime.errors import UserError
+from runtime.tf_runtime import session_config, tf
 from utils import file_digest, write_atomically
 
 v1 = tf.compat.v1
@@ -415,7 +415,7 @@ class ClassifierExtractor(_FeatureExtractor):
             raise UserError(f"no classifier for dataset '{dataset}'; only {', '.join(CLASSIFIER_DATASETS)}")
         if not classifier_is_trained(checkpoint_dir, dataset):
             raise UserError(f"{classifier_directory(checkpoint_dir, dataset)}: no trained classifier; "
-                            f"train it with: python metrics.py --train_classifier {dataset}")
+                            f"train it with: python -m evaluation.metrics --train_classifier {dataset}")
         self.dataset = dataset
         self.spec = CLASSIFIERS[dataset]
         prefix = _classifier_prefix(checkpoint_dir, dataset)
@@ -468,7 +468,7 @@ def load_extractor(dataset, inception_graph=None, checkpoint_dir="checkpoint"):
         f"no feature extractor for dataset '{dataset}' (none found in {checkpoint_dir}): pass --inception_graph PATH "
         "to TTUR's classify_image_graph_def.pb (python download.py inception puts it in "
         "data/inception/), or for mnist/fashion/cifar10 train the classifier: "
-        f"python metrics.py --train_classifier {dataset if dataset in CLASSIFIER_DATASETS else 'mnist'}")
+        f"python -m evaluation.metrics --train_classifier {dataset if dataset in CLASSIFIER_DATASETS else 'mnist'}")
 
 
 # ---------------------------------------------------------------------------

@@ -21,11 +21,11 @@ import os
 import re
 
 import config as config_lib
-import evaluation
-import metrics
-from checkpoints import RECIPE_FILE, checkpoint_step, read_json
-from errors import UserError
-from tf_runtime import tf
+from evaluation import metrics
+from evaluation import quality as evaluation
+from runtime.errors import UserError
+from runtime.tf_runtime import tf
+from training.checkpoints import RECIPE_FILE, checkpoint_step, read_json
 from utils import write_atomically
 
 v1 = tf.compat.v1
@@ -93,7 +93,7 @@ def run_facts(config, restored):
 
 
 def face_figures(restored):
-    """The hook for face metrics: face_metrics.py (being written by a colleague) joins the card by defining
+    """The hook for face metrics: evaluation/faces.py (being written by a colleague) joins the card by defining
     `model_card_figures(session, generator, config)`, returning rows (name, value, what measured it), e.g.
     ("identity diversity", 0.62, "ArcFace, n=1000"); it decides itself whether the data are faces.
     Without that module or function the card has no face rows."""

@@ -21,19 +21,26 @@ import time
 
 from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
 
-import data
-import evaluation
 import ops
-import replicas as replicas_lib
-import run_hparams
 import utils
-from checkpoints import ROLLBACK_FILE, Checkpoints, RollbackRecord, checkpoint_step, read_rollback, write_rollback
 from config import LOSSES_WITH_TARGETS, NAN_SKIP_LIMIT, ROLLBACK_LIMIT, ROLLBACK_RATE_FACTOR
-from errors import CollapseDetected, TrainingDiverged, UserError
+from datasets import pipeline as data
+from evaluation import quality as evaluation
 from model import DCGAN, fixed_z, sample_labels
 from networks import RANDOM_STREAMS
-from tf_runtime import cpu_has_bfloat16, session_config, tf
-from watchdog import CollapseWatchdog
+from runtime.errors import CollapseDetected, TrainingDiverged, UserError
+from runtime.tf_runtime import cpu_has_bfloat16, session_config, tf
+from training import hparams as run_hparams
+from training import replicas as replicas_lib
+from training.checkpoints import (
+    ROLLBACK_FILE,
+    Checkpoints,
+    RollbackRecord,
+    checkpoint_step,
+    read_rollback,
+    write_rollback,
+)
+from training.watchdog import CollapseWatchdog
 
 v1 = tf.compat.v1
 log = logging.getLogger("dcgan")

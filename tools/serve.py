@@ -34,11 +34,11 @@ import urllib.parse
 import numpy as np
 
 import utils
-import visualize
-from checkpoints import restored_generator
-from errors import UserError
 from model import fixed_z
-from tf_runtime import tf
+from runtime.errors import UserError
+from runtime.tf_runtime import tf
+from tools import visualize
+from training.checkpoints import restored_generator
 
 v1 = tf.compat.v1
 log = logging.getLogger("dcgan")
@@ -319,7 +319,7 @@ def make_server(explorer, host, port):
 def saved_model_explorer(config, session):
     """An Explorer on the SavedModel at --serve_model, loaded into `session`'s graph; ψ comes from its
     `truncation` signature (a style generator's), whose other inputs and output are serving_default's."""
-    import export
+    from tools import export
 
     description = export.read_description(config.serve_model)
     signatures = v1.saved_model.loader.load(session, ["serve"], config.serve_model).signature_def

@@ -7,7 +7,7 @@ LOSSES by name; the penalties are added on top of any of them.
 """
 
 from config import LOSSES
-from tf_runtime import tf
+from runtime.tf_runtime import tf
 
 
 def _sigmoid_cross_entropy(logits, targets):

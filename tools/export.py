@@ -14,11 +14,11 @@ import os
 import shutil
 import tempfile
 
-import model_card
-from checkpoints import restored_generator
-from errors import UserError
 from model import to_uint8
-from tf_runtime import tf
+from runtime.errors import UserError
+from runtime.tf_runtime import tf
+from tools import model_card
+from training.checkpoints import restored_generator
 from utils import write_atomically
 
 v1 = tf.compat.v1

@@ -31,7 +31,7 @@ streams (model.RandomStreams), so a resumed run draws what the uninterrupted one
 Images are NHWC with static height and width: the model hands D NHWC whatever --data_format is.
 """
 
-from tf_runtime import tf
+from runtime.tf_runtime import tf
 
 TRANSLATION_RATIO = 0.125  # the largest shift, as a fraction of the image's height (width)
 CUTOUT_RATIO = 0.5  # the hole's side, as a fraction of the image's height (width)

@@ -29,9 +29,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from config import MNIST_LIKE
-from errors import UserError
-from replicas import Replicas
-from tf_runtime import tf
+from runtime.errors import UserError
+from runtime.tf_runtime import tf
+from training.replicas import Replicas
 
 v1 = tf.compat.v1
 log = logging.getLogger("dcgan")
@@ -708,7 +708,7 @@ def input_batches(source, config, epochs=None, replicas=None):
     (None = endless); `InputBatches.initialize(session, start)` starts it at
     example `start` of the stream.
 
-    With several `replicas` (replicas.py) the strategy's iterator splits each
+    With several `replicas` (training/replicas.py) the strategy's iterator splits each
     global batch between them (images and labels are then per-replica values)
     and, with several workers, gives each worker its own examples of the one
     stream (sharded by element: the stream's order is deterministic)."""

@@ -27,8 +27,8 @@ import socket
 import tempfile
 
 from config import parse_devices
-from errors import UserError
-from tf_runtime import tf
+from runtime.errors import UserError
+from runtime.tf_runtime import tf
 
 v1 = tf.compat.v1
 ReduceOp = tf.distribute.ReduceOp

@@ -1,0 +1,1 @@
+"""Reading data: file formats and the tf.data input pipeline."""

@@ -1,0 +1,1 @@
+"""Sample quality: metric formulas, feature networks, the quality meter, the linear probe."""

@@ -1,0 +1,1 @@
+"""Training: the loop, losses, guarded updates and stabilisers, the watchdog, checkpoints, replicas."""
