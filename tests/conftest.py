@@ -20,7 +20,8 @@ CELEBA_TAR = SHARED_DATA / "celebA_first10k_89x109.tar"
 
 def tiny_config(tmp_path, **overrides):
     """A resolved Config of the tiny run (bench/harness.py's TINY) writing under tmp_path."""
-    return harness.tiny_config(tmp_path / "out", **{"data_dir": str(tmp_path / "no_data"), **overrides})
+    values = {"out_dir": str(tmp_path / "out"), "data_dir": str(tmp_path / "no_data"), **overrides}
+    return harness.tiny_config(values.pop("out_dir"), **values)
 
 
 @pytest.fixture
