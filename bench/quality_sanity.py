@@ -33,7 +33,7 @@ from scipy import ndimage
 
 import config as config_lib
 from bench import harness
-from datasets import pipeline as data
+from datasets import formats
 from evaluation import metrics  # (sets the TensorFlow environment before importing it)
 from evaluation import quality as evaluation
 from runtime.errors import run_command
@@ -118,9 +118,9 @@ def main(argv=None):
         print("no MNIST classifier yet; training it first")
         metrics.train_classifier_from_directory("mnist", args.data_dir, args.checkpoint_dir)
     extractor = metrics.load_extractor("mnist", checkpoint_dir=args.checkpoint_dir)
-    directory = data.dataset_directory("mnist", args.data_dir)
-    train, _ = data.load_mnist_like(directory, "train")
-    test, _ = data.load_mnist_like(directory, "test")
+    directory = formats.dataset_directory("mnist", args.data_dir)
+    train, _ = formats.load_mnist_like(directory, "train")
+    test, _ = formats.load_mnist_like(directory, "test")
     reference = metrics.real_statistics(extractor, train[:args.n], os.path.join(args.checkpoint_dir, "stats_cache"),
                                         f"mnist-train-first{args.n}", 28)
     print(f"data: {directory}; reference: train [0, {args.n}); features: {extractor.name}\n")

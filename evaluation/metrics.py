@@ -40,7 +40,7 @@ import numpy as np
 from google.protobuf.message import DecodeError
 from scipy import linalg, special
 
-from datasets.pipeline import dataset_directory, load_mnist_like, read_cifar10
+from datasets.formats import dataset_directory, load_mnist_like, read_cifar10
 from ops import conv2d, linear, lrelu
 from runtime.errors import UserError
 from runtime.tf_runtime import session_config, tf

@@ -15,7 +15,7 @@ from PIL import Image
 import config as config_lib
 from bench.ablation import plan, render, run, score
 from bench.ablation.__main__ import main
-from datasets import pipeline as data
+from datasets import formats
 from evaluation import metrics
 from runtime.errors import UserError
 
@@ -244,7 +244,7 @@ def test_a_dataset_shipped_as_a_zip_is_extracted_once_under_the_work_dir_and_rea
     args = argparse.Namespace(data_dir=str(shared), work_dir=str(tmp_path / "work"))
     data_dir = plan.data_dir_for("cifar10", args)
     assert data_dir == str(tmp_path / "work" / "data" / "cifar10_jpg_YoongiKim")
-    images, labels = data.load_cifar10(data.dataset_directory("cifar10", data_dir))
+    images, labels = formats.load_cifar10(formats.dataset_directory("cifar10", data_dir))
     assert list(labels) == [6] and np.array_equal(images[0], pixels)
     (shared / "cifar10_jpg_YoongiKim.zip").unlink()
     assert plan.data_dir_for("cifar10", args) == data_dir  # already there: not extracted again

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from test_data import idx_bytes
 
-from datasets import pipeline as data
+from datasets import formats
 from evaluation import metrics
 from runtime.errors import UserError
 
@@ -67,7 +67,7 @@ def test_train_classifier_fashion_reads_the_fashion_mnist_layout_and_reports_tes
     assert info["dataset"] == "fashion" and info["test_images"] == 40 and info["train_images"] == 64
     assert f"test accuracy {info['test_accuracy']:.4f} on 40 Fashion-MNIST test images" in capsys.readouterr().out
     classifier = metrics.domain_classifier("fashion", checkpoint_dir)
-    test_images, test_labels = data.load_mnist_like(str(folder), "test", "fashion")
+    test_images, test_labels = formats.load_mnist_like(str(folder), "test", "fashion")
     recomputed = metrics.class_statistics(classifier.class_probabilities(test_images), test_labels)
     assert recomputed["class_accuracy"] == info["test_accuracy"]
     assert metrics.domain_classifier("mnist", checkpoint_dir) is None  # never another dataset's classifier
@@ -78,7 +78,7 @@ def test_train_classifier_cifar10_learns_class_folders_and_names_its_training_da
     rng = np.random.default_rng(0)
     palette = rng.integers(0, 256, (10, 3))
     for split, per_class in (("train", 12), ("test", 4)):
-        for label, name in enumerate(data.CIFAR10_CLASSES):
+        for label, name in enumerate(formats.CIFAR10_CLASSES):
             (tmp_path / "data" / "cifar10" / split / name).mkdir(parents=True)
             for i in range(per_class):
                 pixels = np.clip(palette[label] + rng.normal(0, 20, (32, 32, 3)), 0, 255).astype(np.uint8)
@@ -93,7 +93,7 @@ def test_train_classifier_cifar10_learns_class_folders_and_names_its_training_da
     extractor = metrics.load_extractor("cifar10", checkpoint_dir=checkpoint_dir)
     assert extractor.name == ("classifier penultimate layer (CIFAR-10 classifier features, "
                               "trained on PNG class folders)")
-    test_images, test_labels = data.load_cifar10(str(tmp_path / "data" / "cifar10"), "test")
+    test_images, test_labels = formats.load_cifar10(str(tmp_path / "data" / "cifar10"), "test")
     features, probabilities = extractor.features_and_probabilities(test_images)
     assert features.shape == (40, metrics.CLASSIFIER_FEATURES) and probabilities.shape == (40, 10)
     assert metrics.class_statistics(probabilities, test_labels)["class_accuracy"] == info["test_accuracy"]

@@ -13,6 +13,7 @@ from conftest import EMBEDDED_MNIST, tiny_config
 import main
 import model
 import utils
+from datasets import formats
 from datasets import pipeline as data
 from evaluation import metrics
 from evaluation import quality as evaluation
@@ -27,8 +28,8 @@ v1 = tf.compat.v1
 def classifier_root(tmp_path_factory):
     """An out_dir whose checkpoint/ holds an MNIST classifier trained for 150 steps."""
     out_dir = tmp_path_factory.mktemp("eval")
-    images, labels = data.load_mnist_like(str(EMBEDDED_MNIST))
-    test = data.load_mnist_like(str(EMBEDDED_MNIST), split="test")
+    images, labels = formats.load_mnist_like(str(EMBEDDED_MNIST))
+    test = formats.load_mnist_like(str(EMBEDDED_MNIST), split="test")
     metrics.train_classifier("mnist", (images[:3000], labels[:3000]), (test[0][:500], test[1][:500]),
                              checkpoint_dir=str(out_dir / "checkpoint"), steps=150, log=lambda *a: None)
     return out_dir
@@ -82,7 +83,7 @@ def test_requested_class_accuracy_of_real_test_images_is_the_classifier_accuracy
     classifier = metrics.domain_classifier("mnist", os.path.join(classifier_root, "checkpoint"))
     with open(os.path.join(classifier_root, "checkpoint", "classifier_mnist", "classifier.json")) as f:
         measured_when_trained = json.load(f)["test_accuracy"]  # on the first 500 test images
-    images, labels = data.load_mnist_like(str(EMBEDDED_MNIST), split="test")
+    images, labels = formats.load_mnist_like(str(EMBEDDED_MNIST), split="test")
     probabilities = classifier.class_probabilities(images[:500])
     statistics = metrics.class_statistics(probabilities, labels[:500])
     assert statistics["class_accuracy"] == measured_when_trained > 0.5
@@ -104,7 +105,7 @@ class RealImagesGenerator:
 
 def test_unconditional_model_gets_classes_present_and_kl_but_no_accuracy(classifier_root):
     config = dataclasses.replace(eval_config(classifier_root), y_dim=0)
-    images, labels = data.load_mnist_like(str(EMBEDDED_MNIST), split="test")
+    images, labels = formats.load_mnist_like(str(EMBEDDED_MNIST), split="test")
     ones_and_sevens = images[np.isin(labels, [1, 7])][:64]  # a generator collapsed onto two classes
     results = evaluation.QualityMeter(config).measure(None, RealImagesGenerator(ones_and_sevens))
     assert "class_accuracy" not in results
@@ -214,7 +215,7 @@ def test_acgan_samples_have_the_class_they_were_asked_for(classifier_root):
 
 def test_real_statistics_follow_the_data_not_the_folder_name(tmp_path, monkeypatch):
     """Issue 24, bug 8: adding CIFAR-10's binary batches beside JPEG class folders changes what the data
-    folder holds (data.read_cifar10 prefers the batches), so the cached statistics of the JPEGs must not be
+    folder holds (formats.read_cifar10 prefers the batches), so the cached statistics of the JPEGs must not be
     reused; a file rewritten in place must not either.  Nothing changed: a cache hit."""
     from test_data import cifar_records, write_cifar_class_folders
 
