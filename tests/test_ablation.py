@@ -16,7 +16,7 @@ import config as config_lib
 from bench.ablation import plan, render, run, score
 from bench.ablation.__main__ import main
 from datasets import formats
-from evaluation import metrics
+from evaluation import extractors
 from runtime.errors import UserError
 
 
@@ -258,7 +258,7 @@ def test_cifar10_runs_are_unconditional_at_cifar10s_32x32_and_counted_in_cifar10
     config = plan.run_config("cifar10", 1, "/o", argparse.Namespace(data_dir="/d", work_dir=str(tmp_path),
                                                                          eval_samples=100))
     assert (config.output_height, config.c_dim, config.y_dim) == (32, 3, 0)
-    assert metrics.CLASSIFIERS["cifar10"].input_shape == (32, 32, 3)  # scored without resizing
+    assert extractors.CLASSIFIERS["cifar10"].input_shape == (32, 32, 3)  # scored without resizing
     monkeypatch.setattr(render, "DOC_PATH", str(tmp_path / "ablation.md"))
     monkeypatch.setattr(render, "DISCUSSION_PATH", str(tmp_path / "missing.md"))
     runs = [{**scored_run("default", 1, [90.0], [40.0]), "dataset": "cifar10", "budget": 25000},
