@@ -1,4 +1,4 @@
-"""Fetches the training data and the FID Inception graph into the layouts `datasets/pipeline.py` reads.
+"""Fetches the training data and the FID Inception graph into the layouts `datasets/formats.py` reads.
 
 This is the only module of the project that touches the network, and only when
 the user runs it:
@@ -78,7 +78,7 @@ class RemoteFile:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A dataset's files and how they become the layout that datasets/pipeline.py expects."""
+    """A dataset's files and how they become the layout that datasets/formats.py expects."""
 
     description: str  # one line for --help
     directory: str  # where the usable data ends up, relative to the data dir

@@ -37,8 +37,8 @@ import ablation  # noqa: E402
 import numpy as np  # noqa: E402
 from quality_sanity import add_noise, blur  # noqa: E402
 
+from evaluation import extractors  # noqa: E402
 from evaluation import faces as face_metrics  # noqa: E402
-from evaluation import metrics  # noqa: E402
 from evaluation import quality as evaluation  # noqa: E402
 from runtime.errors import run_command  # noqa: E402
 
@@ -98,7 +98,7 @@ def main(argv=None):
     print(f"{len(real)} real faces from {config.data_dir} (crop {config.input_height} -> {config.output_height}); "
           f"{args.n} per set", file=sys.stderr)
 
-    references = [metrics.statistics_from_images(faces.embedder, sets[2 * k]) for k in range(args.pairs)]
+    references = [extractors.statistics_from_images(faces.embedder, sets[2 * k]) for k in range(args.pairs)]
     floors, detection = [], []
     for k in range(args.pairs):
         scores = faces.scores(sets[2 * k + 1], references[k])

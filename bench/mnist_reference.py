@@ -164,10 +164,10 @@ def command_score_project(args):
 def scores(images, meter, seed):
     """The ablation's metrics of uint8 `images`, as `QualityMeter.measure` computes them for an unconditional G."""
     from bench.ablation import score
-    from evaluation import metrics
+    from evaluation import extractors, formulas
 
-    results = metrics.evaluate(images, meter.real_stats, meter.extractor, seed=seed)
-    results.update(metrics.class_statistics(meter.classifier.class_probabilities(images)))
+    results = extractors.evaluate(images, meter.real_stats, meter.extractor, seed=seed)
+    results.update(formulas.class_statistics(meter.classifier.class_probabilities(images)))
     return {key: round(float(results[key]), 4) for key in score.METRICS if key in results}
 
 

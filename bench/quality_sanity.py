@@ -33,8 +33,9 @@ from scipy import ndimage
 
 import config as config_lib
 from bench import harness
-from datasets import pipeline as data
-from evaluation import metrics  # (sets the TensorFlow environment before importing it)
+from datasets import formats
+from evaluation import classifier as classifier_training
+from evaluation import extractors, formulas
 from evaluation import quality as evaluation
 from runtime.errors import run_command
 from training import checkpoints
@@ -114,14 +115,14 @@ def main(argv=None):
                         help="--out_dir of a `main.py --dataset mnist --train` run: score each of its checkpoints")
     args = parser.parse_args(argv)
 
-    if not metrics.classifier_is_trained(args.checkpoint_dir, "mnist"):
+    if not extractors.classifier_is_trained(args.checkpoint_dir, "mnist"):
         print("no MNIST classifier yet; training it first")
-        metrics.train_classifier_from_directory("mnist", args.data_dir, args.checkpoint_dir)
-    extractor = metrics.load_extractor("mnist", checkpoint_dir=args.checkpoint_dir)
-    directory = data.dataset_directory("mnist", args.data_dir)
-    train, _ = data.load_mnist_like(directory, "train")
-    test, _ = data.load_mnist_like(directory, "test")
-    reference = metrics.real_statistics(extractor, train[:args.n], os.path.join(args.checkpoint_dir, "stats_cache"),
+        classifier_training.train_classifier_from_directory("mnist", args.data_dir, args.checkpoint_dir)
+    extractor = extractors.load_extractor("mnist", checkpoint_dir=args.checkpoint_dir)
+    directory = formats.dataset_directory("mnist", args.data_dir)
+    train, _ = formats.load_mnist_like(directory, "train")
+    test, _ = formats.load_mnist_like(directory, "test")
+    reference = extractors.real_statistics(extractor, train[:args.n], os.path.join(args.checkpoint_dir, "stats_cache"),
                                         f"mnist-train-first{args.n}", 28)
     print(f"data: {directory}; reference: train [0, {args.n}); features: {extractor.name}\n")
 
@@ -129,7 +130,7 @@ def main(argv=None):
     for group in row_groups(args.generator_run):
         title, images_by_label, expectation = group(train, test, args.n)
         start = time.time()
-        results = [(label, metrics.evaluate(images, reference, extractor)) for label, images in images_by_label]
+        results = [(label, extractors.evaluate(images, reference, extractor)) for label, images in images_by_label]
         rows += results
         print(f"{title}: {len(results)} rows in {time.time() - start:.0f} s", file=sys.stderr)
         if expectation == "increasing":
@@ -139,7 +140,7 @@ def main(argv=None):
         elif expectation == "last_is_best":
             verdict = "yes" if results[-1][1]["fid"] < results[0][1]["fid"] else "NO"
             checks.append(f"- the last generator checkpoint has a lower FID than the first: {verdict}")
-    print(metrics.format_table(rows))
+    print(formulas.format_table(rows))
     print()
     print("\n".join(checks))
     return 0 if all(c.endswith("yes") for c in checks) else 1

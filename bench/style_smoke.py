@@ -23,7 +23,8 @@ import time
 import config as config_lib
 import utils
 from bench import harness
-from evaluation import metrics
+from evaluation import classifier as classifier_training
+from evaluation import extractors, formulas
 from evaluation import quality as evaluation
 from model import fixed_z, sample_labels
 from runtime.tf_runtime import tf
@@ -42,9 +43,9 @@ def resized(images_uint8, size):
 
 def quality(images_28, labels, real_stats, classifier):
     features, probabilities = classifier.features_and_probabilities(images_28)
-    mu, sigma = metrics.feature_statistics(features)
-    statistics = metrics.class_statistics(probabilities, labels)
-    return metrics.frechet_distance(mu, sigma, real_stats[0], real_stats[1]), statistics
+    mu, sigma = formulas.feature_statistics(features)
+    statistics = formulas.class_statistics(probabilities, labels)
+    return formulas.frechet_distance(mu, sigma, real_stats[0], real_stats[1]), statistics
 
 
 def main():
@@ -60,12 +61,12 @@ def main():
     args = parser.parse_args()
 
     classifier_dir = os.path.join(args.out, "checkpoint")
-    if not metrics.classifier_is_trained(classifier_dir, "mnist"):
-        metrics.train_classifier_from_directory("mnist", args.data_dir, classifier_dir)
-    classifier = metrics.ClassifierExtractor(classifier_dir, "mnist")
+    if not extractors.classifier_is_trained(classifier_dir, "mnist"):
+        classifier_training.train_classifier_from_directory("mnist", args.data_dir, classifier_dir)
+    classifier = extractors.ClassifierExtractor(classifier_dir, "mnist")
     real_28 = evaluation.real_images_uint8(
         config_lib.resolve(config_lib.Config(dataset="mnist", data_dir=args.data_dir)), args.samples)
-    real_stats = metrics.feature_statistics(classifier.features(real_28))
+    real_stats = formulas.feature_statistics(classifier.features(real_28))
 
     rows = []
     generators = {"dcgan": {}, "style": {"gf_dim": args.style_gf_dim, "w_dim": args.w_dim}}

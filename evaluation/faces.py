@@ -7,7 +7,7 @@ Machine Learning Toolkit", JMLR 10), whose weights ship in the
 `face-recognition-models` package (nothing is downloaded at run time):
 
 * **FD_face**: the Fréchet distance of FID (Heusel et al. 2017,
-  `metrics.frechet_distance`),
+  `formulas.frechet_distance`),
 
       FD = ||mu_r - mu_g||^2 + Tr(S_r + S_g - 2 (S_r S_g)^(1/2)),
 
@@ -18,7 +18,7 @@ Machine Learning Toolkit", JMLR 10), whose weights ship in the
   to tell faces apart, as FD_DINOv2 (Stein et al. 2023) swaps the network.
   The network takes a 150x150 aligned face chip; CelebA crops are already
   aligned (eyes at fixed positions), so the whole crop, resized, is the chip.
-  Real statistics are cached by `metrics.real_statistics` like FID's.
+  Real statistics are cached by `extractors.real_statistics` like FID's.
 * **face detection rate**: the share of images in which dlib's CNN face
   detector (max-margin object detection, King 2015, arXiv:1502.00046;
   `mmod_human_face_detector.dat`) finds a face.  It catches images that are not
@@ -39,7 +39,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from evaluation import metrics
+from evaluation import formulas
 from runtime.errors import UserError
 from utils import file_digest
 
@@ -90,7 +90,7 @@ def resized_rgb(images, size):
 
 
 class FaceEmbedder:
-    """dlib's 128-d face-recognition ResNet as a feature network for `metrics.real_statistics`.
+    """dlib's 128-d face-recognition ResNet as a feature network for `extractors.real_statistics`.
 
     It has what that cache needs of an extractor: `name` (printed with every
     number), `digest` (the weights and the preprocessing, so cached statistics
@@ -132,7 +132,7 @@ class FaceDetector:
 class FaceMetrics:
     """FD_face and the detection rate of generated faces against real statistics under `self.embedder`.
 
-    Get the real statistics with `metrics.real_statistics(self.embedder, ...)`
+    Get the real statistics with `extractors.real_statistics(self.embedder, ...)`
     (`evaluation.cached_real_statistics` does it for a run), so they are cached
     like FID's.  Loading checks the packages first: a missing one is one line.
     """
@@ -143,8 +143,8 @@ class FaceMetrics:
 
     def scores(self, images, real_stats):
         """{"fd_face", "face_detection_rate", "face_extractor", "face_detector"} of uint8 `images`."""
-        mu, sigma = metrics.feature_statistics(self.embedder.features(images))
-        return {"fd_face": metrics.frechet_distance(mu, sigma, real_stats["mu"], real_stats["sigma"]),
+        mu, sigma = formulas.feature_statistics(self.embedder.features(images))
+        return {"fd_face": formulas.frechet_distance(mu, sigma, real_stats["mu"], real_stats["sigma"]),
                 "face_detection_rate": self.detector.detection_rate(images),
                 "face_extractor": self.embedder.name, "face_detector": self.detector.name}
 

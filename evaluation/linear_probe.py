@@ -25,6 +25,7 @@ import os
 import numpy as np
 
 import utils
+from datasets import formats
 from datasets import pipeline as data
 from model import scope_variables
 from networks import DISCRIMINATOR_SCOPE, discriminator
@@ -44,12 +45,12 @@ PROBE_L2 = 1e-4
 
 def labelled_splits(config):
     """(train images, train labels), (test images, test labels) as uint8 NHWC and int64."""
-    directory = data.dataset_directory(config.dataset, config.data_dir)
+    directory = formats.dataset_directory(config.dataset, config.data_dir)
     if config.dataset == "cifar10":
-        train, test = data.load_cifar10(directory, "train"), data.load_cifar10(directory, "test")
+        train, test = formats.load_cifar10(directory, "train"), formats.load_cifar10(directory, "test")
     else:
-        train = data.load_mnist_like(directory, "train", config.dataset)
-        test = data.load_mnist_like(directory, "test", config.dataset)
+        train = formats.load_mnist_like(directory, "train", config.dataset)
+        test = formats.load_mnist_like(directory, "test", config.dataset)
     if config.train_size:
         train = tuple(array[: config.train_size] for array in train)
     return train, test

@@ -1,12 +1,12 @@
 """Sample quality of a generator: `python main.py --eval`, and FID during training.
 
-Glue between the model and `evaluation/metrics.py`: real images are taken through the
+Glue between the model and the metrics (`evaluation/extractors.py`): real images are taken through the
 same crop/resize as training and quantized to uint8, generated images are the
 generator's uint8 output (never JPEG), and every number is reported with the
 name of the feature network that produced it.  Real statistics are cached by
-`metrics.real_statistics`, so only the first evaluation of a dataset pays for
+`extractors.real_statistics`, so only the first evaluation of a dataset pays for
 reading it.  Datasets with their own classifier (MNIST, Fashion-MNIST) also
-get class statistics of the samples (`metrics.class_statistics`), and faces
+get class statistics of the samples (`formulas.class_statistics`), and faces
 (`--face_metrics`, on for celebA) FD_face and the face detection rate
 (`evaluation/faces.py`), with or without an FID network.
 """
@@ -20,8 +20,8 @@ import numpy as np
 
 import utils
 from datasets import pipeline as data
+from evaluation import extractors, formulas
 from evaluation import faces as face_metrics
-from evaluation import metrics
 from model import fixed_z, sample_labels
 from runtime.tf_runtime import tf
 from training.checkpoints import Checkpoints, checkpoint_step, restored_generator
@@ -31,7 +31,7 @@ log = logging.getLogger("dcgan")
 
 BEST_FOLDER = "best"
 BEST_FILE = "best.json"
-CLASS_STATISTICS = ("class_accuracy", "classes_present", "class_kl_uniform")  # see metrics.class_statistics
+CLASS_STATISTICS = ("class_accuracy", "classes_present", "class_kl_uniform")  # see formulas.class_statistics
 FACE_SCORES = (("fd_face", "face_extractor"), ("face_detection_rate", "face_detector"))  # (score, its network)
 
 
@@ -92,7 +92,7 @@ def real_data_digest(config, count):
 
 def real_statistics_key(config):
     """Everything that changes the real images' statistics, besides the feature network (whose digest
-    `metrics.statistics_cache_path` adds): which files (what the data holds, `real_data_digest`,
+    `extractors.statistics_cache_path` adds): which files (what the data holds, `real_data_digest`,
     the pattern and train_size that pick among them), how they are preprocessed (crop, input and output
     size, channels) and how many are used.  The folder's content, not its path: replacing the data in place
     must not reuse the old statistics.  `real_images_uint8` reads in a fixed order, so the seed and batch
@@ -111,7 +111,7 @@ def cached_real_statistics(config, extractor):
     """Real-image statistics under `extractor`, from the cache when the key and the network match."""
     key = real_statistics_key(config)
     key_digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    return metrics.real_statistics(
+    return extractors.real_statistics(
         extractor, lambda: real_images_uint8(config, config.eval_samples),
         os.path.join(config.out_dir, config.checkpoint_dir, "real_statistics"),
         f"{config.dataset}-{key_digest}", f"{config.output_height}x{config.output_width}x{config.c_dim}")
@@ -121,10 +121,10 @@ def load_extractor(config):
     """The run's FID feature network (a one-line UserError saying how to get one if there is none), or None
     for a face run (--face_metrics) without one: FD_face is its measure then, and nothing is guessed."""
     checkpoint_dir = os.path.join(config.out_dir, config.checkpoint_dir)
-    if config.face_metrics and not config.inception_graph and not metrics.classifier_is_trained(checkpoint_dir,
+    if config.face_metrics and not config.inception_graph and not extractors.classifier_is_trained(checkpoint_dir,
                                                                                                  config.dataset):
         return None
-    return metrics.load_extractor(config.dataset, config.inception_graph, checkpoint_dir)
+    return extractors.load_extractor(config.dataset, config.inception_graph, checkpoint_dir)
 
 
 def load_face_metrics(config):
@@ -147,10 +147,10 @@ class QualityMeter:
         self.faces = faces or load_face_metrics(config)
         self.real_stats = cached_real_statistics(config, self.extractor) if self.extractor else None
         self.face_real_stats = cached_real_statistics(config, self.faces.embedder) if self.faces else None
-        if isinstance(self.extractor, metrics.ClassifierExtractor):
+        if isinstance(self.extractor, extractors.ClassifierExtractor):
             self.classifier = self.extractor
         else:
-            self.classifier = metrics.domain_classifier(config.dataset,
+            self.classifier = extractors.domain_classifier(config.dataset,
                                                         os.path.join(config.out_dir, config.checkpoint_dir))
 
     def measure(self, session, generator):
@@ -160,13 +160,13 @@ class QualityMeter:
         fakes = generate_uint8(session, generator, self.config, count, self.config.seed + 2)
         results = {"n_samples": count}
         if self.extractor is not None:
-            results.update(metrics.evaluate(fakes, self.real_stats, self.extractor, seed=self.config.seed))
+            results.update(extractors.evaluate(fakes, self.real_stats, self.extractor, seed=self.config.seed))
         if self.faces is not None:
             results.update(self.faces.scores(fakes, self.face_real_stats))
         if self.classifier is not None:
-            results.update(metrics.class_statistics(self.classifier.class_probabilities(fakes),
+            results.update(formulas.class_statistics(self.classifier.class_probabilities(fakes),
                                                     sample_labels(count, self.config)))
-            results["class_classifier"] = f"{metrics.CLASSIFIER_DATASETS[self.classifier.dataset]} classifier"
+            results["class_classifier"] = f"{extractors.CLASSIFIER_DATASETS[self.classifier.dataset]} classifier"
         return results
 
 
@@ -213,11 +213,11 @@ def run_eval(config):
         meter = QualityMeter(restored.config, extractor, faces)  # the checkpoint's channel count and image size
         results = meter.measure(restored.session, restored.generator)
     if "fid" in results:
-        print(metrics.format_table(results))
+        print(formulas.format_table(results))
     if "fd_face" in results:
         print(face_metrics.format_scores(results))
     if "classes_present" in results:
-        print(metrics.format_class_statistics(results))
+        print(formulas.format_class_statistics(results))
     output = os.path.join(config.sample_path, f"eval_step_{checkpoint_step(restored.path)}.json")
     write_results(output, results, restored.path)
     log.info("wrote %s", output)

@@ -15,8 +15,8 @@ from PIL import Image
 import config as config_lib
 from bench.ablation import plan, render, run, score
 from bench.ablation.__main__ import main
-from datasets import pipeline as data
-from evaluation import metrics
+from datasets import formats
+from evaluation import extractors
 from runtime.errors import UserError
 
 
@@ -244,7 +244,7 @@ def test_a_dataset_shipped_as_a_zip_is_extracted_once_under_the_work_dir_and_rea
     args = argparse.Namespace(data_dir=str(shared), work_dir=str(tmp_path / "work"))
     data_dir = plan.data_dir_for("cifar10", args)
     assert data_dir == str(tmp_path / "work" / "data" / "cifar10_jpg_YoongiKim")
-    images, labels = data.load_cifar10(data.dataset_directory("cifar10", data_dir))
+    images, labels = formats.load_cifar10(formats.dataset_directory("cifar10", data_dir))
     assert list(labels) == [6] and np.array_equal(images[0], pixels)
     (shared / "cifar10_jpg_YoongiKim.zip").unlink()
     assert plan.data_dir_for("cifar10", args) == data_dir  # already there: not extracted again
@@ -258,7 +258,7 @@ def test_cifar10_runs_are_unconditional_at_cifar10s_32x32_and_counted_in_cifar10
     config = plan.run_config("cifar10", 1, "/o", argparse.Namespace(data_dir="/d", work_dir=str(tmp_path),
                                                                          eval_samples=100))
     assert (config.output_height, config.c_dim, config.y_dim) == (32, 3, 0)
-    assert metrics.CLASSIFIERS["cifar10"].input_shape == (32, 32, 3)  # scored without resizing
+    assert extractors.CLASSIFIERS["cifar10"].input_shape == (32, 32, 3)  # scored without resizing
     monkeypatch.setattr(render, "DOC_PATH", str(tmp_path / "ablation.md"))
     monkeypatch.setattr(render, "DISCUSSION_PATH", str(tmp_path / "missing.md"))
     runs = [{**scored_run("default", 1, [90.0], [40.0]), "dataset": "cifar10", "budget": 25000},

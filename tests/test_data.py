@@ -9,6 +9,7 @@ from conftest import EMBEDDED_MNIST, tiny_config
 from PIL import Image
 
 import config as config_lib
+from datasets import formats
 from datasets import pipeline as data
 from runtime.errors import UserError
 
@@ -21,19 +22,26 @@ def idx_bytes(array):
 
 
 def test_embedded_mnist_loads_with_matching_labels():
-    images, labels = data.load_mnist_like(str(EMBEDDED_MNIST))
+    images, labels = formats.load_mnist_like(str(EMBEDDED_MNIST))
     assert images.shape == (60000, 28, 28, 1) and images.dtype == np.uint8
     assert labels.shape == (60000,) and set(np.unique(labels)) == set(range(10))
-    test_images, _ = data.load_mnist_like(str(EMBEDDED_MNIST), split="test")
+    test_images, _ = formats.load_mnist_like(str(EMBEDDED_MNIST), split="test")
     assert test_images.shape == (10000, 28, 28, 1)
+
+
+def test_mnist_without_a_data_folder_falls_back_to_the_embedded_copy_at_the_repository_root(tmp_path):
+    """The default run works offline: no data/mnist/ means embedded_data/mnist/ at the repository root (not
+    beside datasets/formats.py, which sits one level down)."""
+    assert formats.dataset_directory("mnist", str(tmp_path)) == str(EMBEDDED_MNIST)
+    assert formats.dataset_directory("celebA", str(tmp_path)) == str(tmp_path / "celebA")  # nothing embedded
 
 
 def test_idx_round_trip_raw_and_gzip(tmp_path):
     array = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
     (tmp_path / "a").write_bytes(idx_bytes(array))
     (tmp_path / "a.gz").write_bytes(gzip.compress(idx_bytes(array)))
-    assert np.array_equal(data.read_idx(str(tmp_path / "a")), array)
-    assert np.array_equal(data.read_idx(str(tmp_path / "a.gz")), array)
+    assert np.array_equal(formats.read_idx(str(tmp_path / "a")), array)
+    assert np.array_equal(formats.read_idx(str(tmp_path / "a.gz")), array)
 
 
 @pytest.mark.parametrize("raw,message", [
@@ -47,7 +55,7 @@ def test_corrupt_idx_gets_clear_error(tmp_path, raw, message):
     path = tmp_path / "bad-idx"
     path.write_bytes(raw)
     with pytest.raises(UserError, match=message):
-        data.read_idx(str(path))
+        formats.read_idx(str(path))
 
 
 def test_folder_listing_is_recursive_sorted_and_skips_non_images(tmp_path, caplog):
@@ -58,7 +66,7 @@ def test_folder_listing_is_recursive_sorted_and_skips_non_images(tmp_path, caplo
     (folder / "empty.jpg").write_bytes(b"")
     (folder / "text.png").write_text("hello")
     (folder / "ignored.txt").write_text("not matched")
-    listing = data.list_image_files(str(folder), "*.jpg,*.png")
+    listing = formats.list_image_files(str(folder), "*.jpg,*.png")
     assert [p.split("pics/")[1] for p in listing.files] == ["b.png", "sub/a.JPG"]
     assert listing.sizes == [(8, 8), (8, 8)]
     assert "skipped 2 of 4 files" in caplog.text and "1 zero-byte, 1 not an image" in caplog.text
@@ -73,13 +81,13 @@ def png_claiming(width, height):
 
 
 def test_decompression_bombs_and_undecodable_formats_are_skipped_by_their_headers(tmp_path, caplog, monkeypatch):
-    monkeypatch.setattr(data, "MAX_IMAGE_PIXELS", 40 * 40)
+    monkeypatch.setattr(formats, "MAX_IMAGE_PIXELS", 40 * 40)
     Image.new("RGB", (40, 40)).save(tmp_path / "at_limit.png")
     Image.new("RGB", (41, 40)).save(tmp_path / "over_limit.png")
     (tmp_path / "bomb.png").write_bytes(png_claiming(100_000, 100_000))  # Pillow's own bomb error
     Image.new("RGB", (8, 8)).convert("P").save(tmp_path / "palette.bmp")  # TF would ignore the palette
     Image.new("RGB", (8, 8)).save(tmp_path / "image.tif", format="TIFF")
-    listing = data.list_image_files(str(tmp_path), "*")
+    listing = formats.list_image_files(str(tmp_path), "*")
     assert [p.rsplit("/", 1)[1] for p in listing.files] == ["at_limit.png"]
     assert "skipped 4 of 5 files" in caplog.text
     assert "2 over the pixel limit, 1 not an image, 1 unsupported BMP" in caplog.text
@@ -100,7 +108,7 @@ def test_nothing_usable_or_less_than_a_batch_after_skipping_is_one_clear_error(t
 def test_train_size_stops_the_listing_early(tmp_path):
     for index in range(6):
         Image.new("L", (8, 8), index).save(tmp_path / f"{index}.png")
-    assert len(data.list_image_files(str(tmp_path), "*.png", limit=4).files) == 4
+    assert len(formats.list_image_files(str(tmp_path), "*.png", limit=4).files) == 4
 
 
 def write_image(path, image, **options):
@@ -138,7 +146,7 @@ def test_images_are_converted_to_the_models_channels(tmp_path, c_dim, mode, fmt,
 def test_webp_files_are_listed_and_decoded_like_pillow(tmp_path, c_dim, mode, expected_mode):
     pixels = np.random.default_rng(1).integers(0, 256, (16, 16, 4), dtype=np.uint8)
     path = write_image(tmp_path / "image.webp", Image.fromarray(pixels, "RGBA").convert(mode), lossless=True)
-    assert data.list_image_files(str(tmp_path), "*.webp").files == [str(path)]
+    assert formats.list_image_files(str(tmp_path), "*.webp").files == [str(path)]
     with tf.Graph().as_default(), v1.Session() as session:
         result = session.run(data._load_image(str(path), tiny_config(tmp_path, dataset="pics", c_dim=c_dim)))
     expected = np.asarray(Image.open(path).convert(expected_mode)).reshape(16, 16, c_dim)
@@ -150,7 +158,7 @@ def test_animated_webp_is_skipped_and_never_reaches_decode_webp(tmp_path, caplog
     frames = [Image.new("RGB", (16, 16), color) for color in ("red", "blue")]
     path = write_image(tmp_path / "anim.webp", frames[0], save_all=True, append_images=frames[1:], lossless=True)
     Image.new("RGB", (16, 16)).save(tmp_path / "still.webp", lossless=True)
-    assert data.list_image_files(str(tmp_path), "*.webp").files == [str(tmp_path / "still.webp")]
+    assert formats.list_image_files(str(tmp_path), "*.webp").files == [str(tmp_path / "still.webp")]
     assert "1 animated WebP" in caplog.text
     with tf.Graph().as_default(), v1.Session() as session:
         with pytest.raises(tf.errors.InvalidArgumentError, match="WebP Animation"):  # dropped by ignore_errors
@@ -169,7 +177,7 @@ def test_file_that_passes_the_listing_but_fails_to_decode_is_dropped(tmp_path, m
     for index in range(4):
         Image.new("RGB", (16, 16), (index, 0, 0)).save(tmp_path / f"{index}.png")
     (tmp_path / "4.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    monkeypatch.setattr(data, "_inspect_image", lambda path: ((16, 16), None))
+    monkeypatch.setattr(formats, "_inspect_image", lambda path: ((16, 16), None))
     config = tiny_config(tmp_path, dataset=tmp_path.name, data_dir=str(tmp_path.parent), c_dim=3)
     source = data.open_source(config)
     assert source.num_examples == 5
@@ -263,10 +271,10 @@ def cifar_dir(tmp_path):
 
 def test_cifar10_binary_batches_load_as_hwc_images_with_labels(cifar_dir):
     data_dir, expected_images, expected_labels = cifar_dir
-    images, labels = data.load_cifar10(str(data_dir / "cifar10"))
+    images, labels = formats.load_cifar10(str(data_dir / "cifar10"))
     assert images.shape == (10, 32, 32, 3) and images.dtype == np.uint8 and labels.dtype == np.int64
     assert np.array_equal(images, expected_images[:10]) and np.array_equal(labels, expected_labels[:10])
-    test_images, test_labels = data.load_cifar10(str(data_dir / "cifar10"), split="test")
+    test_images, test_labels = formats.load_cifar10(str(data_dir / "cifar10"), split="test")
     assert np.array_equal(test_images, expected_images[10:]) and list(test_labels) == [0, 1]
 
 
@@ -295,14 +303,14 @@ def test_cifar10_file_of_the_wrong_size_is_a_clear_error(cifar_dir, size, messag
     data_dir = cifar_dir[0]
     (data_dir / "cifar10" / "cifar-10-batches-bin" / "data_batch_3.bin").write_bytes(b"\0" * size)
     with pytest.raises(UserError, match=f"data_batch_3.bin: {message}.*python download.py cifar10"):
-        data.load_cifar10(str(data_dir / "cifar10"))
+        formats.load_cifar10(str(data_dir / "cifar10"))
 
 
 def test_cifar10_missing_batch_names_the_file_and_the_download(cifar_dir):
     data_dir = cifar_dir[0]
     (data_dir / "cifar10" / "cifar-10-batches-bin" / "data_batch_5.bin").unlink()
     with pytest.raises(UserError, match=r"data_batch_5.bin: not found; .*\(python download.py cifar10 fetches it"):
-        data.load_cifar10(str(data_dir / "cifar10"))
+        formats.load_cifar10(str(data_dir / "cifar10"))
 
 
 def write_cifar_class_folders(split_folder, per_class, suffix=".png", seed=0):
@@ -323,7 +331,7 @@ def test_cifar10_class_folders_give_canonical_labels_exact_png_pixels_and_classe
     directory = tmp_path / "cifar10"
     written = write_cifar_class_folders(directory / "train", {"truck": 2, "airplane": 3, "cat": 1})
     written_test = write_cifar_class_folders(directory / "test", {"dog": 1, "frog": 1}, seed=1)
-    images, labels, origin = data.read_cifar10(str(directory))
+    images, labels, origin = formats.read_cifar10(str(directory))
     # Sorted files, then one file of each class in turn: airplane 0, cat 0, truck 0, airplane 1, truck 1, airplane 2
     assert labels.dtype == np.int64 and list(labels) == [0, 3, 9, 0, 9, 0]
     expected = [f"{name}/{i:04d}.png" for name, i in
@@ -332,7 +340,7 @@ def test_cifar10_class_folders_give_canonical_labels_exact_png_pixels_and_classe
     for image, name in zip(images, expected, strict=True):
         assert np.array_equal(image, written[str(directory / "train" / name)])  # PNG is lossless: bit for bit
     assert origin == "PNG class folders"
-    test_images, test_labels = data.load_cifar10(str(directory), "test")
+    test_images, test_labels = formats.load_cifar10(str(directory), "test")
     assert list(test_labels) == [5, 6]
     assert np.array_equal(test_images[0], written_test[str(directory / "test" / "dog" / "0000.png")])
 
@@ -344,7 +352,7 @@ def test_cifar10_jpeg_class_folders_decode_near_the_pixels_written_and_say_they_
     for name, pixels in (("ship", smooth[1]), ("horse", smooth[0])):
         (directory / "train" / name).mkdir(parents=True)
         Image.fromarray(pixels).save(directory / "train" / name / "0000.jpg", quality=95)
-    images, labels, origin = data.read_cifar10(str(directory))
+    images, labels, origin = formats.read_cifar10(str(directory))
     assert list(labels) == [7, 8] and origin == "lossy JPEG class folders"
     # Within JPEG's error of the image written for that class (chroma subsampling blurs the block edges),
     # and far from the other one (random blocks differ by ~85 levels on average).
@@ -358,7 +366,7 @@ def test_cifar10_jpeg_class_folders_decode_near_the_pixels_written_and_say_they_
 def test_cifar10_binary_batches_win_over_class_folders(cifar_dir):
     data_dir, expected_images, expected_labels = cifar_dir
     write_cifar_class_folders(data_dir / "cifar10" / "train", {"bird": 3})
-    images, labels, origin = data.read_cifar10(str(data_dir / "cifar10"))
+    images, labels, origin = formats.read_cifar10(str(data_dir / "cifar10"))
     assert origin == "binary batches" and np.array_equal(images, expected_images[:10])
     assert np.array_equal(labels, expected_labels[:10])
 
@@ -368,16 +376,16 @@ def test_cifar10_without_either_layout_or_with_an_unknown_class_folder_is_a_one_
     directory.mkdir()
     with pytest.raises(UserError, match=r"no CIFAR-10 there: neither the binary version \(cifar-10-batches-bin/.*"
                                         r"nor class folders \(train/<class name>/"):
-        data.load_cifar10(str(directory))
+        formats.load_cifar10(str(directory))
     write_cifar_class_folders(directory / "train", {"cat": 1, "kitten": 1})
     with pytest.raises(UserError, match=r"train/kitten: not a CIFAR-10 class folder; name the class folders "
                                         "airplane, automobile, bird"):
-        data.load_cifar10(str(directory))
+        formats.load_cifar10(str(directory))
     (directory / "train" / "kitten" / "0000.png").unlink()
     (directory / "train" / "kitten").rmdir()
     Image.new("RGB", (28, 28)).save(directory / "train" / "cat" / "big.png")
     with pytest.raises(UserError, match="cat/big.png: 28x28 pixels, but CIFAR-10 images are 32x32"):
-        data.load_cifar10(str(directory))
+        formats.load_cifar10(str(directory))
 
 
 def test_idx_header_whose_size_overflows_int64_is_refused(tmp_path):
@@ -385,7 +393,7 @@ def test_idx_header_whose_size_overflows_int64_is_refused(tmp_path):
     path = tmp_path / "huge-idx"
     path.write_bytes(struct.pack(">BBBBIIII", 0, 0, 0x08, 4, 2**31, 2**31, 2**31, 4))
     with pytest.raises(UserError, match="refusing"):
-        data.read_idx(str(path))
+        formats.read_idx(str(path))
 
 
 @pytest.mark.parametrize("raw,message", [
@@ -396,7 +404,7 @@ def test_zero_dimension_headers_and_corrupt_gzip_get_clear_errors(tmp_path, raw,
     path = tmp_path / "bad-idx.gz"
     path.write_bytes(raw)
     with pytest.raises(UserError, match=message):
-        data.read_idx(str(path))
+        formats.read_idx(str(path))
 
 
 def test_a_conditional_model_on_an_image_folder_is_refused_in_one_line(tmp_path, generated_celeba_dir):

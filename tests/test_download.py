@@ -469,7 +469,7 @@ def test_one_file_hash_for_manifests_extractors_and_downloads(tmp_path):
     compressed = tmp_path / "c.gz"
     compressed.write_bytes(gzip.compress(PAYLOAD))
     assert utils.file_digest(compressed, gunzip=True) == hashlib.sha256(PAYLOAD).hexdigest()
-    for module in ("checkpoints", "download", "metrics"):
+    for module in ("training/checkpoints", "download", "evaluation/extractors"):
         source = (REPO / f"{module}.py").read_text()
         assert "from utils import file_digest" in source.replace("file_digest, write_atomically", "file_digest")
         assert "digest.update(" not in source, f"{module}.py hashes files its own way"

@@ -13,8 +13,10 @@ from conftest import EMBEDDED_MNIST, tiny_config
 import main
 import model
 import utils
+from datasets import formats
 from datasets import pipeline as data
-from evaluation import metrics
+from evaluation import classifier as classifier_training
+from evaluation import extractors, formulas
 from evaluation import quality as evaluation
 from runtime.errors import UserError
 from training import train
@@ -27,9 +29,9 @@ v1 = tf.compat.v1
 def classifier_root(tmp_path_factory):
     """An out_dir whose checkpoint/ holds an MNIST classifier trained for 150 steps."""
     out_dir = tmp_path_factory.mktemp("eval")
-    images, labels = data.load_mnist_like(str(EMBEDDED_MNIST))
-    test = data.load_mnist_like(str(EMBEDDED_MNIST), split="test")
-    metrics.train_classifier("mnist", (images[:3000], labels[:3000]), (test[0][:500], test[1][:500]),
+    images, labels = formats.load_mnist_like(str(EMBEDDED_MNIST))
+    test = formats.load_mnist_like(str(EMBEDDED_MNIST), split="test")
+    classifier_training.train_classifier("mnist", (images[:3000], labels[:3000]), (test[0][:500], test[1][:500]),
                              checkpoint_dir=str(out_dir / "checkpoint"), steps=150, log=lambda *a: None)
     return out_dir
 
@@ -72,22 +74,22 @@ def test_eval_prints_table_and_writes_json(classifier_root, capsys):
     # The class statistics are those of the evaluated samples, regenerated here, under the MNIST classifier.
     with restored_generator(config) as restored:
         fakes = evaluation.generate_uint8(restored.session, restored.generator, restored.config, 64, config.seed + 2)
-    classifier = metrics.domain_classifier("mnist", os.path.join(classifier_root, "checkpoint"))
-    expected = metrics.class_statistics(classifier.class_probabilities(fakes), np.arange(64) % 10)
+    classifier = extractors.domain_classifier("mnist", os.path.join(classifier_root, "checkpoint"))
+    expected = formulas.class_statistics(classifier.class_probabilities(fakes), np.arange(64) % 10)
     assert {key: results[key] for key in expected} == expected and results["class_classifier"] == "MNIST classifier"
-    assert metrics.format_class_statistics(results) in table
+    assert formulas.format_class_statistics(results) in table
 
 
 def test_requested_class_accuracy_of_real_test_images_is_the_classifier_accuracy(classifier_root):
-    classifier = metrics.domain_classifier("mnist", os.path.join(classifier_root, "checkpoint"))
+    classifier = extractors.domain_classifier("mnist", os.path.join(classifier_root, "checkpoint"))
     with open(os.path.join(classifier_root, "checkpoint", "classifier_mnist", "classifier.json")) as f:
         measured_when_trained = json.load(f)["test_accuracy"]  # on the first 500 test images
-    images, labels = data.load_mnist_like(str(EMBEDDED_MNIST), split="test")
+    images, labels = formats.load_mnist_like(str(EMBEDDED_MNIST), split="test")
     probabilities = classifier.class_probabilities(images[:500])
-    statistics = metrics.class_statistics(probabilities, labels[:500])
+    statistics = formulas.class_statistics(probabilities, labels[:500])
     assert statistics["class_accuracy"] == measured_when_trained > 0.5
     assert statistics["classes_present"] == 10
-    shifted = metrics.class_statistics(probabilities, (labels[:500] + 1) % 10)  # every request wrong
+    shifted = formulas.class_statistics(probabilities, (labels[:500] + 1) % 10)  # every request wrong
     assert shifted["class_accuracy"] < 0.2
 
 
@@ -104,15 +106,15 @@ class RealImagesGenerator:
 
 def test_unconditional_model_gets_classes_present_and_kl_but_no_accuracy(classifier_root):
     config = dataclasses.replace(eval_config(classifier_root), y_dim=0)
-    images, labels = data.load_mnist_like(str(EMBEDDED_MNIST), split="test")
+    images, labels = formats.load_mnist_like(str(EMBEDDED_MNIST), split="test")
     ones_and_sevens = images[np.isin(labels, [1, 7])][:64]  # a generator collapsed onto two classes
     results = evaluation.QualityMeter(config).measure(None, RealImagesGenerator(ones_and_sevens))
     assert "class_accuracy" not in results
-    predicted = metrics.domain_classifier("mnist", os.path.join(classifier_root, "checkpoint")).class_probabilities(
+    predicted = extractors.domain_classifier("mnist", os.path.join(classifier_root, "checkpoint")).class_probabilities(
         ones_and_sevens).argmax(axis=1)
     counts = np.bincount(predicted, minlength=10)
     assert results["classes_present"] == np.count_nonzero(counts) < 10
-    assert results["class_kl_uniform"] == pytest.approx(metrics.kl_to_uniform(counts), abs=1e-12)
+    assert results["class_kl_uniform"] == pytest.approx(formulas.kl_to_uniform(counts), abs=1e-12)
     assert results["class_kl_uniform"] > 0.5 * np.log(5)  # mostly 2 of 10 classes: near ln 5
 
 
@@ -204,17 +206,17 @@ def test_acgan_samples_have_the_class_they_were_asked_for(classifier_root):
                          batch_size=32, max_steps=150, train_size=0, learning_rate=1e-3, sample_freq=1000,
                          ckpt_freq=1000, summary_freq=1000, log_freq=1000)
     train.train(config)
-    classifier = metrics.domain_classifier("mnist", os.path.join(classifier_root, "checkpoint"))
+    classifier = extractors.domain_classifier("mnist", os.path.join(classifier_root, "checkpoint"))
     requested = np.arange(200) % 10
     with restored_generator(config) as restored:
         images = restored.generator.generate(restored.session, model.fixed_z(200, restored.config, 5), requested)
-    statistics = metrics.class_statistics(classifier.class_probabilities(images), requested)
+    statistics = formulas.class_statistics(classifier.class_probabilities(images), requested)
     assert statistics["class_accuracy"] > 0.5 and statistics["classes_present"] == 10, statistics
 
 
 def test_real_statistics_follow_the_data_not_the_folder_name(tmp_path, monkeypatch):
     """Issue 24, bug 8: adding CIFAR-10's binary batches beside JPEG class folders changes what the data
-    folder holds (data.read_cifar10 prefers the batches), so the cached statistics of the JPEGs must not be
+    folder holds (formats.read_cifar10 prefers the batches), so the cached statistics of the JPEGs must not be
     reused; a file rewritten in place must not either.  Nothing changed: a cache hit."""
     from test_data import cifar_records, write_cifar_class_folders
 

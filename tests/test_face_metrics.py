@@ -18,8 +18,8 @@ from test_metrics import _CountingExtractor
 import config as config_lib
 import main
 from bench.face_sanity import patch_shuffled, pixelated
+from evaluation import extractors
 from evaluation import faces as face_metrics
-from evaluation import metrics
 from evaluation import quality as evaluation
 from runtime.errors import UserError
 from training import train
@@ -53,7 +53,7 @@ def real_faces(tmp_path_factory):
 def reference_and_floor(faces, real_faces):
     """The reference set's statistics and the scores of the disjoint real sample set against them."""
     reference, sample = real_faces
-    statistics = metrics.statistics_from_images(faces.embedder, reference)
+    statistics = extractors.statistics_from_images(faces.embedder, reference)
     return statistics, faces.scores(sample, statistics)
 
 

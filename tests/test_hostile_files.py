@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.faults import hostile_files, runs
-from evaluation import metrics
+from evaluation import extractors
 from runtime.errors import UserError
 from training import checkpoints
 
@@ -191,12 +191,12 @@ def test_statistics_cache_with_inconsistent_shapes_or_compressed_members_is_reco
     path = tmp_path / "stats.npz"
     np.savez(path, mu=np.zeros(3), sigma=np.zeros((2, 2)), features=np.zeros((5, 3)))
     with pytest.raises(ValueError, match="inconsistent shapes"):
-        metrics.load_statistics(path)
+        extractors.load_statistics(path)
     np.savez_compressed(path, mu=np.zeros(3), sigma=np.zeros((3, 3)), features=np.zeros((5, 3)))
     with pytest.raises(ValueError, match="not stored as np.savez stores it"):
-        metrics.load_statistics(path)
+        extractors.load_statistics(path)
     np.savez(path, mu=np.ones(3), sigma=np.eye(3), features=np.ones((5, 3)))
-    stats = metrics.load_statistics(path)
+    stats = extractors.load_statistics(path)
     np.testing.assert_array_equal(stats["sigma"], np.eye(3))
 
 

@@ -9,6 +9,7 @@ from conftest import tiny_config
 from PIL import Image
 
 import utils
+from datasets import formats
 from datasets import pipeline as data
 
 v1 = tf.compat.v1
@@ -53,7 +54,7 @@ def test_messy_folder_skips_bad_files_with_counts_and_iterates_epochs(tmp_path, 
 def test_pipeline_crop_and_resize_match_the_pillow_reference(tmp_path, celeba_like_dir):
     config = tiny_config(tmp_path, dataset="celebA", data_dir=str(celeba_like_dir), input_height=54, crop=True,
                          output_height=32, c_dim=3)
-    files = data.list_image_files(str(celeba_like_dir / "celebA"), config.input_fname_pattern).files[:4]
+    files = formats.list_image_files(str(celeba_like_dir / "celebA"), config.input_fname_pattern).files[:4]
     with tf.Graph().as_default(), v1.Session() as session:
         path = v1.placeholder(tf.string, [])
         image = data._load_image(path, config)

@@ -18,7 +18,7 @@ import pytest
 from conftest import tiny_config
 from test_evaluation import classifier_root, eval_config  # noqa: F401 (a fixture: an MNIST classifier)
 
-from evaluation import metrics
+from evaluation import formulas
 from evaluation import quality as evaluation
 from tools import export, litert_export, model_card
 from training import train
@@ -161,7 +161,7 @@ def test_quality_measured_at_export_is_what_eval_measures(classifier_root, tmp_p
     card = read_card(tmp_path / "generator")
     with restored_generator(config) as restored:  # --eval's measurement of the same checkpoint
         results = evaluation.QualityMeter(restored.config).measure(restored.session, restored.generator)
-    assert metrics.format_table(results) in card
+    assert formulas.format_table(results) in card
     assert "(MNIST classifier features)" in card and f"| {results['fid']:.3f} |" in card
     assert f"requested-class accuracy {results['class_accuracy']:.4f}" in card
     assert np.isfinite(results["fid"])

@@ -21,7 +21,7 @@ import os
 import re
 
 import config as config_lib
-from evaluation import metrics
+from evaluation import formulas
 from evaluation import quality as evaluation
 from runtime.errors import UserError
 from runtime.tf_runtime import tf
@@ -212,9 +212,9 @@ def _quality_section(results, not_measured, face_rows):
     if results is None:
         lines.append(f"Not measured: {not_measured}")
     else:
-        lines += [metrics.format_table(results), ""]
+        lines += [formulas.format_table(results), ""]
         if "classes_present" in results:
-            lines.append(f"Class statistics: {metrics.format_class_statistics(results)}.")
+            lines.append(f"Class statistics: {formulas.format_class_statistics(results)}.")
     if face_rows:
         lines += ["", "| face metric | value | measured with |", "|---|---:|---|"]
         lines += [f"| {name} | {value:.4g} | {measured_with} |" for name, value, measured_with in face_rows]

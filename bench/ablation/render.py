@@ -252,7 +252,7 @@ def render(records):
         "every recipe at batch 64 (dcgan_paper's 128 overridden to 64). Wall time counts from the process launch "
         "(start-up and graph building included) to each `saved` line. Each checkpoint is scored on "
         "generated samples against the same number of real training images, with the dataset's domain-classifier "
-        "features (`python -m evaluation.metrics --train_classifier`; their scale is not Inception's, so KID is "
+        "features (`python -m evaluation.classifier --train_classifier`; their scale is not Inception's, so KID is "
         "in the hundreds). "
         "Equal images = the final checkpoint; equal time = each run's last checkpoint at or before T, "
         "T = the median run's length in the table (a run that finished earlier at its last checkpoint, a run "

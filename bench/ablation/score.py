@@ -45,9 +45,9 @@ def resized_classifier(checkpoint_dir, dataset):
     by PIL's antialiased bilinear filter before the classifier, so both sides take the same path."""
     from PIL import Image
 
-    from evaluation import metrics
+    from evaluation import extractors
 
-    class ResizedClassifier(metrics.ClassifierExtractor):
+    class ResizedClassifier(extractors.ClassifierExtractor):
         def _prepare(self, batch):
             resized = [np.asarray(Image.fromarray(image[:, :, 0]).resize((CLASSIFIER_SIZE, CLASSIFIER_SIZE),
                                                                           Image.BILINEAR)) for image in batch]
@@ -64,13 +64,13 @@ _EXTRACTORS = {}
 def meter_for(config, args):
     """The quality meter of a run's config, with the classifier and real statistics kept under --work_dir
     (the classifier loaded once per dataset and size, the real statistics read from their cache)."""
-    from evaluation import metrics
+    from evaluation import extractors
     from evaluation import quality as evaluation
 
     config = dataclasses.replace(config, out_dir=args.work_dir)
     key = (config.dataset, config.output_height)
     if key not in _EXTRACTORS:
-        native = config.output_height == metrics.CLASSIFIERS[config.dataset].input_shape[0]
+        native = config.output_height == extractors.CLASSIFIERS[config.dataset].input_shape[0]
         _EXTRACTORS[key] = (evaluation.load_extractor(config) if native
                             else resized_classifier(os.path.join(config.out_dir, config.checkpoint_dir),
                                                     config.dataset))
@@ -154,13 +154,14 @@ def score_diversity(config, saved, args, average=True):
 def ensure_classifier(dataset, args):
     if scored_by_diversity(dataset):
         return  # scored in pixel space
-    from evaluation import metrics
+    from evaluation import classifier as classifier_training
+    from evaluation import extractors
 
     checkpoint_dir = os.path.join(args.work_dir, "checkpoint")
     name = DATASETS[dataset]["dataset"]
-    if not metrics.classifier_is_trained(checkpoint_dir, name):
+    if not extractors.classifier_is_trained(checkpoint_dir, name):
         print(f"training the {name} classifier first", file=sys.stderr)
-        metrics.train_classifier_from_directory(name, data_dir_for(dataset, args), checkpoint_dir)
+        classifier_training.train_classifier_from_directory(name, data_dir_for(dataset, args), checkpoint_dir)
 
 
 def floor_size(dataset, args):
@@ -189,12 +190,12 @@ def floor_record(dataset, args):
     if scored_by_diversity(dataset):
         scores = diversity_scores(real_images_for_diversity(config, n, offset=n), real_images_for_diversity(config, n))
         return {"kind": "floor", "dataset": dataset, "n": n, "extractor": "pixels", **scores}
-    from evaluation import metrics
+    from evaluation import extractors
     from evaluation import quality as evaluation
 
     meter = meter_for(config, args)
     real = evaluation.real_images_uint8(dataclasses.replace(config, eval_samples=2 * n), 2 * n)[n:]
-    results = metrics.evaluate(real, meter.real_stats, meter.extractor)
+    results = extractors.evaluate(real, meter.real_stats, meter.extractor)
     return {"kind": "floor", "dataset": dataset, "n": n, "extractor": results["extractor"],
             **{key: float(results[key]) for key in ("fid", "kid_mean", "precision", "recall")}}
 

@@ -13,6 +13,7 @@ from PIL import Image
 
 import config as config_lib
 from bench.faults.runs import tiny_config
+from datasets import formats
 from datasets import pipeline as data
 from runtime.errors import UserError
 from runtime.tf_runtime import tf
@@ -53,9 +54,9 @@ def idx_bytes():
 
 
 def check_idx(raw):
-    """data.parse_idx returns an array or raises UserError, nothing else."""
+    """formats.parse_idx returns an array or raises UserError, nothing else."""
     try:
-        return type(data.parse_idx(raw, source="fuzzed")).__name__
+        return type(formats.parse_idx(raw, source="fuzzed")).__name__
     except UserError:
         return "refused"
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import config as config_lib
 from bench.faults.fuzz import mutated
 from bench.faults.runs import tiny_config
-from evaluation import metrics
+from evaluation import extractors
 from runtime.errors import UserError
 from training import checkpoints, train
 
@@ -147,10 +147,10 @@ def check_statistics(work_dir, raw):
     nothing else is raised and nothing is allocated beyond what the file holds."""
     cache = Path(work_dir) / "stats"
     cache.mkdir(parents=True, exist_ok=True)
-    path = Path(metrics.statistics_cache_path(str(cache), "fuzz", 2, _FixedFeatures.digest))
+    path = Path(extractors.statistics_cache_path(str(cache), "fuzz", 2, _FixedFeatures.digest))
     path.write_bytes(raw)
     images = np.arange(24, dtype=np.uint8).reshape(6, 2, 2, 1)
-    stats = metrics.real_statistics(_FixedFeatures(), images, str(cache), "fuzz", 2)
+    stats = extractors.real_statistics(_FixedFeatures(), images, str(cache), "fuzz", 2)
     dim = stats["mu"].shape[0]
     assert stats["sigma"].shape == (dim, dim) and stats["features"].shape[1:] == (dim,)
     return "used" if not np.array_equal(stats["features"], _FixedFeatures().features(images)) else "recomputed"
