@@ -2,6 +2,9 @@
 
 `main.py` turns flags into a `Config`; everything else receives the Config and
 never reads flags, so tests build a Config directly with tiny sizes.
+Each option is declared once, with its default and --help text, in the class
+of its role (runtime/options.py): main.py's flags, ARCHITECTURE_FIELDS,
+RECIPE_FIELDS and the flag tables (python -m tools.flag_table) come from there.
 `resolve()` fills dataset-dependent defaults and rejects combinations the
 architecture cannot build, with a one-line `UserError` naming the flag.
 """
@@ -11,7 +14,9 @@ import math
 import os
 import re
 
+from networks.options import ArchitectureOptions
 from runtime.errors import UserError
+from runtime.options import option, option_names
 
 MNIST_LIKE = ("mnist", "fashion")
 VISUALIZE_OPTIONS = ("samples", "sweeps", "interpolation", "sweep_gifs", "merged_gif", "style_mixing", "truncation",
@@ -26,22 +31,6 @@ NAN_POLICIES = ("stop", "skip")
 # diverged rather than hit a bad batch, and it stops as with --nan_policy stop.
 NAN_SKIP_LIMIT = 10
 
-# Fields that define the network's variables: a checkpoint written with other
-# values cannot be restored, so they are stored beside it and compared.
-ARCHITECTURE_FIELDS = (
-    "output_height", "output_width", "c_dim", "y_dim", "z_dim", "gf_dim", "df_dim", "gfc_dim", "dfc_dim",
-    "kernel_size", "minibatch_stddev", "z_dist", "conditioning",
-    "arch", "g_upsample", "d_head", "g_norm", "d_norm", "spectral_norm", "g_ema",
-    "mapping_layers", "w_dim", "mapping_lr_multiplier", "style_upsample",
-)
-# Fields that define the training recipe: stored beside the checkpoints, and a
-# resumed run that changes one is refused unless --allow_recipe_change.
-RECIPE_FIELDS = (
-    "loss", "learning_rate", "d_learning_rate", "g_learning_rate", "beta1", "beta2", "d_steps", "g_steps",
-    "fused_update", "real_label", "label_flip", "instance_noise", "instance_noise_steps", "gp_lambda", "r1_gamma",
-    "feature_matching", "d_batchnorm", "bn_momentum", "historical_averaging", "image_pool", "style_mixing",
-    "diffaugment",
-)
 LOSSES = ("non_saturating", "minimax", "least_squares", "hinge", "wasserstein")
 LOSSES_WITH_TARGETS = ("non_saturating", "minimax", "least_squares")
 D_BATCHNORM = ("separate", "combined")
@@ -82,119 +71,155 @@ DIFFAUGMENT_TRANSFORMS = ("color", "translation", "cutout")
 
 
 @dataclasses.dataclass
-class Config:
+class RecipeOptions:
+    """Stored beside the checkpoints (recipe.json): a resumed run that changes one is refused unless
+    --allow_recipe_change."""
+
+    loss: str = option("non_saturating", f"GAN loss: {', '.join(LOSSES)} (wasserstein needs --gp_lambda)")
+    learning_rate: float = option(0.0, "Adam learning rate of both networks (0 = the defaults: conditional models "
+                                       "D {:g}, G {:g}, the two time-scale update rule; unconditional models {:g} "
+                                       "for both)".format(*DEFAULT_LEARNING_RATES["conditional"],
+                                                          DEFAULT_LEARNING_RATES["unconditional"][0]))
+    d_learning_rate: float = option(0.0, "D's learning rate (0 = --learning_rate, else D's default)")
+    g_learning_rate: float = option(0.0, "G's learning rate (0 = --learning_rate, else G's default)")
+    beta1: float = option(0.5, "Adam beta1 (0.5 per the DCGAN paper; 0 for WGAN-GP)")
+    beta2: float = option(0.999, "Adam beta2 (0.9 for WGAN-GP)")
+    d_steps: int = option(1, "discriminator updates per step (each on a fresh real batch)")
+    g_steps: int = option(1, "generator updates per step (carpedm20 uses 2 so D does not win outright)")
+    fused_update: bool = option(True, "one D and one G update in a single session.run on the same fake batch, G's "
+                                      "loss through the updated D (the PyTorch reference DCGAN's step; G's forward "
+                                      "pass runs once)")
+    real_label: float = option(1.0, "target for real images; 0.9 = one-sided label smoothing")
+    label_flip: float = option(0.0, "fraction of D's targets flipped at random (noisy labels)")
+    instance_noise: float = option(0.0, "std of Gaussian noise added to D's inputs (images in [-1, 1]); 0 = off")
+    instance_noise_steps: int = option(0, "decay --instance_noise linearly to 0 over this many steps (0 = constant)")
+    gp_lambda: float = option(0.0, "weight of the WGAN-GP gradient penalty (10 in the paper); 0 = off")
+    r1_gamma: float = option(0.0, "weight of the R1 gradient penalty on real data; 0 = off")
+    feature_matching: bool = option(False, "add the feature matching loss to G (Salimans et al. 2016)")
+    d_batchnorm: str = option("separate", "separate: D normalises the real and the fake batch apart (carpedm20); "
+                                          "combined: one batch")
+    bn_momentum: float = option(0.9, "momentum of G's BatchNorm moving averages (0.8 in the Keras anime-faces "
+                                     "recipe)")
+    historical_averaging: float = option(0.0, "weight of the penalty on each network's distance from its past mean "
+                                              "weights (Salimans et al. 2016); 0 = off")
+    image_pool: int = option(0, "D sees fakes from a pool of this many earlier ones half the time (Shrivastava et "
+                                "al. 2017); 0 = off")
+    style_mixing: float = option(0.9, "--arch style: probability that a training batch feeds two w, switched at a "
+                                      "random layer (style mixing regularisation; 0 = off)")
+    diffaugment: str = option("", "differentiable augmentation of every image D sees, real and fake, in both "
+                                  "networks' updates (Zhao et al. 2020; for small data sets): a comma-separated list "
+                                  f"of {', '.join(DIFFAUGMENT_TRANSFORMS)}, applied in that order; '' = off")
+
+
+@dataclasses.dataclass
+class RunOptions:
+    """What this run does and where it reads and writes: free to change between runs."""
+
     # Data
-    dataset: str = "celebA"
-    data_dir: str = "data"
-    input_fname_pattern: str = "*.jpg,*.jpeg,*.png,*.webp"
-    train_size: int = 0  # 0 = use every image
-    input_height: int = 0  # 0 = dataset default
-    input_width: int = 0  # 0 = same as input_height
-    output_height: int = 0
-    output_width: int = 0
-    crop: bool | None = None  # None = dataset default (celebA crops)
-    c_dim: int = 0  # 0 = from the data
-    y_dim: int = -1  # -1 = dataset default (mnist/fashion: 10), 0 = unconditional
-    cache: str = ""  # decoded images: "" = not cached, "memory", or a file path prefix
-    # Architecture
-    z_dim: int = 100
-    z_dist: str = "uniform"
-    gf_dim: int = 64
-    df_dim: int = 64
-    gfc_dim: int = 1024
-    dfc_dim: int = 1024
-    kernel_size: int = 5  # 5 = carpedm20, 4 = the PyTorch reference DCGAN
-    minibatch_stddev: bool = False
-    bn_momentum: float = 0.9
-    conditioning: str = "concat"  # conditional models: labels concatenated (carpedm20) or acgan
-    arch: str = "dcgan"  # "dcgan" (networks/dcgan.py), "mlp" (networks/mlp.py) or "style" (networks/style.py G)
-    g_upsample: str = ""  # "deconv", "resize_conv" (nearest x2, then a stride-1 convolution); "" = default_upsampling
-    d_head: str = "dense"  # "dense" on the flattened features, or "gap" (global average pooling, then dense)
-    g_norm: str = ""  # batch|instance|layer|none; "" = the architecture's default
-    d_norm: str = ""
-    spectral_norm: bool = False  # spectral normalization of every D weight (Miyato et al. 2018)
-    # decay of an exponential moving average of G's weights (0 = off): sampling from the average cut
-    # one-epoch MNIST FID from 104 to 30 (docs/ablation.md), at no cost to training
-    g_ema: float = 0.999
-    linear_probe: bool = False  # score D's features with a linear classifier, vs a random D, and exit
-    # --arch style: the style-based generator (networks/style.py)
-    mapping_layers: int = 8
-    w_dim: int = 512
-    mapping_lr_multiplier: float = 0.01
-    style_upsample: str = "nearest"
-    style_mixing: float = 0.9  # probability that a training batch mixes two w at a random crossover layer
-    truncation_psi: float = 1.0  # sampling: w = w_avg + psi * (w - w_avg); 1 = no truncation
-    data_format: str = "NHWC"
+    dataset: str = option("celebA", "mnist, fashion, cifar10, celebA, or the name of a folder of images under "
+                                    "--data_dir")
+    data_dir: str = option("data", "folder holding one sub-folder per dataset")
+    input_fname_pattern: str = option("*.jpg,*.jpeg,*.png,*.webp", "comma-separated globs of image files (searched "
+                                      "recursively); JPEG, PNG, GIF, BMP and WebP files are read (e.g. "
+                                      "'*.jpg,*.png,*.webp')")
+    train_size: int = option(0, "use only the first N images (0 = all)")
+    input_height: int = option(0, "centre-crop height with --crop (0 = dataset default: 108 celebA, 28 mnist, else "
+                                  "output)")
+    input_width: int = option(0, "centre-crop width (0 = input_height)")
+    crop: bool | None = option(None, "centre-crop input_height x input_width before resizing (default: on for "
+                                     "celebA)")
+    cache: str = option("", "image folders: keep decoded, resized images after the first epoch in 'memory' or in "
+                            "files at this path prefix (a digest of the files and flags is appended); default: "
+                            "decode every epoch")
     # Training
-    train: bool = False
-    epoch: int = 25
-    max_steps: int = 0  # 0 = epoch * batches per epoch
-    batch_size: int = 64
-    loss: str = "non_saturating"
-    learning_rate: float = 0.0  # 0 = DEFAULT_LEARNING_RATES of the model; a value sets both networks' rates
-    d_learning_rate: float = 0.0  # 0 = --learning_rate (or D's default)
-    g_learning_rate: float = 0.0  # 0 = --learning_rate (or G's default)
-    beta1: float = 0.5
-    beta2: float = 0.999
-    d_steps: int = 1
-    g_steps: int = 1
-    fused_update: bool = True
-    real_label: float = 1.0
-    label_flip: float = 0.0
-    instance_noise: float = 0.0
-    instance_noise_steps: int = 0
-    gp_lambda: float = 0.0
-    r1_gamma: float = 0.0
-    feature_matching: bool = False
-    d_batchnorm: str = "separate"
-    historical_averaging: float = 0.0
-    image_pool: int = 0
-    diffaugment: str = ""  # comma-separated DIFFAUGMENT_TRANSFORMS applied to every image D sees; "" = off
-    watchdog: bool = True
-    on_collapse: str = "warn"
-    allow_recipe_change: bool = False
-    nan_policy: str = "stop"  # non-finite loss/gradient: "stop" the run, or "skip" that update
-    seed: int = 0
-    mixed_precision: bool = False
-    bfloat16: bool = False
-    xla: bool = False
+    train: bool = option(False, "train (resuming from the newest checkpoint); without it, visualize")
+    epoch: int = option(25, "epochs to train")
+    max_steps: int = option(0, "stop after this many steps instead (0 = epoch * steps per epoch)")
+    batch_size: int = option(64, "images per batch")
+    watchdog: bool = option(True, "warn when training collapses: D saturated, D not discriminating, low diversity, "
+                                  "exploding gradients")
+    on_collapse: str = option("warn", "what the watchdog does: warn (log and TensorBoard), stop (exit 4, nothing "
+                                      "saved) or rollback (restore the newest good checkpoint, multiply both "
+                                      f"learning rates by {ROLLBACK_RATE_FACTOR:g} and go on; stops as `stop` after "
+                                      f"{ROLLBACK_LIMIT} rollbacks)")
+    allow_recipe_change: bool = option(False, "resume even though recipe flags (loss, learning rates, ...) differ "
+                                              "from the checkpoint's")
+    nan_policy: str = option("stop", "on a NaN/Inf loss or gradient: stop (exit 3, nothing saved) or skip that "
+                                     f"update (stops after {NAN_SKIP_LIMIT} steps in a row)")
+    seed: int = option(0, "random seed (same seed + same machine = same run)")
+    # Compute
+    data_format: str = option("NHWC", "NHWC (CPU) or NCHW (often faster on NVIDIA GPUs)")
+    mixed_precision: bool = option(False, "float16 mixed precision with loss scaling (GPU)")
+    bfloat16: bool = option(False, "bfloat16 compute with float32 weights through oneDNN (CPUs with AVX512_BF16 or "
+                                   "AMX)")
+    xla: bool = option(False, "compile with XLA")
     # Scale-out (training/replicas.py, docs/scaling.md); several machines are named by TF_CONFIG
-    num_replicas: int = 0  # 0 = every GPU when there are several, else one device
-    devices: str = ""  # e.g. /gpu:0,/gpu:1 (or /cpu:0,/cpu:1); "" = from --num_replicas
-    worker_timeout: int = 600  # seconds a step may wait for the other workers before the run stops
-    all_reduce: str = "auto"  # several machines: auto, ring (gRPC) or nccl (GPUs)
+    num_replicas: int = option(0, "synchronous data-parallel replicas on this machine, one per GPU (the global "
+                                  "--batch_size is split between them); 0 = every GPU when there are several, else "
+                                  "one device. Several machines: TF_CONFIG (docs/scaling.md)")
+    devices: str = option("", "the replicas' devices, e.g. /gpu:0,/gpu:1 (/cpu:0,/cpu:1 tries replicas on the CPU); "
+                              "default: from --num_replicas")
+    worker_timeout: int = option(600, "several machines: seconds a step waits for the other workers before the run "
+                                      "stops, naming the worker that is gone")
+    all_reduce: str = option("auto", "several machines: the collective all-reduce, auto (TensorFlow's choice), ring "
+                                     "(gRPC) or nccl (NVIDIA GPUs: NCCL within and between machines)")
     # Output
-    out_dir: str = "."
-    checkpoint_dir: str = "checkpoint"
-    sample_dir: str = "samples"
-    summary_dir: str = "logs"
-    sample_freq: int = 100
-    ckpt_freq: int = 500
-    summary_freq: int = 10
-    log_freq: int = 10
-    max_to_keep: int = 5
-    n_samples: int = 64
+    out_dir: str = option(".", "root folder for checkpoint/, samples/ and logs/")
+    checkpoint_dir: str = option("checkpoint", "checkpoint folder (under out_dir)")
+    sample_dir: str = option("samples", "samples folder (under out_dir)")
+    summary_dir: str = option("logs", "TensorBoard folder (under out_dir)")
+    sample_freq: int = option(100, "save a sample grid every N steps")
+    ckpt_freq: int = option(500, "save a checkpoint every N steps")
+    summary_freq: int = option(10, "write TensorBoard summaries every N steps")
+    log_freq: int = option(10, "print a progress line every N steps")
+    max_to_keep: int = option(5, "checkpoints kept")
+    n_samples: int = option(64, "images per sample grid and visualization (independent of batch size)")
     # Quality metrics
-    eval: bool = False
-    eval_samples: int = 10000
-    fid_every: int = 0  # 0 = never during training
-    keep_best: bool = False
-    inception_graph: str = ""
-    face_metrics: bool | None = None  # None = on for celebA (evaluation/faces.py: FD_face, face detection rate)
-    best: bool = False
+    eval: bool = option(False, "print FID, KID, IS, precision/recall (and with --face_metrics FD_face and the face "
+                               "detection rate) of the newest checkpoint and save them as JSON")
+    eval_samples: int = option(10000, "generated (and real) images per evaluation")
+    fid_every: int = option(0, "during training, measure FID/KID (and the face metrics) every N steps and log them "
+                               "to TensorBoard (0 = never)")
+    keep_best: bool = option(False, "keep the checkpoint with the best FID (FD_face for faces without an FID "
+                                    "network) in checkpoint/<run>/best/ (needs --fid_every)")
+    inception_graph: str = option("", "TTUR's classify_image_graph_def.pb for Inception features (python "
+                                      "download.py inception)")
+    face_metrics: bool | None = option(None, "also score samples as faces: FD_face (Frechet distance of dlib "
+                                             "ResNet-128 face embeddings) and the share of samples in which dlib's "
+                                             "CNN detector finds a face; on by default for celebA, pass it for a "
+                                             "face folder (needs the pip packages dlib-bin and "
+                                             "face-recognition-models)")
+    best: bool = option(False, "visualize/eval/export the best-FID checkpoint (checkpoint/<run>/best/) instead of "
+                               "the newest")
     # Explorer and the paper's analyses
-    serve: bool = False
-    serve_model: str = ""  # an exported SavedModel to serve instead of the run's checkpoint
-    host: str = "127.0.0.1"
-    port: int = 8000
-    arithmetic_groups: str = "0,1,2;3,4,5;6,7,8"  # A;B;C: indices into test_samples.png
+    serve: bool = option(False, "start the latent explorer: a web page on --host:--port showing the run's generator")
+    serve_model: str = option("", "with --serve: serve this exported SavedModel (--export DIR) instead of the run's "
+                                  "checkpoint")
+    host: str = option("127.0.0.1", "address the explorer listens on (127.0.0.1: this machine only)")
+    port: int = option(8000, "port the explorer listens on (0 = any free port, printed at start)")
+    arithmetic_groups: str = option("0,1,2;3,4,5;6,7,8", "--visualize_option arithmetic: groups A;B;C of "
+                                    "test_samples.png indices for A - B + C (e.g. smiling woman;neutral "
+                                    "woman;neutral man)")
     # Other modes
-    visualize_option: str = ",".join(VISUALIZE_OPTIONS)
-    export: str = ""
-    freeze: str = ""
-    export_tflite: str = ""  # a LiteRT (TensorFlow Lite) file, tools/litert_export.py
-    tflite_batch_size: int = 1  # LiteRT shapes are static: the batch is fixed at export
-    tflite_quantize: str = "none"  # "none" (float32 weights) or "float16" (half-size weights)
+    visualize_option: str = option(",".join(VISUALIZE_OPTIONS), "comma-separated: " + ",".join(VISUALIZE_OPTIONS)
+                                   + "; the DCGAN paper's analyses (by name only): " + ",".join(PAPER_ANALYSES))
+    truncation_psi: float = option(1.0, "--arch style: sample from w_avg + psi * (w - w_avg), w_avg the average w "
+                                        "tracked in training (samples, visualize, eval, export default; 1 = off)")
+    linear_probe: bool = option(False, "mnist/fashion/cifar10: train a linear classifier on the trained D's features "
+                                       "and on a random D's, print both test accuracies and exit")
+    export: str = option("", "write the generator as a SavedModel to this folder and exit")
+    freeze: str = option("", "write the generator as a frozen GraphDef .pb to this path and exit")
+    export_tflite: str = option("", "write the generator as a LiteRT (TensorFlow Lite) model to this .tflite file "
+                                    "and exit: z (+ labels) in, uint8 images out, on batches of --tflite_batch_size")
+    tflite_batch_size: int = option(1, "--export_tflite: the model's batch size, fixed at export (LiteRT shapes are "
+                                       "static)")
+    tflite_quantize: str = option("none", "--export_tflite weights: none (float32) or float16 (half the file; "
+                                          "computed in float32)")
+
+
+@dataclasses.dataclass
+class Config(RunOptions, RecipeOptions, ArchitectureOptions):
+    """Every option: the fields of the option classes, architecture's first (Config declares none itself)."""
 
     @property
     def conditional(self):
@@ -252,6 +277,14 @@ class Config:
         if unknown or not options:
             raise UserError(f"--visualize_option: unknown {unknown}; choose from {','.join(known)}")
         return options
+
+
+# The option classes by role: what changing one of their options between two runs on one checkpoint
+# folder does (each class's docstring says it).
+ROLES = {"architecture": ArchitectureOptions, "recipe": RecipeOptions, "run": RunOptions}
+# Stored beside the checkpoints and compared when a run restores them (training/checkpoints.py).
+ARCHITECTURE_FIELDS = option_names(ArchitectureOptions)
+RECIPE_FIELDS = option_names(RecipeOptions)
 
 
 def _parse_arithmetic_groups(text):
