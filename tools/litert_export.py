@@ -8,10 +8,9 @@ generator's description (`export.describe`: z_dim, z_dist, size, classes), in th
 "dcgan" (`read_metadata`).  `--tflite_quantize float16` stores the weights as float16, half the file; the
 interpreter computes in float32 either way.
 
-Two steps make the graph convertible.  Variables become constants (the frozen graph of `--freeze`), and the
-ops that have no LiteRT kernel but whose value is fixed once the batch is fixed, the stateless random
-normals of the style generator's inference noise (constant seed, shape from N), are evaluated once and
-replaced by their values, so the file draws exactly the noise the SavedModel draws.
+Variables become constants (the frozen graph of `--freeze`) before conversion.  The style generator is
+refused: its inference noise is drawn per sample from a seed hashed from that sample's z (so the same z
+renders the same in any batch), and the string and stateless-random ops that does have no LiteRT kernels.
 """
 
 import json
@@ -35,8 +34,6 @@ v1 = tf.compat.v1
 log = logging.getLogger("dcgan")
 
 METADATA_NAME = "dcgan"
-# Ops whose output depends only on constant seeds and on shapes that the fixed batch makes static.
-FOLDED_OP_PREFIX = "StatelessRandom"
 
 
 def _frozen_generator(restored):
@@ -56,27 +53,13 @@ def _fixed_batch_inputs(config, batch_size):
     return inputs
 
 
-def _import(frozen, config, batch_size, constants):
-    """Imports `frozen` into the default graph on fixed-batch inputs, with `constants` {tensor name: value}
-    in place of those tensors; returns (inputs, images, {name: tensor} of the ops to fold)."""
-    inputs = _fixed_batch_inputs(config, batch_size)
-    input_map = {f"{name}:0": tensor for name, tensor in inputs.items()}
-    input_map.update({name: tf.constant(value) for name, value in constants.items()})
-    foldable = [f"{node.name}:0" for node in frozen.node if node.op.startswith(FOLDED_OP_PREFIX)]
-    images, *folded = tf.import_graph_def(frozen, input_map=input_map, return_elements=[f"{OUTPUT_NODE}:0", *foldable],
-                                          name="generator")
-    return inputs, tf.identity(images, name="images"), dict(zip(foldable, folded, strict=True))
-
-
 def fixed_batch_graph(frozen, config, batch_size):
-    """(GraphDef, inputs, images) of the generator on a batch of `batch_size`, the foldable ops as constants."""
-    with tf.Graph().as_default():
-        inputs, _, foldable = _import(frozen, config, batch_size, {})
-        with v1.Session() as session:  # their values depend on no input: any z gives them
-            feed = {tensor: np.zeros(tensor.shape, tensor.dtype.as_numpy_dtype) for tensor in inputs.values()}
-            constants = session.run(foldable, feed) if foldable else {}
+    """(GraphDef, inputs, images) of the generator on a batch of `batch_size`."""
     with tf.Graph().as_default() as graph:
-        inputs, images, _ = _import(frozen, config, batch_size, constants)
+        inputs = _fixed_batch_inputs(config, batch_size)
+        (images,) = tf.import_graph_def(frozen, input_map={f"{name}:0": tensor for name, tensor in inputs.items()},
+                                        return_elements=[f"{OUTPUT_NODE}:0"], name="generator")
+        images = tf.identity(images, name="images")
         return graph.as_graph_def(), inputs, images
 
 
@@ -139,6 +122,10 @@ def export_tflite(config, path):
     if os.path.exists(path):
         raise UserError(f"--export_tflite {path} already exists; remove it or choose another path")
     with restored_generator(config) as restored:
+        if restored.config.arch == "style":
+            raise UserError("--export_tflite: the style generator (--arch style) draws each sample's noise from a "
+                            "seed hashed from its z, with ops LiteRT has no kernels for; export a SavedModel "
+                            "(--export DIR) instead")
         frozen, generator_config = _frozen_generator(restored), restored.config
     batch_size, quantize = config.tflite_batch_size, config.tflite_quantize
     model = convert(frozen, generator_config, batch_size, quantize)
