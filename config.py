@@ -12,6 +12,7 @@ import os
 import re
 
 from runtime.errors import UserError
+from training.losses import LOSSES as LOSS_TABLE
 
 MNIST_LIKE = ("mnist", "fashion")
 VISUALIZE_OPTIONS = ("samples", "sweeps", "interpolation", "sweep_gifs", "merged_gif", "style_mixing", "truncation",
@@ -42,8 +43,8 @@ RECIPE_FIELDS = (
     "feature_matching", "d_batchnorm", "bn_momentum", "historical_averaging", "image_pool", "style_mixing",
     "diffaugment",
 )
-LOSSES = ("non_saturating", "minimax", "least_squares", "hinge", "wasserstein")
-LOSSES_WITH_TARGETS = ("non_saturating", "minimax", "least_squares")
+LOSSES = tuple(LOSS_TABLE)  # --loss's choices; each loss is declared once, in training/losses.py
+LOSSES_WITH_TARGETS = tuple(name for name, loss in LOSS_TABLE.items() if loss.has_targets)
 D_BATCHNORM = ("separate", "combined")
 # (D's, G's) Adam learning rates when no rate flag is given, by model, from docs/ablation.md: the
 # conditional MNIST / Fashion-MNIST model trains best with the two time-scale update rule (D 4x faster);

@@ -40,6 +40,7 @@ from training.checkpoints import (
     read_rollback,
     write_rollback,
 )
+from training.losses import LOSSES
 from training.watchdog import CollapseWatchdog
 
 v1 = tf.compat.v1
@@ -296,7 +297,7 @@ class _Loop:
         self.steps_per_epoch, self.total_steps = schedule.steps_per_epoch, schedule.total_steps
         self.total_epochs = schedule.total_epochs
         self.watchdog = CollapseWatchdog(probability_loss=config.loss in LOSSES_WITH_TARGETS,
-                                         cross_entropy_loss=config.loss in ("non_saturating", "minimax"),
+                                         cross_entropy_loss=LOSSES[config.loss].cross_entropy,
                                          ) if config.watchdog else None
         self.sample_z = fixed_z(config.n_samples, config, config.seed)
         self.sample_labels = sample_labels(config.n_samples, config)
