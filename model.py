@@ -14,17 +14,19 @@ one step consumes exactly `d_steps` batches and epochs count true passes.
 """
 
 import functools
+from typing import NamedTuple
 
 from networks import DISCRIMINATOR_SCOPE, GENERATOR_SCOPE, discriminator, generator_for
 from networks.acgan import class_logits, class_loss
 from runtime.tf_runtime import tf
 from training import diffaugment, losses
-from training.diversity import diversity_signals
+from training.diversity import DiversitySignals, diversity_signals
 from training.inference import InferenceGenerator
 from training.random_streams import RandomStreams
 from training.replicas import Replicas
 from training.stabilizers import ImageHistoryPool, generator_average, historical_averages
 from training.updates import (
+    ReplicaUpdate,
     apply_if_finite,
     collected_updates,
     replica_gradients,
@@ -33,6 +35,60 @@ from training.updates import (
 )
 
 v1 = tf.compat.v1
+
+
+class DiscriminatorOutputs(NamedTuple):
+    """D on one real and one fake batch, as the step showed them (`DCGAN._discriminate`)."""
+
+    real_logits: tf.Tensor
+    fake_logits: tf.Tensor
+    real_features: tf.Tensor
+    fake_features: tf.Tensor
+    real_input: tf.Tensor  # the real batch as D saw it (augmented, noisy): where R1 and WGAN-GP read D
+    fake_input: tf.Tensor
+    real_probability: tf.Tensor  # mean sigmoid(logits): D(x) and D(G(z)) of the logs
+    fake_probability: tf.Tensor
+
+
+class StepBatches(NamedTuple):
+    """One replica's batches of a step (TF-GAN's GANModel for this graph); the one-hots are None unless
+    the model is conditional."""
+
+    size: tf.Tensor  # the replica's batch size
+    real_images: tf.Tensor
+    real_onehot: object
+    fake_images: tf.Tensor  # G's batch for D's update, and for the fused step's G update
+    fake_onehot: object
+    shown_fakes: tf.Tensor  # `fake_images` after the image pool's swaps: what D was shown
+    shown_onehot: object
+
+
+class DiscriminatorStep(NamedTuple):
+    """One replica's D update (TF-GAN's GANLoss and train-op inputs, for D)."""
+
+    update: ReplicaUpdate  # its loss is D's total, penalties included
+    moving: list  # D's moving-average updates
+    on_real: tf.Tensor  # the GAN loss's two terms, for the logs
+    on_fake: tf.Tensor
+    outputs: DiscriminatorOutputs
+    diversity: DiversitySignals
+
+
+class GeneratorStep(NamedTuple):
+    """One replica's separate G update, and what the fused step's G update reuses."""
+
+    update: ReplicaUpdate
+    moving: list  # the BatchNorm averages of the separate update's G forward pass
+    fused_moving: list  # those of the fused update's (D's fake batch)
+    penalty: object  # --historical_averaging's term of G's loss (0.0 when off)
+
+
+class ReplicaStep(NamedTuple):
+    """What `DCGAN._replica_step` hands to the cross-replica part of the graph."""
+
+    batches: StepBatches
+    d: DiscriminatorStep
+    g: GeneratorStep
 
 
 def _local_variable(name, shape):
@@ -96,50 +152,41 @@ class DCGAN:
     def _build(self, real_images, real_labels):
         config, replicas = self.config, self.replicas
         step = replicas.run(self._replica_step, real_images, real_labels)
-        d_train_op = apply_if_finite(self.d_optimizer, replicas, step["d"], step["d_moving"],
+        d_train_op = apply_if_finite(self.d_optimizer, replicas, step.d.update, step.d.moving,
                                      f"{DISCRIMINATOR_SCOPE}_train", averages=self._counted(DISCRIMINATOR_SCOPE))
-        remember = replicas.run(functools.partial(self._remember, d_train_op), step["real"], step["fake"])
+        remember = replicas.run(functools.partial(self._remember, d_train_op), step.batches)
         self.d_train_op = tf.tuple([d_train_op], control_inputs=replicas.local_all(remember))[0]
-        self.fake_images, self.shown_fakes = replicas.concat(step["fake_images"]), replicas.concat(step["shown_fakes"])
+        batches = step.batches
+        self.fake_images, self.shown_fakes = replicas.concat(batches.fake_images), replicas.concat(batches.shown_fakes)
         # The labels D was shown with `shown_fakes` (a conditional model's; None otherwise).
-        self.shown_fake_onehot = replicas.concat(step["shown_onehot"]) if config.conditional else None
+        self.shown_fake_onehot = replicas.concat(batches.shown_onehot) if config.conditional else None
+        outputs = step.d.outputs
         self.d_loss, self.d_loss_real, self.d_loss_fake, self.d_real, self.d_fake = (
-            replicas.mean(step["d_scalars"][name])
-            for name in ("d_loss", "d_loss_real", "d_loss_fake", "d_real", "d_fake"))
-        diversity = {name: replicas.mean(step["d_scalars"][name]) for name in ("diversity", "near_duplicates")}
-        d_grad_norm = replicas.mean(step["d"].norm)
+            replicas.mean(value) for value in (step.d.update.loss, step.d.on_real, step.d.on_fake,
+                                               outputs.real_probability, outputs.fake_probability))
+        diversity = DiversitySignals._make(replicas.mean(value) for value in step.d.diversity)
+        d_grad_norm = replicas.mean(step.d.update.norm)
         self.d_fetches = {"d_applied": self.d_train_op, "d_loss": self.d_loss, "d_real": self.d_real,
-                          "d_fake": self.d_fake, "d_grad_norm": d_grad_norm, **diversity}
+                          "d_fake": self.d_fake, "d_grad_norm": d_grad_norm, **diversity._asdict()}
 
-        g_updates, fused_g_updates = step["g_moving"], step["g_moving_fused"]
-        g_average = (generator_average(config.g_ema, g_updates + fused_g_updates, self.global_step) if config.g_ema
-                     else [])
+        g_average = (generator_average(config.g_ema, step.g.moving + step.g.fused_moving, self.global_step)
+                     if config.g_ema else [])
         g_after = g_average + self._counted(GENERATOR_SCOPE)
-        self.g_train_op = apply_if_finite(self.g_optimizer, replicas, step["g"], g_updates,
+        self.g_train_op = apply_if_finite(self.g_optimizer, replicas, step.g.update, step.g.moving,
                                           f"{GENERATOR_SCOPE}_train", averages=g_after)
-        self.g_loss, g_grad_norm = replicas.mean(step["g_loss"]), replicas.mean(step["g"].norm)
+        self.g_loss, g_grad_norm = replicas.mean(step.g.update.loss), replicas.mean(step.g.update.norm)
         self.g_fetches = {"g_applied": self.g_train_op, "g_loss": self.g_loss, "g_grad_norm": g_grad_norm}
-
-        if config.fused_update:
-            fused = replicas.run(functools.partial(self._replica_fused_g, self.d_train_op), step["fused_inputs"])
-            self.fused_train_op = apply_if_finite(self.g_optimizer, replicas, fused, fused_g_updates, "fused_train",
-                                                  averages=g_after)
-            fused_g_loss, fused_norm = replicas.mean(fused.loss), replicas.mean(fused.norm)
-            self.fused_fetches = dict(self.d_fetches, g_applied=self.fused_train_op, g_loss=fused_g_loss,
-                                      g_grad_norm=fused_norm)
-        else:
-            self.fused_train_op = self.fused_fetches = self.fused_summary = None
+        fused_summary = self._fused_update(step, g_after)
 
         self.advance_step = tf.group(
             v1.assign_add(self.global_step, 1),
-            v1.assign_add(self.images_seen, tf.cast(replicas.global_batch(step["batch"]), tf.int64) * config.d_steps),
+            v1.assign_add(self.images_seen, tf.cast(replicas.global_batch(batches.size), tf.int64) * config.d_steps),
             name="advance_step")
         self.sampler = InferenceGenerator(config)
         self.d_summary, self.g_summary = self._summaries(
-            replicas.concat(step["d_logits"]["real"]), replicas.concat(step["d_logits"]["fake"]), d_grad_norm,
+            replicas.concat(outputs.real_logits), replicas.concat(outputs.fake_logits), d_grad_norm,
             g_grad_norm, diversity)
-        if config.fused_update:
-            self.fused_summary = v1.summary.merge([self.d_summary, _generator_summary(fused_g_loss, fused_norm)])
+        self.fused_summary = None if fused_summary is None else v1.summary.merge([self.d_summary, fused_summary])
         self.saver = v1.train.Saver(max_to_keep=config.max_to_keep)
         self.initializer = tf.group(v1.global_variables_initializer(), v1.local_variables_initializer(),
                                     name="initialize")
@@ -147,6 +194,21 @@ class DCGAN:
         self.variables_finite = {
             v.op.name: tf.reduce_all(tf.math.is_finite(v)) for v in v1.global_variables() if v.dtype.is_floating
         }
+
+    def _fused_update(self, step, g_after):
+        """--fused_update's G update: G's loss on D's fake batch through the updated D, applied with the
+        BatchNorm averages of that batch's G forward pass.  Sets `fused_train_op` and `fused_fetches` (None
+        without --fused_update) and returns G's summary of it (merged with D's by the caller), or None."""
+        if not self.config.fused_update:
+            self.fused_train_op = self.fused_fetches = None
+            return None
+        replicas = self.replicas
+        fused = replicas.run(functools.partial(self._replica_fused_g, self.d_train_op), step.batches, step.g.penalty)
+        self.fused_train_op = apply_if_finite(self.g_optimizer, replicas, fused, step.g.fused_moving, "fused_train",
+                                              averages=g_after)
+        loss, norm = replicas.mean(fused.loss), replicas.mean(fused.norm)
+        self.fused_fetches = dict(self.d_fetches, g_applied=self.fused_train_op, g_loss=loss, g_grad_norm=norm)
+        return _generator_summary(loss, norm)
 
     def _replica_step(self, real_images, real_labels):
         """One replica's part of the step: its fake batches, D's and G's losses,
@@ -194,49 +256,40 @@ class DCGAN:
         updates = split_update_ops([GENERATOR_SCOPE, DISCRIMINATOR_SCOPE], registered)
         d_update = replica_gradients(self.d_optimizer, d_loss, scope_variables(DISCRIMINATOR_SCOPE), self.replicas,
                                      check_gradients=not self._loss_scaled)
-        diversity = diversity_signals(fake_images, real_images)._asdict()
+        diversity = diversity_signals(fake_images, real_images)
 
         g_loss = self._g_loss(g_fake, g_onehot, self.last_real_images, self.last_real_onehot,
                               penalties[GENERATOR_SCOPE])
         g_update = replica_gradients(self.g_optimizer, g_loss, scope_variables(GENERATOR_SCOPE), self.replicas,
                                      check_gradients=not self._loss_scaled)
-        return {
-            "batch": batch, "d": d_update, "d_moving": updates[DISCRIMINATOR_SCOPE],
-            "g": g_update, "g_loss": g_loss,
-            # Each G update applies the moving averages of its own forward pass (and both, the historical ones).
-            "g_moving": [u for u in updates[GENERATOR_SCOPE] if u not in fused_g_moving],
-            "g_moving_fused": [u for u in updates[GENERATOR_SCOPE] if u not in separate_g_moving],
-            "d_scalars": {"d_loss": d_loss, "d_loss_real": d_loss_real, "d_loss_fake": d_loss_fake,
-                          "d_real": d_out["real_probability"], "d_fake": d_out["fake_probability"],
-                          **diversity},
-            "d_logits": {"real": d_out["real_logits"], "fake": d_out["fake_logits"]},
-            "real": {"images": real_images, "onehot": real_onehot},
-            "fake_images": fake_images, "shown_fakes": shown_fakes,
-            "fake": {"images": fake_images, **({"onehot": fake_onehot} if config.conditional else {})},
-            "shown_onehot": shown_onehot if config.conditional else batch,
-            "fused_inputs": {"fake_images": fake_images, "fake_onehot": fake_onehot, "real_images": real_images,
-                             "real_onehot": real_onehot,
-                             "penalty": penalties[GENERATOR_SCOPE]},
-        }
+        # Each G update applies the moving averages of its own forward pass (and both, the historical ones).
+        g_moving = [u for u in updates[GENERATOR_SCOPE] if u not in fused_g_moving]
+        fused_g_moving = [u for u in updates[GENERATOR_SCOPE] if u not in separate_g_moving]
+        return ReplicaStep(
+            StepBatches(batch, real_images, real_onehot, fake_images, fake_onehot, shown_fakes, shown_onehot),
+            DiscriminatorStep(d_update, updates[DISCRIMINATOR_SCOPE], d_loss_real, d_loss_fake, d_out, diversity),
+            GeneratorStep(g_update, g_moving, fused_g_moving, penalties[GENERATOR_SCOPE]))
 
-    def _remember(self, d_applied, real, fake):
+    def _remember(self, d_applied, batches):
         """On each replica, after D's update: keeps its real batch for G's update (if applied) and
         stores the fakes in the image pool."""
-        remember = [_assign_if(d_applied, self.last_real_images, real["images"])]
+        remember = [_assign_if(d_applied, self.last_real_images, batches.real_images)]
         if self.config.conditional:
-            remember.append(_assign_if(d_applied, self.last_real_onehot, real["onehot"]))
+            remember.append(_assign_if(d_applied, self.last_real_onehot, batches.real_onehot))
         if self.pool:
-            remember.append(tf.cond(d_applied, lambda: self.pool.store(fake["images"], fake.get("onehot")), tf.no_op))
+            remember.append(tf.cond(d_applied, lambda: self.pool.store(batches.fake_images, batches.fake_onehot),
+                                    tf.no_op))
         return remember
 
-    def _replica_fused_g(self, d_applied, inputs):
+    def _replica_fused_g(self, d_applied, batches, penalty):
         """On each replica: G's loss on D's fake batch through the updated D, and its gradients."""
         self.random.on_replica(self.replicas.replica_id())  # its draws (augmentation, noise) are this replica's
         with tf.control_dependencies([d_applied]):
-            loss = self._g_loss(inputs["fake_images"], inputs["fake_onehot"], inputs["real_images"],
-                                inputs["real_onehot"], inputs["penalty"])
+            loss = self._g_loss(batches.fake_images, batches.fake_onehot, batches.real_images, batches.real_onehot,
+                                penalty)
         return replica_gradients(self.g_optimizer, loss, scope_variables(GENERATOR_SCOPE), self.replicas,
                                  check_gradients=not self._loss_scaled)
+
 
     @property
     def _loss_scaled(self):
@@ -296,10 +349,8 @@ class DCGAN:
         real_input, fake_input = self._shown_to_d(real_images), self._shown_to_d(fake_images)
         (real_logits, real_features), (fake_logits, fake_features) = self._discriminator_pair(
             real_input, real_onehot, fake_input, fake_onehot)
-        return {"real_logits": real_logits, "fake_logits": fake_logits, "real_features": real_features,
-                "fake_features": fake_features, "real_input": real_input, "fake_input": fake_input,
-                "real_probability": tf.reduce_mean(tf.sigmoid(real_logits)),
-                "fake_probability": tf.reduce_mean(tf.sigmoid(fake_logits))}
+        return DiscriminatorOutputs(real_logits, fake_logits, real_features, fake_features, real_input, fake_input,
+                                    tf.reduce_mean(tf.sigmoid(real_logits)), tf.reduce_mean(tf.sigmoid(fake_logits)))
 
     def _d_for_g(self, fake, fake_onehot, real, real_onehot):
         """D's (logits, features) on a fake batch, for G's loss, and D's features on the
@@ -332,18 +383,18 @@ class DCGAN:
         config = self.config
         real_targets, fake_targets = self._label_targets(tf.shape(real_images)[0])
         total, on_real, on_fake = losses.discriminator_loss(
-            config.loss, d_out["real_logits"], d_out["fake_logits"], real_targets, fake_targets)
+            config.loss, d_out.real_logits, d_out.fake_logits, real_targets, fake_targets)
         if config.conditioning == "acgan":
-            total += (class_loss(class_logits(d_out["real_features"], config.y_dim), real_onehot)
-                      + class_loss(class_logits(d_out["fake_features"], config.y_dim), fake_onehot))
+            total += (class_loss(class_logits(d_out.real_features, config.y_dim), real_onehot)
+                      + class_loss(class_logits(d_out.fake_features, config.y_dim), fake_onehot))
         if config.gp_lambda:
             def critic(images):
                 return self._discriminator(images, real_onehot)[0]
             epsilon = self.random.uniform([tf.shape(real_images)[0]])
             total += config.gp_lambda * losses.gradient_penalty(
-                critic, d_out["real_input"], d_out["fake_input"], epsilon)
+                critic, d_out.real_input, d_out.fake_input, epsilon)
         if config.r1_gamma:
-            total += config.r1_gamma * losses.r1_penalty(d_out["real_logits"], d_out["real_input"])
+            total += config.r1_gamma * losses.r1_penalty(d_out.real_logits, d_out.real_input)
         return total, on_real, on_fake
 
     def _g_loss(self, fake, fake_onehot, real, real_onehot, penalty):
@@ -386,8 +437,8 @@ class DCGAN:
             v1.summary.scalar("D_x", self.d_real),
             v1.summary.scalar("D_G_z", self.d_fake),
             v1.summary.scalar("gradient_norm/discriminator", d_grad_norm),
-            v1.summary.scalar("watchdog/diversity_fake_over_real", diversity["diversity"]),
-            v1.summary.scalar("watchdog/near_duplicate_fraction", diversity["near_duplicates"]),
+            v1.summary.scalar("watchdog/diversity_fake_over_real", diversity.diversity),
+            v1.summary.scalar("watchdog/near_duplicate_fraction", diversity.near_duplicates),
             v1.summary.histogram("D_x_histogram", _finite_or_zero(tf.sigmoid(real_logits))),
             v1.summary.histogram("D_G_z_histogram", _finite_or_zero(tf.sigmoid(fake_logits))),
         ])
