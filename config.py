@@ -17,6 +17,7 @@ import re
 from networks.options import ArchitectureOptions
 from runtime.errors import UserError
 from runtime.options import option, option_names
+from training.losses import LOSSES as LOSS_TABLE
 
 MNIST_LIKE = ("mnist", "fashion")
 VISUALIZE_OPTIONS = ("samples", "sweeps", "interpolation", "sweep_gifs", "merged_gif", "style_mixing", "truncation",
@@ -31,8 +32,8 @@ NAN_POLICIES = ("stop", "skip")
 # diverged rather than hit a bad batch, and it stops as with --nan_policy stop.
 NAN_SKIP_LIMIT = 10
 
-LOSSES = ("non_saturating", "minimax", "least_squares", "hinge", "wasserstein")
-LOSSES_WITH_TARGETS = ("non_saturating", "minimax", "least_squares")
+LOSSES = tuple(LOSS_TABLE)  # --loss's choices; each loss is declared once, in training/losses.py
+LOSSES_WITH_TARGETS = tuple(name for name, loss in LOSS_TABLE.items() if loss.has_targets)
 D_BATCHNORM = ("separate", "combined")
 # (D's, G's) Adam learning rates when no rate flag is given, by model, from docs/ablation.md: the
 # conditional MNIST / Fashion-MNIST model trains best with the two time-scale update rule (D 4x faster);

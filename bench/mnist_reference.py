@@ -133,14 +133,14 @@ def project_samples(restored, count, seed):
     """{"eval", "train"}: `count` uint8 images of a restored project G from `fixed_z(seed + 2)`, with BatchNorm's
     moving averages (the project's meter) and with each batch of 64's own statistics (a second G on the same
     variables, in training mode, updating nothing)."""
-    import model
     from networks import generator_for
     from runtime.tf_runtime import tf
+    from training import inference
 
     config, session = restored.config, restored.session
-    z = model.fixed_z(count, config, seed + 2)
+    z = inference.fixed_z(count, config, seed + 2)
     z_batch = tf.compat.v1.placeholder(tf.float32, [None, config.z_dim])
-    batch_statistics = model.to_uint8(generator_for(config)(z_batch, None, config, True, update_moving_stats=False))
+    batch_statistics = inference.to_uint8(generator_for(config)(z_batch, None, config, True, update_moving_stats=False))
     return {"eval": restored.generator.generate(session, z),
             "train": np.concatenate([session.run(batch_statistics, {z_batch: z[start:start + BATCH_SIZE]})
                                      for start in range(0, count, BATCH_SIZE)])}
@@ -149,7 +149,8 @@ def project_samples(restored, count, seed):
 def command_score_project(args):
     """Scores every checkpoint of a project run (--run_dir: main.py --train's --out_dir) in both BatchNorm modes."""
     from bench.ablation import score
-    from training.checkpoints import checkpoint_paths, checkpoint_step, restored_generator
+    from training.checkpoints import checkpoint_paths, checkpoint_step
+    from training.inference import restored_generator
 
     config = dataclasses.replace(ablation_config(args, args.seed), out_dir=args.run_dir)
     for path in checkpoint_paths(config.checkpoint_path):

@@ -38,7 +38,7 @@ from evaluation import classifier as classifier_training
 from evaluation import extractors, formulas
 from evaluation import quality as evaluation
 from runtime.errors import run_command
-from training import checkpoints
+from training import checkpoints, inference
 
 NOISE_SIGMAS = (0, 8, 16, 32, 64)
 BLUR_RADII = (0, 0.5, 1, 2)
@@ -81,7 +81,7 @@ def generator_rows(run_out_dir, n):
     # Every checkpoint on disk, not only those the state file lists (a resumed run lists its own).
     paths = [p[:-len(".index")] for p in glob.glob(os.path.join(config.checkpoint_path, "*.index"))]
     for path in sorted(paths, key=checkpoints.checkpoint_step):
-        with checkpoints.restored_generator(config, checkpoint=path) as restored:
+        with inference.restored_generator(config, checkpoint=path) as restored:
             images = evaluation.generate_uint8(restored.session, restored.generator, restored.config, n, seed=2)
         step = checkpoints.checkpoint_step(path)
         rows.append((f"G at step {step} ({step * config.batch_size / 60000:.2f} epochs)", images))

@@ -42,12 +42,13 @@ def graph_figures(config):
 
     import model
     from runtime.tf_runtime import tf
+    from training import updates
 
     with tf.Graph().as_default():
         images = tf.zeros([config.batch_size, config.output_height, config.output_width, config.c_dim])
         labels = tf.zeros([config.batch_size], tf.int64) if config.conditional else None
         gan = model.DCGAN(config, images, labels)
-        sizes = {name: 4 * sum(int(np.prod(v.shape)) for v in model.scope_variables(scope))
+        sizes = {name: 4 * sum(int(np.prod(v.shape)) for v in updates.scope_variables(scope))
                  for name, scope in (("G", model.GENERATOR_SCOPE), ("D", model.DISCRIMINATOR_SCOPE))}
         return sizes, {"d": len(gan.d_fetches), "g": len(gan.g_fetches)}
 

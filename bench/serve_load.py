@@ -21,9 +21,9 @@ import numpy as np
 
 import config as config_lib
 from bench import harness
-from model import InferenceGenerator
 from runtime.tf_runtime import tf
 from tools import serve
+from training.inference import InferenceGenerator
 
 v1 = tf.compat.v1
 MODELS = {"celebA": dict(dataset="celebA", c_dim=3), "mnist": dict(dataset="mnist")}

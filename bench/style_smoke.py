@@ -26,10 +26,9 @@ from bench import harness
 from evaluation import classifier as classifier_training
 from evaluation import extractors, formulas
 from evaluation import quality as evaluation
-from model import fixed_z, sample_labels
 from runtime.tf_runtime import tf
 from training import train
-from training.checkpoints import restored_generator
+from training.inference import fixed_z, restored_generator, sample_labels
 
 v1 = tf.compat.v1
 

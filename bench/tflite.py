@@ -26,10 +26,11 @@ from ai_edge_litert.interpreter import Interpreter
 
 import config as config_lib
 from bench import harness
-from model import InferenceGenerator, fixed_z, sample_labels, scope_variables
 from runtime.tf_runtime import tf
 from tools import export, litert_export
 from training.checkpoints import Checkpoints
+from training.inference import InferenceGenerator, fixed_z, sample_labels
+from training.updates import scope_variables
 
 v1 = tf.compat.v1
 MODELS = {"celebA": dict(dataset="celebA", c_dim=3), "mnist": dict(dataset="mnist")}

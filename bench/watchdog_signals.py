@@ -22,12 +22,13 @@ import config as config_lib
 from bench import harness
 from datasets import pipeline as data
 from evaluation import quality as evaluation
-from model import fixed_z, mean_pairwise_distance, near_duplicate_fraction, sample_labels
 from networks import generator_for
 from runtime.errors import UserError, run_command
 from runtime.tf_runtime import tf
 from training import watchdog
-from training.checkpoints import checkpoint_paths, checkpoint_step, restored_generator
+from training.checkpoints import checkpoint_paths, checkpoint_step
+from training.diversity import mean_pairwise_distance, near_duplicate_fraction
+from training.inference import fixed_z, restored_generator, sample_labels
 
 v1 = tf.compat.v1
 BATCH = 64

@@ -27,11 +27,11 @@ import numpy as np
 import utils
 from datasets import formats
 from datasets import pipeline as data
-from model import scope_variables
 from networks import DISCRIMINATOR_SCOPE, discriminator
 from runtime.errors import UserError
 from runtime.tf_runtime import tf
 from training.checkpoints import Checkpoints, read_architecture
+from training.updates import scope_variables
 
 v1 = tf.compat.v1
 log = logging.getLogger("dcgan")

@@ -22,9 +22,9 @@ import utils
 from datasets import pipeline as data
 from evaluation import extractors, formulas
 from evaluation import faces as face_metrics
-from model import fixed_z, sample_labels
 from runtime.tf_runtime import tf
-from training.checkpoints import Checkpoints, checkpoint_step, restored_generator
+from training.checkpoints import Checkpoints, checkpoint_step
+from training.inference import fixed_z, restored_generator, sample_labels
 
 v1 = tf.compat.v1
 log = logging.getLogger("dcgan")

@@ -20,7 +20,7 @@ DISCRIMINATOR_SCOPE = "discriminator"
 GENERATOR_AVERAGE_SCOPE = "generator_ema"
 # The style generator's tracked average w (generator/w_avg, networks/style.py): --g_ema copies it.
 AVERAGE_W_NAME = "w_avg"
-# Collection holding the training graph's model.RandomStreams: networks that
+# Collection holding the training graph's random_streams.RandomStreams: networks that
 # draw noise (the MLP D's dropout) take stateless seeds from it, so a resumed
 # run draws what the uninterrupted run would have; a graph without it (the
 # linear probe's feature extractor) runs them without noise.

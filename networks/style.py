@@ -145,7 +145,7 @@ class TrainingStyles(NamedTuple):
 def training_styles(z, labels_onehot, config, random, update_average):
     """The styles of a training forward pass, with style mixing regularisation:
     with probability --style_mixing, a second z (same labels) and a crossover
-    layer uniform in [1, layers), both drawn from `random` (model.RandomStreams).
+    layer uniform in [1, layers), both drawn from `random` (random_streams.RandomStreams).
 
     `update_average` registers the batch's mean w as a moving-average update of
     w_avg (applied with G's train op, as BatchNorm's averages are)."""
@@ -239,7 +239,7 @@ def generator(z, labels_onehot, config, is_training, update_moving_stats=True, r
     """G: z (and one-hot labels) -> images in [-1, 1], NHWC (networks/__init__.py's contract).
 
     Training draws the noise and the style mixing from `random`
-    (model.RandomStreams); inference truncates w with the `truncation_psi`
+    (random_streams.RandomStreams); inference truncates w with the `truncation_psi`
     tensor (None: config.truncation_psi) and draws each sample's noise from
     its own z (inference_noise of noise_seeds).
     """

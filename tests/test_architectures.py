@@ -18,7 +18,7 @@ import networks
 import ops
 from runtime.errors import UserError
 from tools import export
-from training import checkpoints, train
+from training import checkpoints, inference, stabilizers, train, updates
 
 v1 = tf.compat.v1
 
@@ -201,11 +201,11 @@ def test_g_ema_equals_the_hand_computed_average_after_k_steps(tmp_path, fused_up
         config = tiny_config(tmp_path, g_ema=decay, fused_update=fused_update)
         images = tf.constant(np.random.RandomState(0).uniform(-1, 1, (4, 16, 16, 1)), tf.float32)
         gan = model.DCGAN(config, images, tf.constant([1, 2, 3, 4], tf.int64))
-        weights = model.scope_variables(model.GENERATOR_SCOPE) + [
-            v for v in model.scope_variables(model.GENERATOR_SCOPE, v1.GraphKeys.GLOBAL_VARIABLES)
+        weights = updates.scope_variables(model.GENERATOR_SCOPE) + [
+            v for v in updates.scope_variables(model.GENERATOR_SCOPE, v1.GraphKeys.GLOBAL_VARIABLES)
             if "moving" in v.op.name]
         by_name = {v.op.name: v for v in v1.global_variables()}
-        averages = [by_name[model.averaged_name(v)] for v in weights]
+        averages = [by_name[stabilizers.averaged_name(v)] for v in weights]
         assert not set(averages) & set(v1.trainable_variables()) and set(averages) <= set(gan.saver._var_list)
         with v1.Session() as session:
             session.run(gan.initializer)
@@ -236,31 +236,31 @@ def test_samples_and_export_use_the_averaged_generator(tmp_path, caplog):
     with tf.Graph().as_default():
         images = tf.constant(np.random.RandomState(0).uniform(-1, 1, (4, 16, 16, 1)), tf.float32)
         gan = model.DCGAN(config, images, tf.constant([1, 2, 3, 4], tf.int64))
-        z, labels = model.fixed_z(5, config, seed=3), model.sample_labels(5, config)
+        z, labels = inference.fixed_z(5, config, seed=3), inference.sample_labels(5, config)
         with v1.Session() as session:
             session.run(gan.initializer)
             session.run([gan.d_train_op, gan.g_train_op])
-            averaged = {v.op.name: session.run(v) for v in model.scope_variables(
+            averaged = {v.op.name: session.run(v) for v in updates.scope_variables(
                 networks.GENERATOR_AVERAGE_SCOPE, v1.GraphKeys.GLOBAL_VARIABLES)}
-            own = {v.op.name: session.run(v) for v in model.scope_variables(
+            own = {v.op.name: session.run(v) for v in updates.scope_variables(
                 networks.GENERATOR_SCOPE, v1.GraphKeys.GLOBAL_VARIABLES)}
             sampled = gan.sampler.generate(session, z, labels)
             saved = checkpoints.Checkpoints(config.checkpoint_path, gan.saver, config.architecture())
             saved.save(session, 1)
     # The same images from the plain G network given the averaged weights, in a graph of its own.
     with tf.Graph().as_default():
-        plain = model.InferenceGenerator(dataclasses.replace(config, g_ema=0.0))
+        plain = inference.InferenceGenerator(dataclasses.replace(config, g_ema=0.0))
         with v1.Session() as session:
             for variable in v1.global_variables():
-                variable.load(averaged[model.averaged_name(variable)], session)
+                variable.load(averaged[stabilizers.averaged_name(variable)], session)
             np.testing.assert_array_equal(plain.generate(session, z, labels), sampled)
-    with caplog.at_level(logging.INFO, logger="dcgan"), checkpoints.restored_generator(
+    with caplog.at_level(logging.INFO, logger="dcgan"), inference.restored_generator(
             dataclasses.replace(config, g_ema=0.0)) as restored:  # the architecture file turns it on
         assert restored.generator.scope == "generator_ema"
         np.testing.assert_array_equal(restored.generator.generate(restored.session, z, labels), sampled)
     assert "moving average of G's weights (--g_ema 0.5)" in caplog.text
     # average=False: the same checkpoint's G itself, for benchmarks comparing the two.
-    with checkpoints.restored_generator(config, average=False) as restored:
+    with inference.restored_generator(config, average=False) as restored:
         assert restored.generator.scope == "generator" and restored.config.g_ema == 0.0
         restored_own = {v.op.name: restored.session.run(v) for v in v1.global_variables()}
         assert restored_own and restored_own.keys() <= own.keys()  # G's weights (own also has Adam's slots)
@@ -302,7 +302,7 @@ def test_mlp_trains_unconditional_at_an_odd_size_with_dropout_from_the_streams(t
         with v1.Session() as session:
             session.run(gan.initializer)
             assert session.run(gan.d_train_op) and session.run(gan.g_train_op)
-            assert session.run(gan.sampler.images_uint8, gan.sampler.feed(model.fixed_z(2, config, 0))).shape == (
+            assert session.run(gan.sampler.images_uint8, gan.sampler.feed(inference.fixed_z(2, config, 0))).shape == (
                 2, 20, 20, 1)
 
 
@@ -346,8 +346,8 @@ def test_options_train_resume_and_export_with_the_averaged_generator(tmp_path, o
                                                           if n.endswith("/u"))
     assert {n.replace("generator/", "generator_ema/", 1) for n in names if n.startswith("generator/")
             and "adam" not in n.lower()} <= names
-    z, labels = model.fixed_z(3, config, seed=5), model.sample_labels(3, config)
-    with checkpoints.restored_generator(config) as restored:
+    z, labels = inference.fixed_z(3, config, seed=5), inference.sample_labels(3, config)
+    with inference.restored_generator(config) as restored:
         expected = restored.generator.generate(restored.session, z, labels)
     export.export_saved_model(config, str(tmp_path / "saved"))
     with tf.Graph().as_default(), v1.Session() as session:

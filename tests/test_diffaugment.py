@@ -9,7 +9,7 @@ from conftest import tiny_config
 import config as config_lib
 import model
 from runtime.errors import UserError
-from training import diffaugment
+from training import diffaugment, random_streams, updates
 
 v1 = tf.compat.v1
 ALL = "color,translation,cutout"
@@ -93,7 +93,7 @@ def test_sizes_round_half_up_as_the_authors_code():
 def augmented(images, policy, seed=1, runs=1):
     """augment(images) under RandomStreams(seed) in a fresh graph, for `runs` session runs (one draw each)."""
     with tf.Graph().as_default(), v1.Session() as session:
-        out = diffaugment.augment(tf.constant(images), policy, model.RandomStreams(seed))
+        out = diffaugment.augment(tf.constant(images), policy, random_streams.RandomStreams(seed))
         session.run(v1.global_variables_initializer())
         return [session.run(out) for _ in range(runs)]
 
@@ -145,7 +145,7 @@ def test_each_call_draws_its_own_transforms_and_no_policy_draws_nothing():
     images = np.random.RandomState(0).uniform(-1, 1, (4, 16, 16, 3)).astype(np.float32)
 
     def build():
-        random, x = model.RandomStreams(1), tf.constant(images)
+        random, x = random_streams.RandomStreams(1), tf.constant(images)
         assert diffaugment.augment(x, "", random) is x and not random.streams
         return diffaugment.augment(x, ALL, random), diffaugment.augment(x, ALL, random)
 
@@ -174,7 +174,7 @@ def test_d_sees_its_own_cutout_on_every_real_and_fake_in_both_updates_and_g_lear
         images = tf.constant(real)
         gan = model.DCGAN(config, images, tf.constant([0, 1, 2, 3], tf.int64))
         g_loss = gan.fused_fetches["g_loss"]
-        generator_weights = model.scope_variables(model.GENERATOR_SCOPE)
+        generator_weights = updates.scope_variables(model.GENERATOR_SCOPE)
         return {"d_on_real": tf.gradients(gan.d_loss, images)[0],
                 "d_on_fake": tf.gradients(gan.d_loss, gan.fake_images)[0],
                 "g_on_fake": tf.gradients(g_loss, gan.fake_images)[0],

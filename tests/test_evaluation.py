@@ -11,7 +11,6 @@ import tensorflow as tf
 from conftest import EMBEDDED_MNIST, tiny_config
 
 import main
-import model
 import utils
 from datasets import formats
 from datasets import pipeline as data
@@ -19,8 +18,8 @@ from evaluation import classifier as classifier_training
 from evaluation import extractors, formulas
 from evaluation import quality as evaluation
 from runtime.errors import UserError
-from training import train
-from training.checkpoints import restored_generator
+from training import inference, train
+from training.inference import restored_generator
 
 v1 = tf.compat.v1
 
@@ -209,7 +208,7 @@ def test_acgan_samples_have_the_class_they_were_asked_for(classifier_root):
     classifier = extractors.domain_classifier("mnist", os.path.join(classifier_root, "checkpoint"))
     requested = np.arange(200) % 10
     with restored_generator(config) as restored:
-        images = restored.generator.generate(restored.session, model.fixed_z(200, restored.config, 5), requested)
+        images = restored.generator.generate(restored.session, inference.fixed_z(200, restored.config, 5), requested)
     statistics = formulas.class_statistics(classifier.class_probabilities(images), requested)
     assert statistics["class_accuracy"] > 0.5 and statistics["classes_present"] == 10, statistics
 

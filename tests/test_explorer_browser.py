@@ -27,9 +27,8 @@ from conftest import StderrLines, tiny_config
 
 import config as config_lib
 import utils
-from model import InferenceGenerator, fixed_z
 from tools import serve, visualize
-from training.checkpoints import restored_generator
+from training.inference import InferenceGenerator, fixed_z, restored_generator
 
 v1 = tf.compat.v1
 websocket = pytest.importorskip("websocket", reason="websocket-client is not installed (requirements-dev.txt)")

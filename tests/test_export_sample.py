@@ -11,11 +11,10 @@ import pytest
 import tensorflow as tf
 from conftest import REPO, tiny_config
 
-from model import InferenceGenerator
 from runtime.errors import UserError
 from tools import export
 from training import train
-from training.checkpoints import restored_generator
+from training.inference import InferenceGenerator, restored_generator
 
 v1 = tf.compat.v1
 

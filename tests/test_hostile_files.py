@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from bench.faults import hostile_files, runs
 from evaluation import extractors
 from runtime.errors import UserError
-from training import checkpoints
+from training import checkpoints, inference
 
 FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -60,14 +60,14 @@ def test_named_checkpoint_is_verified_against_its_manifest(run):
     raw[len(raw) // 2] ^= 0xFF  # same size, one byte different
     data_file.write_bytes(bytes(raw))
     with pytest.raises(UserError, match=r"DCGAN.model-1 is incomplete or damaged \(.*differs from the manifest\)"):
-        with checkpoints.restored_generator(config, checkpoint=_prefix(folder, 1)):
+        with inference.restored_generator(config, checkpoint=_prefix(folder, 1)):
             pass
 
 
 def test_named_checkpoint_restores_exactly_that_one(run):
     config, folder = run
     step1, step2 = runs.checkpoint_values(_prefix(folder, 1)), runs.checkpoint_values(_prefix(folder, 2))
-    with checkpoints.restored_generator(config, checkpoint=_prefix(folder, 1)) as restored:
+    with inference.restored_generator(config, checkpoint=_prefix(folder, 1)) as restored:
         assert restored.path == _prefix(folder, 1)
         variables = restored.session.graph.get_collection("variables")
         values = dict(zip([v.op.name for v in variables], restored.session.run(variables), strict=True))
@@ -78,7 +78,7 @@ def test_named_checkpoint_restores_exactly_that_one(run):
 def test_named_checkpoint_outside_the_run_is_refused(run, tmp_path):
     config, _ = run
     with pytest.raises(UserError, match="not a complete checkpoint in"):
-        with checkpoints.restored_generator(config, checkpoint=str(tmp_path / "elsewhere" / "DCGAN.model-1")):
+        with inference.restored_generator(config, checkpoint=str(tmp_path / "elsewhere" / "DCGAN.model-1")):
             pass
 
 
@@ -112,7 +112,7 @@ def test_damaged_architecture_is_one_line_in_training_and_visualizing(run, raw, 
     (folder / checkpoints.ARCHITECTURE_FILE).write_bytes(raw)
     expected = f"{folder / checkpoints.ARCHITECTURE_FILE}: "
     with pytest.raises(UserError) as visualizing:
-        with checkpoints.restored_generator(config):
+        with inference.restored_generator(config):
             pass
     with pytest.raises(UserError) as training:
         checkpoints.Checkpoints(str(folder), None, config.architecture()).check_architecture()
@@ -126,7 +126,7 @@ def test_architecture_the_generator_cannot_have_is_refused_before_building_it(ru
     (folder / checkpoints.ARCHITECTURE_FILE).write_bytes(_architecture(output_height=18))
     with pytest.raises(UserError, match=r"architecture.json: damaged \(--output_height=18: this generator needs a "
                                         r"multiple of 4"):
-        with checkpoints.restored_generator(config):
+        with inference.restored_generator(config):
             pass
 
 
@@ -158,7 +158,7 @@ def test_damaged_manifest_falls_back_to_the_older_checkpoint(run, caplog, raw):
     config, folder = run
     Path(_prefix(folder, 2) + checkpoints.MANIFEST_SUFFIX).write_bytes(raw)
     assert checkpoints.verify(_prefix(folder, 2)).startswith(("unreadable manifest", "files "))
-    with caplog.at_level(logging.WARNING, logger="dcgan"), checkpoints.restored_generator(config) as restored:
+    with caplog.at_level(logging.WARNING, logger="dcgan"), inference.restored_generator(config) as restored:
         assert restored.path == _prefix(folder, 1)
     assert "DCGAN.model-2 is incomplete or damaged" in caplog.text
 

@@ -16,10 +16,10 @@ from conftest import REPO, tiny_config
 
 import config as config_lib
 import main
-from model import fixed_z
 from runtime.errors import UserError
 from tools import export, litert_export
 from training import train
+from training.inference import fixed_z
 
 litert = pytest.importorskip("ai_edge_litert.interpreter", reason="ai-edge-litert is not installed "
                                                                    "(requirements-dev.txt)")

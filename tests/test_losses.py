@@ -5,8 +5,11 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import tiny_config
 
+from runtime.errors import UserError
 from training import losses
+from training.watchdog import CHANCE_LOSS
 
 REAL = np.array([[2.0], [-1.0], [0.5]], np.float32)
 FAKE = np.array([[0.5], [-3.0], [1.5]], np.float32)
@@ -50,6 +53,30 @@ def test_each_loss_matches_its_formula(kind, on_real, on_fake, generator):
                                                 losses.generator_loss(kind, fake)])
     np.testing.assert_allclose([real_term, fake_term, total, g], [on_real, on_fake, on_real + on_fake, generator],
                                rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", list(losses.LOSSES))
+def test_the_cross_entropy_column_is_what_the_watchdog_assumes_of_d_at_chance(kind):
+    # The watchdog's d_not_learning alarm reads d_loss = 2 ln 2 as D at chance (logits 0), for these losses only.
+    with tf.Graph().as_default():
+        zeros = tf.zeros([4, 1])
+        total = run(losses.discriminator_loss(kind, zeros, zeros)[0])
+    assert math.isclose(total, CHANCE_LOSS, rel_tol=1e-6) == losses.LOSSES[kind].cross_entropy
+
+
+@pytest.mark.parametrize("kind", list(losses.LOSSES))
+def test_the_targets_column_says_which_losses_read_smoothed_targets_and_config_follows_it(kind, tmp_path):
+    with tf.Graph().as_default():
+        real, fake = tf.constant(REAL), tf.constant(FAKE)
+        (_, plain, _), (_, smoothed, _) = run([losses.discriminator_loss(kind, real, fake),
+                                               losses.discriminator_loss(kind, real, fake, 0.9, 0.0)])
+    assert (plain != smoothed) == losses.LOSSES[kind].has_targets
+    penalty = {"gp_lambda": 10.0} if kind == "wasserstein" else {}
+    if losses.LOSSES[kind].has_targets:
+        tiny_config(tmp_path, loss=kind, real_label=0.9, **penalty)
+    else:
+        with pytest.raises(UserError, match=f"--real_label has no meaning with --loss {kind}"):
+            tiny_config(tmp_path, loss=kind, real_label=0.9, **penalty)
 
 
 def test_unknown_loss_is_refused():

@@ -1,9 +1,13 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_config
+from conftest import REPO, tiny_config
 
 import model
+from training import inference, updates
 
 v1 = tf.compat.v1
 
@@ -32,11 +36,11 @@ def test_each_train_op_touches_only_its_own_network(tmp_path, dataset):
     overrides = dict(fused_update=False, g_steps=2, **({} if dataset == "mnist" else {"c_dim": 3}))
     with tf.Graph().as_default():
         _, gan = build(tmp_path, dataset=dataset, **overrides)
-        g_vars = model.scope_variables(model.GENERATOR_SCOPE, v1.GraphKeys.GLOBAL_VARIABLES)
-        d_vars = model.scope_variables(model.DISCRIMINATOR_SCOPE, v1.GraphKeys.GLOBAL_VARIABLES)
+        g_vars = updates.scope_variables(model.GENERATOR_SCOPE, v1.GraphKeys.GLOBAL_VARIABLES)
+        d_vars = updates.scope_variables(model.DISCRIMINATOR_SCOPE, v1.GraphKeys.GLOBAL_VARIABLES)
         trainable = set(v1.trainable_variables())
-        assert trainable == set(model.scope_variables(model.GENERATOR_SCOPE)) | set(
-            model.scope_variables(model.DISCRIMINATOR_SCOPE))
+        assert trainable == set(updates.scope_variables(model.GENERATOR_SCOPE)) | set(
+            updates.scope_variables(model.DISCRIMINATOR_SCOPE))
         with v1.Session() as session:
             session.run(gan.initializer)
             g_before, d_before = values(session, g_vars), values(session, d_vars)
@@ -49,8 +53,8 @@ def test_each_train_op_touches_only_its_own_network(tmp_path, dataset):
     assert changed(d_after_d, d_after_g) == set(), "a G step changed D variables"
     d_moved, g_moved = changed(d_before, d_after_d), changed(g_after_d, g_after_g)
     # every trainable variable of the stepped net moved, and so did its BN moving statistics
-    assert {v.name for v in model.scope_variables(model.DISCRIMINATOR_SCOPE)} <= d_moved
-    assert {v.name for v in model.scope_variables(model.GENERATOR_SCOPE)} <= g_moved
+    assert {v.name for v in updates.scope_variables(model.DISCRIMINATOR_SCOPE)} <= d_moved
+    assert {v.name for v in updates.scope_variables(model.GENERATOR_SCOPE)} <= g_moved
     assert any("moving_variance" in name for name in g_moved)
     # D always normalises with batch statistics: it keeps no moving averages to update, save or check.
     assert not any("moving" in v.name for v in d_vars)
@@ -71,18 +75,18 @@ def test_generator_and_discriminator_shapes(tmp_path, dataset, size, channels):
         assert gan.fake_images.shape.as_list()[1:] == [size, size, channels]
         with v1.Session() as session:
             session.run(gan.initializer)
-            z = model.fixed_z(7, config, seed=0)
+            z = inference.fixed_z(7, config, seed=0)
             images = session.run(gan.sampler.images_uint8,
-                                 gan.sampler.feed(z, model.sample_labels(7, config)))
+                                 gan.sampler.feed(z, inference.sample_labels(7, config)))
     assert images.shape == (7, size, size, channels) and images.dtype == np.uint8
 
 
 def test_fixed_z_is_reproducible_and_in_range(tmp_path):
     config = tiny_config(tmp_path, z_dist="uniform")
-    a, b = model.fixed_z(5, config, 3), model.fixed_z(5, config, 3)
+    a, b = inference.fixed_z(5, config, 3), inference.fixed_z(5, config, 3)
     assert np.array_equal(a, b) and a.shape == (5, config.z_dim)
     assert a.min() >= -1 and a.max() <= 1
-    assert not np.array_equal(a, model.fixed_z(5, config, 4))
+    assert not np.array_equal(a, inference.fixed_z(5, config, 4))
 
 
 @pytest.mark.parametrize("dataset", ["mnist", "celebA"])
@@ -104,3 +108,12 @@ def test_discriminator_steps_lower_its_loss(tmp_path, dataset):
     assert min(d_drops) > 0.02, d_drops
     if dataset == "mnist":
         assert np.mean(g_drops) > 0.02, g_drops
+
+
+def test_sampling_and_checkpoints_do_not_import_the_training_graph():
+    # model.py builds on them (its sampler is an InferenceGenerator), so they must not build on it: the tools that
+    # only sample or restore load neither the training graph nor its helpers they do not use.
+    code = ("import sys; import training.checkpoints, training.inference; "
+            "print(sorted(m for m in ('model', 'training.train', 'training.diversity') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]", loaded.stdout + loaded.stderr

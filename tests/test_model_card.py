@@ -22,7 +22,7 @@ from evaluation import formulas
 from evaluation import quality as evaluation
 from tools import export, litert_export, model_card
 from training import train
-from training.checkpoints import restored_generator
+from training.inference import restored_generator
 
 
 def yaml_scalar(text):

@@ -10,10 +10,9 @@ import tensorflow as tf
 from conftest import tiny_config
 
 import utils
-from model import fixed_z
 from tools import visualize
 from training import train
-from training.checkpoints import restored_generator
+from training.inference import fixed_z, restored_generator
 
 v1 = tf.compat.v1
 

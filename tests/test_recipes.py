@@ -9,10 +9,11 @@ import tensorflow as tf
 from conftest import tiny_config
 
 import model
+from networks import GENERATOR_AVERAGE_SCOPE
 from networks import dcgan as networks_dcgan
 from networks.dcgan import discriminator, generator
 from runtime.errors import UserError
-from training import train
+from training import train, updates
 
 v1 = tf.compat.v1
 
@@ -54,8 +55,8 @@ def test_large_finite_gradients_are_applied_and_non_finite_ones_skipped():
         loss = tf.reduce_sum(weights) * scale
         optimizer = v1.train.GradientDescentOptimizer(1e-19)
         replicas = model.Replicas()
-        update = model.replica_gradients(optimizer, loss, [weights], replicas)
-        applied = model.apply_if_finite(optimizer, replicas, update, [], "guarded")
+        update = updates.replica_gradients(optimizer, loss, [weights], replicas)
+        applied = updates.apply_if_finite(optimizer, replicas, update, [], "guarded")
         with v1.Session() as session:
             session.run(v1.global_variables_initializer())
             assert not np.isfinite(session.run(tf.linalg.global_norm([tf.fill([4], 1e19)])))  # the old check's flaw
@@ -72,7 +73,7 @@ def test_a_skipped_update_leaves_batchnorm_averages_alone(tmp_path):
         images = tf.constant(np.random.RandomState(0).uniform(-1, 1, (4, 16, 16, 1)), tf.float32) * scale
         gan = model.DCGAN(config, images, tf.constant([1, 2, 3, 4], tf.int64))
         averages = [v for v in v1.global_variables()  # the BatchNorm averages, not their --g_ema copies
-                    if "moving" in v.name and not v.op.name.startswith(model.GENERATOR_AVERAGE_SCOPE + "/")]
+                    if "moving" in v.name and not v.op.name.startswith(GENERATOR_AVERAGE_SCOPE + "/")]
         assert averages and all(v.op.name.startswith("generator/") for v in averages)
         with v1.Session() as session:
             session.run(gan.initializer)
@@ -90,9 +91,9 @@ def test_fused_step_updates_both_networks_in_one_run_drawing_noise_once(tmp_path
         config = tiny_config(tmp_path, fused_update=True)
         images = tf.constant(np.random.RandomState(0).uniform(-1, 1, (4, 16, 16, 1)), tf.float32)
         gan = model.DCGAN(config, images, tf.constant([1, 2, 3, 4], tf.int64))
-        g_vars = model.scope_variables(model.GENERATOR_SCOPE)
-        d_vars = model.scope_variables(model.DISCRIMINATOR_SCOPE)
-        g_moving = [v for v in model.scope_variables(model.GENERATOR_SCOPE, v1.GraphKeys.GLOBAL_VARIABLES)
+        g_vars = updates.scope_variables(model.GENERATOR_SCOPE)
+        d_vars = updates.scope_variables(model.DISCRIMINATOR_SCOPE)
+        g_moving = [v for v in updates.scope_variables(model.GENERATOR_SCOPE, v1.GraphKeys.GLOBAL_VARIABLES)
                     if "moving_variance" in v.name]
         with v1.Session() as session:
             session.run(gan.initializer)
@@ -245,7 +246,7 @@ def test_image_pool_shows_every_stored_fake_with_the_label_it_was_drawn_for(tmp_
 def test_historical_averages_are_the_running_means_of_the_weights(tmp_path):
     with tf.Graph().as_default():
         gan = _tiny_gan(tmp_path, historical_averaging=0.1)
-        weight = [v for v in model.scope_variables(model.DISCRIMINATOR_SCOPE) if v.op.name.endswith("d_h3_lin/w")][0]
+        weight = [v for v in updates.scope_variables(model.DISCRIMINATOR_SCOPE) if v.op.name.endswith("d_h3_lin/w")][0]
         average = [v for v in v1.global_variables() if v.op.name == weight.op.name + "/historical_average"][0]
         with v1.Session() as session:
             session.run(gan.initializer)
@@ -266,8 +267,9 @@ def _variable(name):
 def test_historical_averages_weigh_every_update_equally_when_a_network_updates_twice_a_step(tmp_path, schedule):
     with tf.Graph().as_default():
         gan = _tiny_gan(tmp_path, historical_averaging=0.1, **schedule)
-        d_weight = [v for v in model.scope_variables(model.DISCRIMINATOR_SCOPE) if v.op.name.endswith("d_h3_lin/w")][0]
-        g_weight = [v for v in model.scope_variables(model.GENERATOR_SCOPE) if v.op.name.endswith("g_h3/w")][0]
+        d_weight = [v for v in updates.scope_variables(model.DISCRIMINATOR_SCOPE)
+                    if v.op.name.endswith("d_h3_lin/w")][0]
+        g_weight = [v for v in updates.scope_variables(model.GENERATOR_SCOPE) if v.op.name.endswith("g_h3/w")][0]
         moving_means = [v for v in v1.global_variables() if v.op.name.startswith("generator/")
                         and v.op.name.endswith("moving_mean")]
         averages = [_variable(w.op.name + "/historical_average") for w in (d_weight, g_weight)]
@@ -334,7 +336,7 @@ def test_feature_matching_is_zero_for_a_generator_that_outputs_the_real_batch(tm
 def test_acgan_discriminator_predicts_the_class_instead_of_reading_it(tmp_path):
     with tf.Graph().as_default():
         gan = _tiny_gan(tmp_path, conditioning="acgan")
-        names = {v.op.name for v in model.scope_variables(model.DISCRIMINATOR_SCOPE)}
+        names = {v.op.name for v in updates.scope_variables(model.DISCRIMINATOR_SCOPE)}
         assert "discriminator/d_class_lin/w" in names
         first_conv = [v for v in v1.global_variables() if v.op.name == "discriminator/d_h0_conv/w"][0]
         assert first_conv.shape[2] == 1  # the image's channel only: no label maps concatenated
@@ -355,7 +357,7 @@ def test_resuming_with_another_recipe_is_refused_unless_allowed(tmp_path):
 
 
 def test_the_generator_is_restored_with_the_z_distribution_it_was_trained_with(tmp_path):
-    from training.checkpoints import restored_generator
+    from training.inference import restored_generator
 
     train.train(tiny_config(tmp_path, z_dist="gaussian"))
     with restored_generator(tiny_config(tmp_path)) as restored:  # the flags say uniform: the run's record wins

@@ -12,8 +12,8 @@ import model
 import ops
 from runtime.errors import UserError
 from runtime.tf_runtime import session_config
+from training import random_streams, train, updates
 from training import replicas as replicas_lib
-from training import train
 
 v1 = tf.compat.v1
 TWO_CPUS = "/cpu:0,/cpu:1"
@@ -45,7 +45,7 @@ def shard_batches(steps, config):
 
 
 def z_from_shards(self, batch, config):
-    """model.RandomStreams.z for the equivalence test: one shard's z, repeated to the batch, so the
+    """random_streams.RandomStreams.z for the equivalence test: one shard's z, repeated to the batch, so the
     global fake batch is also 2 identical shards (a replica's batch is one of them)."""
     shard = self.uniform([SHARD, config.z_dim], -1.0, 1.0)
     return tf.tile(shard, [batch // SHARD, 1])
@@ -106,7 +106,7 @@ def without_bessel_correction(value, count, updates, momentum):
                                       {"fused_update": False, "g_steps": 2}],  # carpedm20's D, G, G
                          ids=["fused", "separate"])
 def test_two_replicas_at_global_batch_b_equal_one_device_at_b(tmp_path, monkeypatch, schedule):
-    monkeypatch.setattr(model.RandomStreams, "z", z_from_shards)
+    monkeypatch.setattr(random_streams.RandomStreams, "z", z_from_shards)
     # Adam turns the float rounding of a zero gradient (a bias feeding BatchNorm has one) into an
     # update of up to learning_rate x |g| / epsilon, 2e-5 in one step at the default 2e-4: the rate
     # is lowered so that this noise, which any change of summation order makes, stays under 1e-5.
@@ -155,9 +155,9 @@ def test_batchnorm_statistics_are_per_replica_and_its_averages_the_mean_of_the_r
         iterator = replicas.iterator(batch)
 
         def normalize(x):
-            with model.collected_updates() as updates:
+            with updates.collected_updates() as registered:
                 y = ops.batch_norm(x, is_training=True, name="bn")
-            with tf.control_dependencies(ops.moving_average_assignments(updates)):
+            with tf.control_dependencies(ops.moving_average_assignments(registered)):
                 return tf.identity(y)
 
         with replicas.scope():

@@ -16,11 +16,10 @@ import tensorflow as tf
 from conftest import REPO, StderrLines, tiny_config
 
 import utils
-from model import InferenceGenerator, fixed_z
 from runtime.errors import UserError
 from tools import export, serve, visualize
 from training import train
-from training.checkpoints import restored_generator
+from training.inference import InferenceGenerator, fixed_z, restored_generator
 
 v1 = tf.compat.v1
 

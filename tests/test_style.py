@@ -16,8 +16,9 @@ import model
 from networks import style
 from runtime.errors import UserError
 from tools import export, serve, visualize
-from training import train
-from training.checkpoints import checkpoint_paths, restored_generator
+from training import inference, random_streams, train
+from training.checkpoints import checkpoint_paths
+from training.inference import restored_generator
 
 v1 = tf.compat.v1
 STYLE = dict(arch="style", w_dim=8, mapping_layers=2)
@@ -81,7 +82,7 @@ def test_training_styles_fed_to_each_layer_follow_the_drawn_crossover(tmp_path, 
     layers = style.num_layers(config)
     assert layers == 6  # 4x4, 8x8, 16x16: two each
     with tf.Graph().as_default(), v1.Session() as session:
-        random = model.RandomStreams(config.seed)
+        random = random_streams.RandomStreams(config.seed)
         z = random.z(4, config)
         styles = style.training_styles(z, None, config, random, update_average=True)
         session.run(v1.global_variables_initializer())
@@ -104,7 +105,8 @@ def test_zero_noise_strength_makes_the_training_generator_deterministic_in_z(tmp
     z = np.random.RandomState(0).uniform(-1, 1, (4, config.z_dim)).astype(np.float32)
     with tf.Graph().as_default(), v1.Session() as session:
         z_input = v1.placeholder(tf.float32, [None, config.z_dim])
-        images = style.generator(z_input, None, config, is_training=True, random=model.RandomStreams(config.seed))
+        images = style.generator(z_input, None, config, is_training=True,
+                                 random=random_streams.RandomStreams(config.seed))
         session.run(v1.global_variables_initializer())
         assert len(noise_strengths()) == style.num_layers(config)
         set_noise_strengths(session, 0.5)
@@ -117,9 +119,9 @@ def test_zero_noise_strength_makes_the_training_generator_deterministic_in_z(tmp
 
 def test_psi_zero_gives_every_z_the_same_image(tmp_path):
     config = style_config(tmp_path, dataset="celebA", c_dim=3, y_dim=0)
-    z = model.fixed_z(4, config, seed=3)
+    z = inference.fixed_z(4, config, seed=3)
     with tf.Graph().as_default(), v1.Session() as session:
-        generator = model.InferenceGenerator(config)
+        generator = inference.InferenceGenerator(config)
         session.run(v1.global_variables_initializer())
         set_noise_strengths(session, 0.0)  # each z has noise of its own; without it only w tells them apart
         style.average_w(config).load(np.linspace(-1, 1, config.w_dim, dtype=np.float32), session)
@@ -168,7 +170,7 @@ def test_style_sizes_other_than_powers_of_two_from_16_are_one_line_errors(tmp_pa
 def test_truncation_psi_with_a_dcgan_generator_is_refused(tmp_path):
     config = tiny_config(tmp_path, truncation_psi=0.7)
     with tf.Graph().as_default(), pytest.raises(UserError, match="--truncation_psi 0.7 needs .*--arch style"):
-        model.InferenceGenerator(config)
+        inference.InferenceGenerator(config)
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +223,7 @@ def test_style_visualizations_are_refused_for_a_dcgan_checkpoint_only_when_named
 
 
 def test_saved_model_takes_psi_as_an_optional_input_and_the_frozen_graph_too(trained_style, tmp_path):
-    z, labels = model.fixed_z(3, trained_style, seed=5), model.sample_labels(3, trained_style)
+    z, labels = inference.fixed_z(3, trained_style, seed=5), inference.sample_labels(3, trained_style)
     with restored_generator(trained_style) as restored:
         generator = restored.generator
         expected = {psi: restored.session.run(generator.images_uint8, {**generator.feed(z, labels),
@@ -272,7 +274,7 @@ def test_a_checkpoint_recorded_before_arch_existed_reads_as_dcgan(tmp_path):
 def style_sampler(tmp_path, session):
     """An inference style generator with random weights, noise strength 0.5 and a non-zero average w."""
     config = style_config(tmp_path, dataset="celebA", c_dim=3, y_dim=0)
-    generator = model.InferenceGenerator(config)
+    generator = inference.InferenceGenerator(config)
     session.run(v1.global_variables_initializer())
     set_noise_strengths(session, 0.5)
     style.average_w(config).load(np.linspace(-1, 1, config.w_dim, dtype=np.float32), session)
@@ -284,13 +286,13 @@ def test_the_same_z_renders_the_same_at_any_batch_position_in_any_batch_size(tmp
     FID's chunks of 500 all render one z alike, and chunks never reuse each other's noise (issue 24, bug 7)."""
     with tf.Graph().as_default(), v1.Session() as session:
         config, generator = style_sampler(tmp_path, session)
-        z = model.fixed_z(6, config, seed=3)
+        z = inference.fixed_z(6, config, seed=3)
         whole = generator.generate(session, z)
         assert len({image.tobytes() for image in whole}) == 6
         assert np.array_equal(generator.generate(session, z[::-1])[::-1], whole)  # other positions
         assert np.array_equal(generator.generate(session, z, chunk=4), whole)  # chunks: 4, then 2
         assert all(np.array_equal(generator.generate(session, z[i:i + 1])[0], whole[i]) for i in range(6))
-        mixed = np.concatenate([model.fixed_z(3, config, seed=4), z[2:3]])  # z[2] among strangers, in slot 3
+        mixed = np.concatenate([inference.fixed_z(3, config, seed=4), z[2:3]])  # z[2] among strangers, in slot 3
         assert np.array_equal(generator.generate(session, mixed)[3], whole[2])
 
 
@@ -298,7 +300,7 @@ def test_different_z_in_the_same_slot_get_different_noise(tmp_path):
     """At psi 0 every z has the average w, so only the noise can tell two samples apart."""
     with tf.Graph().as_default(), v1.Session() as session:
         config, generator = style_sampler(tmp_path, session)
-        z = model.fixed_z(4, config, seed=3)
+        z = inference.fixed_z(4, config, seed=3)
         alone = [session.run(generator.images_uint8, {generator.z: z[i:i + 1], generator.truncation_psi: 0.0})[0]
                  for i in range(len(z))]
         set_noise_strengths(session, 0.0)
@@ -331,7 +333,7 @@ def test_the_explorer_takes_psi_for_a_style_checkpoint_and_its_saved_model(train
     import io
     import json
 
-    z, labels = model.fixed_z(1, trained_style, seed=5), model.sample_labels(1, trained_style)
+    z, labels = inference.fixed_z(1, trained_style, seed=5), inference.sample_labels(1, trained_style)
     z_text = ",".join(repr(float(v)) for v in z[0])
     export.export_saved_model(trained_style, str(tmp_path / "saved"))
 

@@ -9,11 +9,10 @@ from conftest import tiny_config
 from PIL import Image, ImageSequence
 
 import utils
-from model import InferenceGenerator, fixed_z, sample_labels
 from runtime.errors import UserError
 from tools import export, visualize
 from training import train
-from training.checkpoints import restored_generator
+from training.inference import InferenceGenerator, fixed_z, restored_generator, sample_labels
 
 v1 = tf.compat.v1
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-from model import mean_pairwise_distance, near_duplicate_fraction, pairwise_distances
 from runtime.errors import CollapseDetected
 from runtime.tf_runtime import tf
 from training import train
+from training.diversity import mean_pairwise_distance, near_duplicate_fraction, pairwise_distances
 from training.watchdog import MAX_NEAR_DUPLICATES, MIN_DIVERSITY, NEAR_DUPLICATE_QUANTILE, CollapseWatchdog
 
 HEALTHY = {"d_loss": 1.1, "d_real": 0.7, "d_fake": 0.3, "diversity": 0.9, "near_duplicates": 0.02,

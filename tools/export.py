@@ -14,11 +14,10 @@ import os
 import shutil
 import tempfile
 
-from model import to_uint8
 from runtime.errors import UserError
 from runtime.tf_runtime import tf
 from tools import model_card
-from training.checkpoints import restored_generator
+from training.inference import restored_generator, to_uint8
 from utils import write_atomically
 
 v1 = tf.compat.v1

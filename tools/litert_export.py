@@ -27,7 +27,7 @@ from tensorflow.python.util import deprecation
 from runtime.errors import UserError
 from runtime.tf_runtime import tf
 from tools.export import OUTPUT_NODE, describe
-from training.checkpoints import restored_generator
+from training.inference import restored_generator
 from utils import write_atomically
 
 v1 = tf.compat.v1

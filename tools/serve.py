@@ -34,11 +34,10 @@ import urllib.parse
 import numpy as np
 
 import utils
-from model import fixed_z
 from runtime.errors import UserError
 from runtime.tf_runtime import tf
 from tools import visualize
-from training.checkpoints import restored_generator
+from training.inference import fixed_z, restored_generator
 
 v1 = tf.compat.v1
 log = logging.getLogger("dcgan")
@@ -351,7 +350,7 @@ def serving_in_background(explorer, host="127.0.0.1", port=0):
 
 
 def checkpoint_explorer(restored):
-    """An Explorer on a checkpoints.RestoredGenerator."""
+    """An Explorer on an inference.RestoredGenerator."""
     generator = restored.generator
     return Explorer(restored.session, generator.z, generator.labels, generator.images_uint8, restored.config,
                     restored.path, generator.truncation_psi)

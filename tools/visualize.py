@@ -31,14 +31,13 @@ import re
 import numpy as np
 from tensorflow.core.protobuf import rewriter_config_pb2
 
-import model
 import utils
 from config import STYLE_VISUALIZE_OPTIONS, Config
-from model import fixed_z, to_uint8
-from networks import DISCRIMINATOR_SCOPE, style
+from networks import DISCRIMINATOR_SCOPE, discriminator, style
 from runtime.errors import UserError
 from runtime.tf_runtime import tf
-from training.checkpoints import restored_generator
+from training.inference import fixed_z, restored_generator, to_uint8
+from training.updates import scope_variables
 
 log = logging.getLogger("dcgan")
 
@@ -268,12 +267,12 @@ def d_filter_maps(config, checkpoint, images_uint8, labels):
         shown_labels = config.conditional and config.conditioning == "concat"
         onehot = tf.one_hot(labels, config.y_dim) if shown_labels else None
         with graph.gradient_override_map({"LeakyRelu": "GuidedLeakyRelu"}):
-            model.discriminator(images, onehot, config)
+            discriminator(images, onehot, config)
         responses = _last_conv_output(graph)
         shown = min(D_FILTERS_SHOWN, responses.shape[-1])
         peaks = tf.reduce_max(responses[..., :shown], axis=[1, 2])  # [images, filters]
         maps = [tf.gradients(peaks[:, f], images)[0] for f in range(shown)]
-        v1.train.Saver(model.scope_variables(DISCRIMINATOR_SCOPE, v1.GraphKeys.GLOBAL_VARIABLES)).restore(
+        v1.train.Saver(scope_variables(DISCRIMINATOR_SCOPE, v1.GraphKeys.GLOBAL_VARIABLES)).restore(
             session, checkpoint)
         peak_values, gradient_maps = session.run([peaks, maps], {images: images_uint8 / 127.5 - 1.0})
     top = np.argsort(-peak_values, axis=0)[:D_FILTER_TOP_IMAGES]  # [top, filters]

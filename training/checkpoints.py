@@ -33,7 +33,6 @@ import socket
 
 import config as config_lib
 from config import with_defaults
-from model import InferenceGenerator, scope_variables
 from runtime.errors import UserError
 from runtime.tf_runtime import tf
 from utils import file_digest, write_atomically
@@ -423,42 +422,3 @@ class Checkpoints:
             if path != prefix and path not in kept:
                 delete_checkpoint(path)
         return prefix
-
-
-@dataclasses.dataclass
-class RestoredGenerator:
-    session: object
-    generator: InferenceGenerator
-    config: object  # the run's Config with the architecture read from the checkpoint folder
-    path: str  # the checkpoint restored
-
-
-@contextlib.contextmanager
-def restored_generator(config, checkpoint=None, average=True):
-    """Yields a RestoredGenerator: G restored from the newest checkpoint of
-    `config`'s run (of its best/ folder with --best, or the given `checkpoint`
-    prefix of that run), in a fresh graph.
-
-    The architecture comes from the checkpoint folder, so visualizing needs no
-    data and only the flags that name the run (dataset, batch and output size).
-    A run trained with --g_ema holds both G and its moving average; the average
-    is what a user samples, and `average=False` gives G's own weights instead,
-    so a benchmark can measure what the average adds to the same run.
-    """
-    directory = os.path.join(config.checkpoint_path, "best") if config.best else config.checkpoint_path
-    architecture = read_architecture(directory)
-    if architecture is None or not checkpoint_paths(directory):
-        raise UserError(f"no checkpoint in {directory}; train first with the same flags and --train")
-    config = dataclasses.replace(config, **architecture)
-    try:
-        config_lib.resolve(config)
-    except UserError as e:
-        raise UserError(f"{os.path.join(directory, ARCHITECTURE_FILE)}: damaged ({e})") from None
-    built = config if average else dataclasses.replace(config, g_ema=0.0)
-    with tf.Graph().as_default():
-        generator = InferenceGenerator(built)
-        saver = v1.train.Saver(scope_variables(generator.scope, v1.GraphKeys.GLOBAL_VARIABLES))
-        with v1.Session() as session:
-            path = Checkpoints(directory, saver, config.architecture()).restore(session, checkpoint)
-            log.info("restored generator from %s", path)
-            yield RestoredGenerator(session, generator, built, path)

@@ -27,7 +27,7 @@ not black.  Saturation and contrast commute with any affine change of range.
 
 The transforms below are pure functions of the images and the drawn parameters (so the tests can
 compute their effect by hand); `augment` draws the parameters from the run's stateless random
-streams (model.RandomStreams), so a resumed run draws what the uninterrupted one would have.
+streams (random_streams.RandomStreams), so a resumed run draws what the uninterrupted one would have.
 Images are NHWC with static height and width: the model hands D NHWC whatever --data_format is.
 """
 
@@ -131,7 +131,7 @@ RANDOM_TRANSFORMS = {"color": _random_color, "translation": _random_translation,
 def augment(images, policy, random):
     """`images` (NHWC, in [-1, 1]) with the transforms `policy` names ("color,translation,cutout",
     "" = none: the images themselves, nothing drawn) applied in that order, each image its own draw
-    from `random` (model.RandomStreams: `uniform` and `integers`, each call a stream of its own)."""
+    from `random` (random_streams.RandomStreams: `uniform` and `integers`, each call a stream of its own)."""
     for name in policy.split(",") if policy else ():
         images = RANDOM_TRANSFORMS[name](images, random)
     return images

@@ -1,12 +1,16 @@
-"""GAN losses as small pure functions of logits (TF-GAN style).
+"""GAN losses as small pure functions of logits (TF-GAN style), and the table that names them.
 
 Each takes tensors and returns tensors, owns no variables and reads no config,
 so it can be tested on constants and swapped without touching the model.
-`discriminator_loss(kind, ...)` and `generator_loss(kind, ...)` pick one of
-LOSSES by name; the penalties are added on top of any of them.
+`LOSSES` maps each --loss name to its D loss, its G loss and what the rest of
+the project must know of it, so adding a loss touches this file (and its
+tests) only; `discriminator_loss(kind, ...)` and `generator_loss(kind, ...)`
+look it up, and the penalties are added on top of any of them.
 """
 
-from config import LOSSES
+from collections.abc import Callable
+from typing import NamedTuple
+
 from runtime.tf_runtime import tf
 
 
@@ -42,37 +46,66 @@ def wasserstein_discriminator(real_logits, fake_logits):
     return -tf.reduce_mean(real_logits), tf.reduce_mean(fake_logits)
 
 
+def non_saturating_generator(fake_logits):
+    """-log D(G(z)) (Goodfellow et al. 2014, section 3): strong gradients early, when D easily rejects G's
+    samples."""
+    return _sigmoid_cross_entropy(fake_logits, 1.0)
+
+
+def minimax_generator(fake_logits):
+    """log(1 - D(G(z))), the original game's G loss, which saturates when D rejects G's samples."""
+    return -_sigmoid_cross_entropy(fake_logits, 0.0)
+
+
+def least_squares_generator(fake_logits):
+    """LSGAN's G loss (Mao et al. 2017): ½(D(G(z)) - 1)²."""
+    return 0.5 * tf.reduce_mean(tf.square(fake_logits - 1.0))
+
+
+def critic_generator(fake_logits):
+    """-E[D(G(z))]: G's loss against a critic (hinge, Lim & Ye 2017; Wasserstein, Arjovsky et al. 2017)."""
+    return -tf.reduce_mean(fake_logits)
+
+
+class Loss(NamedTuple):
+    """One --loss: its two networks' losses and what other parts of the project read of it."""
+
+    discriminator: Callable  # (real_logits, fake_logits[, real_targets, fake_targets]) -> (on_real, on_fake)
+    generator: Callable  # fake_logits -> G's loss
+    # D's targets are 1 and 0, so --real_label smoothing and --label_flip apply (the discriminator takes them).
+    has_targets: bool
+    # D's losses are sigmoid cross-entropies: at chance each is ln 2 (the watchdog's d_not_learning test).
+    cross_entropy: bool
+
+
+LOSSES = {
+    "non_saturating": Loss(cross_entropy_discriminator, non_saturating_generator, has_targets=True,
+                           cross_entropy=True),
+    "minimax": Loss(cross_entropy_discriminator, minimax_generator, has_targets=True, cross_entropy=True),
+    "least_squares": Loss(least_squares_discriminator, least_squares_generator, has_targets=True,
+                          cross_entropy=False),
+    "hinge": Loss(hinge_discriminator, critic_generator, has_targets=False, cross_entropy=False),
+    "wasserstein": Loss(wasserstein_discriminator, critic_generator, has_targets=False, cross_entropy=False),
+}
+
+
+def _named(kind):
+    if kind not in LOSSES:
+        raise ValueError(f"unknown loss {kind!r}; choose from {tuple(LOSSES)}")
+    return LOSSES[kind]
+
+
 def discriminator_loss(kind, real_logits, fake_logits, real_targets=1.0, fake_targets=0.0):
     """Returns (total, on_real, on_fake) for the loss named `kind`."""
-    if kind in ("non_saturating", "minimax"):
-        real, fake = cross_entropy_discriminator(real_logits, fake_logits, real_targets, fake_targets)
-    elif kind == "least_squares":
-        real, fake = least_squares_discriminator(real_logits, fake_logits, real_targets, fake_targets)
-    elif kind == "hinge":
-        real, fake = hinge_discriminator(real_logits, fake_logits)
-    elif kind == "wasserstein":
-        real, fake = wasserstein_discriminator(real_logits, fake_logits)
-    else:
-        raise ValueError(f"unknown loss {kind!r}; choose from {LOSSES}")
+    loss = _named(kind)
+    targets = (real_targets, fake_targets) if loss.has_targets else ()
+    real, fake = loss.discriminator(real_logits, fake_logits, *targets)
     return real + fake, real, fake
 
 
 def generator_loss(kind, fake_logits):
-    """G's loss for the loss named `kind`.
-
-    non_saturating: -log D(G(z)), strong gradients early when D easily rejects
-    G's samples; minimax: log(1 - D(G(z))), the original game, which saturates
-    then; least_squares: ½(D(G(z)) - 1)²; hinge and wasserstein: -D(G(z)).
-    """
-    if kind == "non_saturating":
-        return _sigmoid_cross_entropy(fake_logits, 1.0)
-    if kind == "minimax":
-        return -_sigmoid_cross_entropy(fake_logits, 0.0)
-    if kind == "least_squares":
-        return 0.5 * tf.reduce_mean(tf.square(fake_logits - 1.0))
-    if kind in ("hinge", "wasserstein"):
-        return -tf.reduce_mean(fake_logits)
-    raise ValueError(f"unknown loss {kind!r}; choose from {LOSSES}")
+    """G's loss for the loss named `kind`."""
+    return _named(kind).generator(fake_logits)
 
 
 def _per_example_squared_norm(gradient):

@@ -26,7 +26,7 @@ import utils
 from config import LOSSES_WITH_TARGETS, NAN_SKIP_LIMIT, ROLLBACK_LIMIT, ROLLBACK_RATE_FACTOR
 from datasets import pipeline as data
 from evaluation import quality as evaluation
-from model import DCGAN, fixed_z, sample_labels
+from model import DCGAN
 from networks import RANDOM_STREAMS
 from runtime.errors import CollapseDetected, TrainingDiverged, UserError
 from runtime.tf_runtime import cpu_has_bfloat16, session_config, tf
@@ -40,6 +40,8 @@ from training.checkpoints import (
     read_rollback,
     write_rollback,
 )
+from training.inference import fixed_z, sample_labels
+from training.losses import LOSSES
 from training.watchdog import CollapseWatchdog
 
 v1 = tf.compat.v1
@@ -123,7 +125,7 @@ def _summary_thread_quiet():
         tf_logger.removeFilter(keep)
 
 
-# Graph collections that hold Python objects (model.RandomStreams, moving-average triples): a MetaGraphDef
+# Graph collections that hold Python objects (random_streams.RandomStreams, moving-average triples): a MetaGraphDef
 # cannot store them, and exporting them logs "Issue encountered when serializing ..." for each.
 PYTHON_OBJECT_COLLECTIONS = (RANDOM_STREAMS, ops.MOVING_AVERAGE_UPDATES)
 
@@ -296,7 +298,7 @@ class _Loop:
         self.steps_per_epoch, self.total_steps = schedule.steps_per_epoch, schedule.total_steps
         self.total_epochs = schedule.total_epochs
         self.watchdog = CollapseWatchdog(probability_loss=config.loss in LOSSES_WITH_TARGETS,
-                                         cross_entropy_loss=config.loss in ("non_saturating", "minimax"),
+                                         cross_entropy_loss=LOSSES[config.loss].cross_entropy,
                                          ) if config.watchdog else None
         self.sample_z = fixed_z(config.n_samples, config, config.seed)
         self.sample_labels = sample_labels(config.n_samples, config)

@@ -26,10 +26,10 @@ def diversity_scores(samples, real):
     """{"diversity_ratio", "near_duplicates", "near_duplicate_quantile"} of uint8 samples against uint8 real
     images of the same size: the samples' mean pairwise (pixel-space L2) distance over the real images', and the
     fraction of sample pairs closer than the real pairs' watchdog.NEAR_DUPLICATE_QUANTILE distance (recorded with
-    it).  The collapse watchdog's own in-graph measures and quantile (model.py, training/watchdog.py), so a table and a
-    training log mean the same thing by them."""
-    from model import mean_pairwise_distance, near_duplicate_fraction
+    it).  The collapse watchdog's own in-graph measures and quantile (training/diversity.py, training/watchdog.py),
+    so a table and a training log mean the same thing by them."""
     from runtime.tf_runtime import tf
+    from training.diversity import mean_pairwise_distance, near_duplicate_fraction
 
     with tf.Graph().as_default(), tf.compat.v1.Session() as session:
         fake, real = (tf.constant(harness.to_float(images)) for images in (samples, real))
@@ -80,7 +80,8 @@ def meter_for(config, args):
 def score_checkpoints(config, saved, args, average=True):
     """Each saved checkpoint's scores, with its step, images seen and wall time (`average=False`: of G's own
     weights in a run trained with --g_ema, instead of their moving average)."""
-    from training.checkpoints import checkpoint_step, restored_generator
+    from training.checkpoints import checkpoint_step
+    from training.inference import restored_generator
 
     scored = []
     for path, seconds in saved:
@@ -134,7 +135,8 @@ def score_diversity(config, saved, args, average=True):
     and with --face_metrics its face scores (FACE_SAMPLES samples, the first DIVERSITY_SAMPLES of them the
     same ones), with its step and wall time (`average` as in score_checkpoints)."""
     from evaluation import quality as evaluation
-    from training.checkpoints import checkpoint_step, restored_generator
+    from training.checkpoints import checkpoint_step
+    from training.inference import restored_generator
 
     real = real_images_for_diversity(config, DIVERSITY_SAMPLES)
     count = max(DIVERSITY_SAMPLES, FACE_SAMPLES) if config.face_metrics else DIVERSITY_SAMPLES

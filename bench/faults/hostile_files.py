@@ -17,7 +17,7 @@ from bench.faults.fuzz import mutated
 from bench.faults.runs import tiny_config
 from evaluation import extractors
 from runtime.errors import UserError
-from training import checkpoints, train
+from training import checkpoints, inference, train
 
 _ANY_JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-(1 << 70), 1 << 70) | st.floats() | st.text(max_size=8),
@@ -57,7 +57,7 @@ def check_architecture(work_dir, raw):
     genuine = architecture.read_bytes()
     architecture.write_bytes(raw)
     try:
-        with checkpoints.restored_generator(config) as restored:
+        with inference.restored_generator(config) as restored:
             assert restored.config.architecture() == config.architecture(), restored.config.architecture()
     except UserError as e:
         assert "\n" not in str(e), str(e)
