@@ -36,7 +36,7 @@ from training.replicas import Replicas
 v1 = tf.compat.v1
 log = logging.getLogger("dcgan")
 
-REPO_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EMBEDDED_DATA_DIR = os.path.join(REPO_DIR, "embedded_data")
 
 # IDX element type codes (http://yann.lecun.com/exdb/mnist/, "THE IDX FILE FORMAT").
