@@ -1,37 +1,32 @@
-"""The training loop: session, resume, progress, samples, checkpoints, summaries.
+"""The training loop: session, resume, progress, samples, checkpoints.
 
 Kept apart from `model.py` (which only builds the graph) in the manner of
 NVlabs/stylegan's training loop.  A run is never lost: it holds its checkpoint
 folder's lock, resumes from the newest complete checkpoint, saves on Ctrl-C /
 SIGTERM, never saves a NaN/Inf weight (--nan_policy stops, or skips updates
 with a non-finite loss or gradient), and ends with one line, its last
-checkpoint intact, when the disk is full or read-only.
+checkpoint intact, when the disk is full or read-only.  What the run records
+besides checkpoints (TensorBoard events, the loss history) is training/summaries.py's.
 """
 
 import contextlib
-import csv
 import dataclasses
-import glob
 import logging
 import math
 import os
 import signal
-import threading
 import time
 
-from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
-
-import ops
 import utils
 from config import LOSSES_WITH_TARGETS, NAN_SKIP_LIMIT, ROLLBACK_LIMIT, ROLLBACK_RATE_FACTOR
 from datasets import pipeline as data
 from evaluation import quality as evaluation
 from model import DCGAN, fixed_z, sample_labels
-from networks import RANDOM_STREAMS
 from runtime.errors import CollapseDetected, TrainingDiverged, UserError
 from runtime.tf_runtime import cpu_has_bfloat16, session_config, tf
 from training import hparams as run_hparams
 from training import replicas as replicas_lib
+from training import summaries
 from training.checkpoints import (
     ROLLBACK_FILE,
     Checkpoints,
@@ -45,21 +40,9 @@ from training.watchdog import CollapseWatchdog
 v1 = tf.compat.v1
 log = logging.getLogger("dcgan")
 
-LOSS_COLUMNS = ("step", "d_loss", "g_loss", "d_real", "d_fake")
-
-
 def format_duration(seconds):
     seconds = int(max(seconds, 0))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-def image_summary(tag, image):
-    """One TensorBoard image from a uint8 HxWxC array: the same grid as the PNG,
-    under a single tag (tf.summary.image would make one tag per sample)."""
-    height, width, channels = image.shape
-    encoded = v1.Summary.Image(height=height, width=width, colorspace=channels,
-                               encoded_image_string=utils.encode_png(image))
-    return v1.Summary(value=[v1.Summary.Value(tag=tag, image=encoded)])
 
 
 class StopRequest:
@@ -89,124 +72,6 @@ class StopRequest:
     def __exit__(self, *exc_info):
         for s, handler in self._previous.items():
             signal.signal(s, handler)
-
-
-@contextlib.contextmanager
-def _as_os_error():
-    """Re-raises the summary writer's failures as the OSError every other write raises."""
-    try:
-        yield
-    except (RuntimeError, tf.errors.OpError) as e:
-        raise OSError(str(e).splitlines()[0]) from None
-
-
-@contextlib.contextmanager
-def _summary_thread_quiet():
-    """Silences TF's own report of a failed event write, a thread traceback and
-    an error log line: SummaryWriter re-raises the failure and the loop reports
-    it in one line."""
-    excepthook, tf_logger = threading.excepthook, tf.get_logger()
-
-    def hook(args):
-        if getattr(args.thread, "name", None) != "EventLoggerThread":
-            excepthook(args)
-
-    def keep(record):
-        return not record.getMessage().startswith("EventFileWriter writer thread error")
-
-    threading.excepthook = hook
-    tf_logger.addFilter(keep)
-    try:
-        yield
-    finally:
-        threading.excepthook = excepthook
-        tf_logger.removeFilter(keep)
-
-
-# Graph collections that hold Python objects (model.RandomStreams, moving-average triples): a MetaGraphDef
-# cannot store them, and exporting them logs "Issue encountered when serializing ..." for each.
-PYTHON_OBJECT_COLLECTIONS = (RANDOM_STREAMS, ops.MOVING_AVERAGE_UPDATES)
-
-
-class SummaryWriter(v1.summary.FileWriter):
-    """TensorBoard's FileWriter, failing like every other output: with OSError.
-
-    TF writes events on a background thread; when a write fails (full disk,
-    read-only folder) the next call re-raises it as a RuntimeError, and a
-    folder that cannot be created raises a tf.errors.OpError.
-
-    Given a `graph`, it writes what FileWriter(logdir, graph) writes (the
-    GraphDef and a MetaGraphDef) minus PYTHON_OBJECT_COLLECTIONS, so a new
-    run prints no TensorFlow warnings.
-    """
-
-    def __init__(self, logdir, graph=None):
-        with _as_os_error():
-            super().__init__(logdir)
-            if graph is not None:
-                self.add_graph(graph)
-                kept = [key for key in graph.get_all_collection_keys() if key not in PYTHON_OBJECT_COLLECTIONS]
-                self.add_meta_graph(v1.train.export_meta_graph(
-                    graph=graph, graph_def=graph.as_graph_def(add_shapes=True), collection_list=kept))
-
-    def add_summary(self, *args):
-        with _as_os_error():
-            super().add_summary(*args)
-
-    def close(self):
-        with _as_os_error():
-            super().close()
-
-
-class LossHistory:
-    """Appends losses to samples/<run>/losses.csv and plots them, with FID when
-    --fid_every measured it (read back from the run's TensorBoard events), as a PNG."""
-
-    def __init__(self, directory, events_dir=None):
-        self.path = os.path.join(directory, "losses.csv")
-        self.plot_path = os.path.join(directory, "loss_curves.png")
-        self.events_dir = events_dir
-
-    def append(self, row):
-        new = not os.path.exists(self.path)
-        try:
-            with open(self.path, "a", newline="") as f:
-                writer = csv.writer(f)
-                if new:
-                    writer.writerow(LOSS_COLUMNS)
-                writer.writerow([row[0]] + [f"{v:.6g}" for v in row[1:]])
-        except OSError as e:  # raised at flush/close it names no file: name it
-            raise OSError(e.errno, e.strerror, self.path) from None
-
-    def fid_history(self):
-        """{tag: (steps, values)} of the FID scalars in the events files (a resumed run's later value wins)."""
-        values = {}
-        if not self.events_dir:
-            return {}
-        for path in sorted(glob.glob(os.path.join(glob.escape(self.events_dir), "events.out.tfevents.*"))):
-            # TensorBoard's own reader: it stops quietly at the record the writer is still writing, and
-            # (unlike tf.compat.v1.train.summary_iterator) prints no deprecation warning into the run's log.
-            for event in LegacyEventFileLoader(path).Load():
-                for value in event.summary.value:
-                    if value.tag.startswith("quality/fid"):
-                        values.setdefault(value.tag, {})[event.step] = value.simple_value
-        return {tag: (sorted(by_step), [by_step[s] for s in sorted(by_step)]) for tag, by_step in values.items()}
-
-    def plot(self):
-        if not os.path.exists(self.path):
-            return
-        with open(self.path, newline="") as f:
-            rows = {int(r["step"]): r for r in csv.DictReader(f)}  # a resumed run overwrites later steps
-        steps = sorted(rows)
-        column = {name: (steps, [float(rows[s][name]) for s in steps]) for name in LOSS_COLUMNS[1:]}
-        panels = {
-            "losses": {"d_loss": column["d_loss"], "g_loss": column["g_loss"]},
-            "discriminator output": {"D(x)": column["d_real"], "D(G(z))": column["d_fake"]},
-        }
-        fid = self.fid_history()
-        if fid:
-            panels["FID (lower is better)"] = {tag.removeprefix("quality/"): series for tag, series in fid.items()}
-        utils.plot_curves(self.plot_path, panels)
 
 
 class Schedule:
@@ -300,7 +165,7 @@ class _Loop:
                                          ) if config.watchdog else None
         self.sample_z = fixed_z(config.n_samples, config, config.seed)
         self.sample_labels = sample_labels(config.n_samples, config)
-        self.history = LossHistory(config.sample_path, config.log_path)
+        self.history = summaries.LossHistory(config.sample_path, config.log_path)
         self.last_saved_step = None
         self.skipped = self.skipped_in_a_row = 0  # steps with a non-finite update (--nan_policy skip)
         self.quality = evaluation.QualityMeter(config) if config.fid_every else None
@@ -349,23 +214,18 @@ class _Loop:
         if self.rollback.rollbacks:
             log.warning("%s: %s; delete it to train at the flags' rates",
                         os.path.join(config.checkpoint_path, ROLLBACK_FILE), self._rates_description())
-        with self._write_errors(), _summary_thread_quiet():
+        with self._write_errors():
             os.makedirs(config.sample_path, exist_ok=True)
-            writer = SummaryWriter(config.log_path, session.graph if step == 0 else None)
-            writer.add_summary(run_hparams.session_start_summary(config), step)  # TensorBoard's HParams tab
             try:
-                with StopRequest() as stop:
+                with (summaries.run_writer(config, session.graph if step == 0 else None, step) as writer,
+                      StopRequest() as stop):
                     step = self._steps(step, writer, stop)
-                writer.close()
             except tf.errors.OutOfRangeError:
                 # The repeated dataset ends only if every file failed to decode (ignore_errors dropped them all).
                 raise UserError(
                     f"{self.source_description}: no image could be decoded; check the files, "
                     "or pass --input_fname_pattern to select the real images"
                 ) from None
-            finally:
-                with contextlib.suppress(OSError):
-                    writer.close()  # leaving on an error: a second failure would only hide the first
             if stop.signal_name:
                 log.info("interrupted by %s at step %d: saving", stop.signal_name, step)
             self._checkpoint(step)
@@ -379,23 +239,23 @@ class _Loop:
         results = None
         while step < self.total_steps and not stop.signal_name:
             want_summary = (step + 1) % config.summary_freq == 0
-            results, summaries, applied = {}, [], []
+            results, step_summaries, applied = {}, [], []
             for fetches, summary in plan:
                 out = session.run({"values": fetches, "summary": summary} if want_summary else {"values": fetches},
                                   self.rate_feed)
                 applied += [out["values"][k] for k in ("d_applied", "g_applied") if k in out["values"]]
                 results.update(out["values"])
-                summaries += [out["summary"]] if want_summary else []
+                step_summaries += [out["summary"]] if want_summary else []
             self._count_non_finite(step + 1, all(applied), results["d_loss"], results["g_loss"])
             session.run(model.advance_step)
             step += 1
-            for summary in summaries:
+            for summary in step_summaries:
                 writer.add_summary(summary, step)
             if self.watchdog and (continue_from := self._watch(step, results, writer)) != step:
                 step, window_step, window_start = continue_from, continue_from, time.time()
                 continue
             if step % config.log_freq == 0 or step == self.total_steps:
-                self.history.append((step, *(results[k] for k in LOSS_COLUMNS[1:])))
+                self.history.append((step, *(results[k] for k in summaries.LOSS_COLUMNS[1:])))
                 now = time.time()
                 steps_per_second = max((step - window_step) / max(now - window_start, 1e-9), 1e-9)
                 window_start, window_step = now, step
@@ -494,7 +354,7 @@ class _Loop:
         epoch, batch = divmod(step - 1, self.steps_per_epoch)
         path = os.path.join(self.config.sample_path, f"train_{epoch:02d}_{batch + 1:04d}.png")
         grid = utils.save_grid(images, path)
-        writer.add_summary(image_summary("G_z", grid), step)
+        writer.add_summary(summaries.image_summary("G_z", grid), step)
 
     def _check_finite(self, step):
         """No checkpoint, newest or best, may hold a NaN/Inf weight."""
