@@ -5,8 +5,9 @@ NVlabs/stylegan's training loop.  A run is never lost: it holds its checkpoint
 folder's lock, resumes from the newest complete checkpoint, saves on Ctrl-C /
 SIGTERM, never saves a NaN/Inf weight (--nan_policy stops, or skips updates
 with a non-finite loss or gradient), and ends with one line, its last
-checkpoint intact, when the disk is full or read-only.  What the run records
-besides checkpoints (TensorBoard events, the loss history) is training/summaries.py's.
+checkpoint intact, when the disk is full or read-only.  What to do when a step
+goes wrong is training/failure_policy.py's; what the run records besides
+checkpoints (TensorBoard events, the loss history) is training/summaries.py's.
 """
 
 import contextlib
@@ -18,27 +19,20 @@ import signal
 import time
 
 import utils
-from config import LOSSES_WITH_TARGETS, NAN_SKIP_LIMIT, ROLLBACK_LIMIT, ROLLBACK_RATE_FACTOR
 from datasets import pipeline as data
 from evaluation import quality as evaluation
 from model import DCGAN, fixed_z, sample_labels
-from runtime.errors import CollapseDetected, TrainingDiverged, UserError
+from runtime.errors import UserError
 from runtime.tf_runtime import cpu_has_bfloat16, session_config, tf
 from training import hparams as run_hparams
 from training import replicas as replicas_lib
 from training import summaries
-from training.checkpoints import (
-    ROLLBACK_FILE,
-    Checkpoints,
-    RollbackRecord,
-    checkpoint_step,
-    read_rollback,
-    write_rollback,
-)
-from training.watchdog import CollapseWatchdog
+from training.checkpoints import Checkpoints
+from training.failure_policy import FailurePolicy, StepOutcome, last_good_checkpoint, restore_and_reposition
 
 v1 = tf.compat.v1
 log = logging.getLogger("dcgan")
+
 
 def format_duration(seconds):
     seconds = int(max(seconds, 0))
@@ -95,16 +89,6 @@ def _check_precision(config):
                         "more slowly than float32; train without --bfloat16")
 
 
-def restore_and_reposition(session, model, checkpoints, batches, before=None):
-    """Restores the newest good checkpoint (saved before step `before`, when given;
-    returns its path, None if there is none) and starts the input stream where that
-    checkpoint left it, so a resumed or rolled-back run reads what the uninterrupted
-    run would have read."""
-    restored = checkpoints.restore(session, before=before)
-    batches.initialize(session, start=int(session.run(model.images_seen)))
-    return restored
-
-
 def train(config):
     """Trains until --epoch/--max_steps; returns the final global step."""
     _check_precision(config)
@@ -153,43 +137,23 @@ def step_plan(config, model):
 
 
 class _Loop:
+    """One run's steps: each runs the step plan, lets the failure policy judge it,
+    then logs, samples, measures and saves on their schedules."""
+
     def __init__(self, config, source, schedule, model, checkpoints, batches):
-        self.config, self.model, self.checkpoints, self.batches = config, model, checkpoints, batches
+        self.config, self.model, self.checkpoints = config, model, checkpoints
         self.session = None
         self.source_description = source.description
         self.schedule = schedule
         self.steps_per_epoch, self.total_steps = schedule.steps_per_epoch, schedule.total_steps
         self.total_epochs = schedule.total_epochs
-        self.watchdog = CollapseWatchdog(probability_loss=config.loss in LOSSES_WITH_TARGETS,
-                                         cross_entropy_loss=config.loss in ("non_saturating", "minimax"),
-                                         ) if config.watchdog else None
+        self.policy = FailurePolicy(config, model, checkpoints, batches)
         self.sample_z = fixed_z(config.n_samples, config, config.seed)
         self.sample_labels = sample_labels(config.n_samples, config)
         self.history = summaries.LossHistory(config.sample_path, config.log_path)
         self.last_saved_step = None
-        self.skipped = self.skipped_in_a_row = 0  # steps with a non-finite update (--nan_policy skip)
         self.quality = evaluation.QualityMeter(config) if config.fid_every else None
         self.best = evaluation.BestCheckpoint(config, v1.train.Saver(max_to_keep=1)) if config.keep_best else None
-        self.rollback = read_rollback(config.checkpoint_path)  # --on_collapse rollback's lowered rates, if any
-
-    @property
-    def rate_feed(self):
-        """The feed of every training run: the learning-rate factor of earlier rollbacks (the graph's default is 1)."""
-        scale = self.rollback.learning_rate_scale
-        return {self.model.learning_rate_scale: scale} if scale != 1 else None
-
-    def _rates_description(self):
-        d_rate, g_rate = (rate * self.rollback.learning_rate_scale for rate in self.config.learning_rates())
-        return (f"learning rates now D {d_rate:.3g} / G {g_rate:.3g} after {self.rollback.rollbacks} of at most "
-                f"{ROLLBACK_LIMIT} rollbacks")
-
-    def _saved_description(self):
-        latest = self.checkpoints.latest()
-        return f"{latest} (step {checkpoint_step(latest)})" if latest else "none (nothing was saved yet)"
-
-    def _diverged(self, what):
-        return TrainingDiverged(f"{what}; stopped without saving. Last good checkpoint: {self._saved_description()}. "
-                                "Try a lower --learning_rate")
 
     @contextlib.contextmanager
     def _write_errors(self):
@@ -201,7 +165,7 @@ class _Loop:
         except OSError as e:
             raise UserError(f"cannot write {e.filename or 'output'}: {e.strerror or e}; free some space or make "
                             "the folder writable and run again. "
-                            f"Last good checkpoint: {self._saved_description()}") from None
+                            f"Last good checkpoint: {last_good_checkpoint(self.checkpoints)}") from None
 
     def run(self, session, saved):
         """Trains from the session's step on; `saved`: that step is already in a checkpoint."""
@@ -211,9 +175,7 @@ class _Loop:
         self.last_saved_step = step if saved else None
         log.info("training %s: step %d of %d (%d per epoch), batch %d", config.run_name, step,
                  self.total_steps, self.steps_per_epoch, config.batch_size)
-        if self.rollback.rollbacks:
-            log.warning("%s: %s; delete it to train at the flags' rates",
-                        os.path.join(config.checkpoint_path, ROLLBACK_FILE), self._rates_description())
+        self.policy.start(session)
         with self._write_errors():
             os.makedirs(config.sample_path, exist_ok=True)
             try:
@@ -229,30 +191,22 @@ class _Loop:
             if stop.signal_name:
                 log.info("interrupted by %s at step %d: saving", stop.signal_name, step)
             self._checkpoint(step)
-        log.info("done at step %d; checkpoint %s", step, self._saved_description())
+        log.info("done at step %d; checkpoint %s", step, last_good_checkpoint(self.checkpoints))
         return step
 
     def _steps(self, step, writer, stop):
-        config, model, session = self.config, self.model, self.session
-        plan = step_plan(config, model)
+        config = self.config
+        plan = step_plan(config, self.model)
         window_start, window_step = time.time(), step
         results = None
         while step < self.total_steps and not stop.signal_name:
-            want_summary = (step + 1) % config.summary_freq == 0
-            results, step_summaries, applied = {}, [], []
-            for fetches, summary in plan:
-                out = session.run({"values": fetches, "summary": summary} if want_summary else {"values": fetches},
-                                  self.rate_feed)
-                applied += [out["values"][k] for k in ("d_applied", "g_applied") if k in out["values"]]
-                results.update(out["values"])
-                step_summaries += [out["summary"]] if want_summary else []
-            self._count_non_finite(step + 1, all(applied), results["d_loss"], results["g_loss"])
-            session.run(model.advance_step)
+            outcome = self._run_step_plan(plan, want_summary=(step + 1) % config.summary_freq == 0)
+            results = outcome.results
             step += 1
-            for summary in step_summaries:
-                writer.add_summary(summary, step)
-            if self.watchdog and (continue_from := self._watch(step, results, writer)) != step:
-                step, window_step, window_start = continue_from, continue_from, time.time()
+            if (continue_from := self.policy.after_step(step, outcome, writer)) != step:
+                # rolled back: continue_from is the step of the checkpoint just restored
+                step = window_step = self.last_saved_step = continue_from
+                window_start = time.time()
                 continue
             if step % config.log_freq == 0 or step == self.total_steps:
                 self.history.append((step, *(results[k] for k in summaries.LOSS_COLUMNS[1:])))
@@ -270,63 +224,17 @@ class _Loop:
             writer.add_summary(run_hparams.final_metrics_summary(results), step)
         return step
 
-    def _watch(self, step, results, writer):
-        """Reports the watchdog's alarms and acts on the first as --on_collapse says;
-        returns the step training continues from (an earlier one after a rollback)."""
-        alarms = self.watchdog.observe(step, results)
-        for alarm in alarms:
-            log.warning("watchdog: %s", alarm.message)
-            writer.add_summary(v1.Summary(value=[v1.Summary.Value(tag=f"watchdog/{alarm.kind}", simple_value=1.0)]),
-                               step)
-        if alarms and self.config.on_collapse == "stop":
-            raise self._collapsed(alarms[0], "--on_collapse stop")
-        if alarms and self.config.on_collapse == "rollback":
-            return self._roll_back(step, alarms[0])
-        return step
-
-    def _collapsed(self, alarm, why):
-        return CollapseDetected(f"watchdog: {alarm.message}; stopped without saving ({why}). "
-                                f"Last good checkpoint: {self._saved_description()}")
-
-    def _roll_back(self, step, alarm):
-        """--on_collapse rollback: restores the newest checkpoint saved before the
-        streak that raised `alarm` began (checkpoints are saved during a streak
-        too, and those may hold the collapse already), or, with none, keeps the
-        current weights; lowers both learning rates and forgets the watchdog's
-        streaks; returns the step training continues from.  The lowered rates are
-        recorded beside the checkpoints before training on."""
-        if self.rollback.rollbacks >= ROLLBACK_LIMIT:
-            raise self._collapsed(alarm, f"--on_collapse rollback, after {ROLLBACK_LIMIT} rollbacks")
-        restored = restore_and_reposition(self.session, self.model, self.checkpoints, self.batches,
-                                          before=alarm.since)
-        self.rollback = RollbackRecord(self.rollback.learning_rate_scale * ROLLBACK_RATE_FACTOR,
-                                       self.rollback.rollbacks + 1)
-        write_rollback(self.config.checkpoint_path, self.rollback)
-        self.watchdog.reset()
-        if not restored:
-            log.warning("watchdog: no checkpoint to roll back to yet: continuing from step %d; %s", step,
-                        self._rates_description())
-            return step
-        back_to = self.last_saved_step = int(self.session.run(self.model.global_step))
-        log.warning("watchdog: rolled back from step %d to step %d (%s); %s", step, back_to, restored,
-                    self._rates_description())
-        return back_to
-
-    def _count_non_finite(self, step, all_applied, d_loss, g_loss):
-        """Raises TrainingDiverged for a step with a skipped (non-finite) update,
-        unless --nan_policy skip allows it: fewer than NAN_SKIP_LIMIT in a row."""
-        if all_applied:
-            self.skipped_in_a_row = 0
-            return
-        self.skipped += 1
-        self.skipped_in_a_row += 1
-        what = f"step {step}: non-finite loss or gradient (d_loss={d_loss} g_loss={g_loss})"
-        if self.config.nan_policy != "skip":
-            raise self._diverged(what)
-        if self.skipped_in_a_row >= NAN_SKIP_LIMIT:
-            raise self._diverged(f"{what}, {self.skipped_in_a_row} steps in a row")
-        log.warning("%s: update skipped (%d steps skipped so far, %d in a row; stopping at %d in a row)",
-                    what, self.skipped, self.skipped_in_a_row, NAN_SKIP_LIMIT)
+    def _run_step_plan(self, plan, want_summary):
+        """Runs one step (step_plan's runs, at the rates of earlier rollbacks) and advances the step counter."""
+        results, step_summaries, applied = {}, [], []
+        for fetches, summary in plan:
+            out = self.session.run({"values": fetches, "summary": summary} if want_summary else {"values": fetches},
+                                   self.policy.rate_feed)
+            applied += [out["values"][k] for k in ("d_applied", "g_applied") if k in out["values"]]
+            results.update(out["values"])
+            step_summaries += [out["summary"]] if want_summary else []
+        self.session.run(self.model.advance_step)
+        return StepOutcome(results, all(applied), step_summaries)
 
     def _log_progress(self, step, steps_per_second, results):
         epoch, batch = divmod(step - 1, self.steps_per_epoch)
@@ -345,7 +253,7 @@ class _Loop:
         writer.add_summary(evaluation.metric_summary(results), step)
         log.info("step %d quality: %s", step, evaluation.summary_line(results))
         if self.best is not None:
-            self._check_finite(step)
+            self.policy.check_finite(step)
             self.best.offer(self.session, step, results)
 
     def _sample(self, step, writer):
@@ -356,19 +264,11 @@ class _Loop:
         grid = utils.save_grid(images, path)
         writer.add_summary(summaries.image_summary("G_z", grid), step)
 
-    def _check_finite(self, step):
-        """No checkpoint, newest or best, may hold a NaN/Inf weight."""
-        finite = self.session.run(self.model.variables_finite)
-        bad = sorted(name for name, ok in finite.items() if not ok)
-        if bad:  # e.g. a BatchNorm moving average that averaged a non-finite batch
-            raise self._diverged(f"step {step}: {len(bad)} variables hold NaN/Inf (first {bad[0]})")
-
     def _checkpoint(self, step):
         if step == self.last_saved_step:
             return
-        self._check_finite(step)
-        streak_start = self.watchdog.earliest_streak_start if self.watchdog else None
-        path = self.checkpoints.save(self.session, step, keep_before=streak_start)
+        self.policy.check_finite(step)
+        path = self.checkpoints.save(self.session, step, keep_before=self.policy.earliest_streak_start)
         self.last_saved_step = step
         self.history.plot()
         log.info("saved %s", path)
