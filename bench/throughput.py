@@ -160,11 +160,12 @@ def _summary_costs(config, step, session, run_step, plain_seconds, repeats=3):
     """Extra seconds of a step that also fetches and writes the summaries, and of
     one sample grid, made by training/train.py's own `_Loop._sample`."""
     import model as model_lib
+    from training import summaries as run_summaries
     from training import train
 
     summaries = [summary for _, summary in train.step_plan(config, step.model)]
     with tempfile.TemporaryDirectory() as folder:
-        writer = train.SummaryWriter(folder)
+        writer = run_summaries.SummaryWriter(folder)
 
         def summary_step():
             for fetches, summary in zip(step.fetches, summaries, strict=True):

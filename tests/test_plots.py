@@ -11,7 +11,7 @@ import tensorflow as tf
 from conftest import REPO
 
 import utils
-from training import train
+from training import summaries
 
 v1 = tf.compat.v1
 PANEL_HEIGHT_PX = 280  # utils.plot_curves: 2.8 inches per panel at 100 dpi
@@ -20,7 +20,7 @@ PANEL_HEIGHT_PX = 280  # utils.plot_curves: 2.8 inches per panel at 100 dpi
 def write_losses(directory, rows):
     with open(directory / "losses.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(train.LOSS_COLUMNS)
+        writer.writerow(summaries.LOSS_COLUMNS)
         writer.writerows(rows)
 
 
@@ -36,9 +36,9 @@ def write_fid_events(log_dir, points, tag="quality/fid [inception]", run=0):
 def test_fid_history_reads_the_fid_scalars_and_a_resumed_step_wins(tmp_path):
     write_fid_events(tmp_path / "logs", [(10, 80.5), (20, 60.25)])
     write_fid_events(tmp_path / "logs", [(20, 55.0), (30, 40.0)], run=1)  # a resumed run measured step 20 again
-    history = train.LossHistory(str(tmp_path), str(tmp_path / "logs"))
+    history = summaries.LossHistory(str(tmp_path), str(tmp_path / "logs"))
     assert history.fid_history() == {"quality/fid [inception]": ([10, 20, 30], [80.5, 55.0, 40.0])}
-    assert train.LossHistory(str(tmp_path)).fid_history() == {}
+    assert summaries.LossHistory(str(tmp_path)).fid_history() == {}
 
 
 def test_reading_the_fid_history_prints_no_warning_and_stops_at_a_half_written_record(tmp_path):
@@ -48,7 +48,8 @@ def test_reading_the_fid_history_prints_no_warning_and_stops_at_a_half_written_r
         f.write(b"\x20\x00\x00")  # the start of a record the writer is still writing
     # In a fresh process: TensorFlow prints a deprecation warning once per process, so a test in this one
     # could miss it.  tf.compat.v1.train.summary_iterator printed one into every run that plotted its losses.
-    script = ("import sys, train; print(train.LossHistory(sys.argv[1], sys.argv[2]).fid_history())")
+    script = ("import sys; from training import summaries; "
+              "print(summaries.LossHistory(sys.argv[1], sys.argv[2]).fid_history())")
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path), str(tmp_path / "logs")], cwd=REPO,
                           capture_output=True, text=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"})
     assert done.returncode == 0, done.stderr
@@ -58,7 +59,7 @@ def test_reading_the_fid_history_prints_no_warning_and_stops_at_a_half_written_r
 
 def test_plot_has_a_fid_panel_only_when_fid_was_measured(tmp_path):
     write_losses(tmp_path, [[1, 1.4, 0.7, 0.6, 0.4], [2, 1.2, float("nan"), 0.55, 0.45], [3, 1.1, 0.9, 0.5, 0.5]])
-    history = train.LossHistory(str(tmp_path), str(tmp_path / "logs"))
+    history = summaries.LossHistory(str(tmp_path), str(tmp_path / "logs"))
     history.plot()
     without_fid = imageio.imread(history.plot_path)
     assert without_fid.shape[0] == 2 * PANEL_HEIGHT_PX
@@ -85,5 +86,5 @@ def test_fid_history_stops_at_a_record_still_being_written(tmp_path):
     write_fid_events(tmp_path / "logs", [(30, 40.0)], run=1)  # its last record: d_loss at step 30
     (growing,) = set((tmp_path / "logs").iterdir()) - first
     growing.write_bytes(growing.read_bytes()[:-7])
-    history = train.LossHistory(str(tmp_path), str(tmp_path / "logs")).fid_history()
+    history = summaries.LossHistory(str(tmp_path), str(tmp_path / "logs")).fid_history()
     assert history == {"quality/fid [inception]": ([10, 20, 30], [80.5, 60.25, 40.0])}

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runtime.errors import CollapseDetected, UserError
-from training import train
+from training import failure_policy, train
 from training.checkpoints import (
     ROLLBACK_FILE,
     RollbackRecord,
@@ -52,7 +52,7 @@ def rate_config(path, **overrides):
 
 def forced_alarms(monkeypatch, step, times=1):
     dog = AlarmAt(step, times)
-    monkeypatch.setattr(train, "CollapseWatchdog", lambda **kwargs: dog)
+    monkeypatch.setattr(failure_policy, "CollapseWatchdog", lambda **kwargs: dog)
     return dog
 
 
@@ -70,7 +70,7 @@ def test_rollback_restores_every_checkpointed_variable_and_halves_both_rates(tmp
     config = rate_config(tmp_path, max_steps=4, ckpt_freq=2, on_collapse="rollback")
     dog = forced_alarms(monkeypatch, step=3)
     seen = {}
-    roll_back = train._Loop._roll_back
+    roll_back = failure_policy.FailurePolicy._roll_back
 
     def checked_roll_back(loop, step, alarm):
         session, variables = loop.session, {v.op.name: v for v in v1.global_variables()}
@@ -84,7 +84,7 @@ def test_rollback_restores_every_checkpointed_variable_and_halves_both_rates(tmp
         seen["rates"] = session.run(rates, loop.rate_feed)
         return back_to
 
-    monkeypatch.setattr(train._Loop, "_roll_back", checked_roll_back)
+    monkeypatch.setattr(failure_policy.FailurePolicy, "_roll_back", checked_roll_back)
     with caplog.at_level(logging.WARNING, logger="dcgan"):
         assert train.train(config) == 4
 
@@ -168,7 +168,7 @@ def test_forced_collapse_rolls_back_to_before_the_streak_that_fired(tmp_path, mo
     config = rate_config(tmp_path, d_learning_rate=0.3, d_batchnorm="combined", max_steps=60, ckpt_freq=10,
                          sample_freq=100, on_collapse="rollback")
     dogs = []
-    monkeypatch.setattr(train, "CollapseWatchdog", lambda **kwargs: dogs.append(RecordingWatchdog(**kwargs))
+    monkeypatch.setattr(failure_policy, "CollapseWatchdog", lambda **kwargs: dogs.append(RecordingWatchdog(**kwargs))
                         or dogs[-1])
     with caplog.at_level(logging.WARNING, logger="dcgan"), pytest.raises(CollapseDetected, match="after 3 rollbacks"):
         train.train(config)  # halving the rates 3 times does not tame a D at 0.3: the run stops, unsaved

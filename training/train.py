@@ -1,67 +1,43 @@
-"""The training loop: session, resume, progress, samples, checkpoints, summaries.
+"""The training loop: session, resume, progress, samples, checkpoints.
 
 Kept apart from `model.py` (which only builds the graph) in the manner of
 NVlabs/stylegan's training loop.  A run is never lost: it holds its checkpoint
 folder's lock, resumes from the newest complete checkpoint, saves on Ctrl-C /
 SIGTERM, never saves a NaN/Inf weight (--nan_policy stops, or skips updates
 with a non-finite loss or gradient), and ends with one line, its last
-checkpoint intact, when the disk is full or read-only.
+checkpoint intact, when the disk is full or read-only.  What to do when a step
+goes wrong is training/failure_policy.py's; what the run records besides
+checkpoints (TensorBoard events, the loss history) is training/summaries.py's.
 """
 
 import contextlib
-import csv
 import dataclasses
-import glob
 import logging
 import math
 import os
 import signal
-import threading
 import time
 
-from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
-
-import ops
 import utils
-from config import LOSSES_WITH_TARGETS, NAN_SKIP_LIMIT, ROLLBACK_LIMIT, ROLLBACK_RATE_FACTOR
 from datasets import pipeline as data
 from evaluation import quality as evaluation
 from model import DCGAN
-from networks import RANDOM_STREAMS
-from runtime.errors import CollapseDetected, TrainingDiverged, UserError
+from runtime.errors import UserError
 from runtime.tf_runtime import cpu_has_bfloat16, session_config, tf
 from training import hparams as run_hparams
 from training import replicas as replicas_lib
-from training.checkpoints import (
-    ROLLBACK_FILE,
-    Checkpoints,
-    RollbackRecord,
-    checkpoint_step,
-    read_rollback,
-    write_rollback,
-)
+from training import summaries
+from training.checkpoints import Checkpoints
+from training.failure_policy import FailurePolicy, StepOutcome, last_good_checkpoint, restore_and_reposition
 from training.inference import fixed_z, sample_labels
-from training.losses import LOSSES
-from training.watchdog import CollapseWatchdog
 
 v1 = tf.compat.v1
 log = logging.getLogger("dcgan")
-
-LOSS_COLUMNS = ("step", "d_loss", "g_loss", "d_real", "d_fake")
 
 
 def format_duration(seconds):
     seconds = int(max(seconds, 0))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-def image_summary(tag, image):
-    """One TensorBoard image from a uint8 HxWxC array: the same grid as the PNG,
-    under a single tag (tf.summary.image would make one tag per sample)."""
-    height, width, channels = image.shape
-    encoded = v1.Summary.Image(height=height, width=width, colorspace=channels,
-                               encoded_image_string=utils.encode_png(image))
-    return v1.Summary(value=[v1.Summary.Value(tag=tag, image=encoded)])
 
 
 class StopRequest:
@@ -93,124 +69,6 @@ class StopRequest:
             signal.signal(s, handler)
 
 
-@contextlib.contextmanager
-def _as_os_error():
-    """Re-raises the summary writer's failures as the OSError every other write raises."""
-    try:
-        yield
-    except (RuntimeError, tf.errors.OpError) as e:
-        raise OSError(str(e).splitlines()[0]) from None
-
-
-@contextlib.contextmanager
-def _summary_thread_quiet():
-    """Silences TF's own report of a failed event write, a thread traceback and
-    an error log line: SummaryWriter re-raises the failure and the loop reports
-    it in one line."""
-    excepthook, tf_logger = threading.excepthook, tf.get_logger()
-
-    def hook(args):
-        if getattr(args.thread, "name", None) != "EventLoggerThread":
-            excepthook(args)
-
-    def keep(record):
-        return not record.getMessage().startswith("EventFileWriter writer thread error")
-
-    threading.excepthook = hook
-    tf_logger.addFilter(keep)
-    try:
-        yield
-    finally:
-        threading.excepthook = excepthook
-        tf_logger.removeFilter(keep)
-
-
-# Graph collections that hold Python objects (random_streams.RandomStreams, moving-average triples): a MetaGraphDef
-# cannot store them, and exporting them logs "Issue encountered when serializing ..." for each.
-PYTHON_OBJECT_COLLECTIONS = (RANDOM_STREAMS, ops.MOVING_AVERAGE_UPDATES)
-
-
-class SummaryWriter(v1.summary.FileWriter):
-    """TensorBoard's FileWriter, failing like every other output: with OSError.
-
-    TF writes events on a background thread; when a write fails (full disk,
-    read-only folder) the next call re-raises it as a RuntimeError, and a
-    folder that cannot be created raises a tf.errors.OpError.
-
-    Given a `graph`, it writes what FileWriter(logdir, graph) writes (the
-    GraphDef and a MetaGraphDef) minus PYTHON_OBJECT_COLLECTIONS, so a new
-    run prints no TensorFlow warnings.
-    """
-
-    def __init__(self, logdir, graph=None):
-        with _as_os_error():
-            super().__init__(logdir)
-            if graph is not None:
-                self.add_graph(graph)
-                kept = [key for key in graph.get_all_collection_keys() if key not in PYTHON_OBJECT_COLLECTIONS]
-                self.add_meta_graph(v1.train.export_meta_graph(
-                    graph=graph, graph_def=graph.as_graph_def(add_shapes=True), collection_list=kept))
-
-    def add_summary(self, *args):
-        with _as_os_error():
-            super().add_summary(*args)
-
-    def close(self):
-        with _as_os_error():
-            super().close()
-
-
-class LossHistory:
-    """Appends losses to samples/<run>/losses.csv and plots them, with FID when
-    --fid_every measured it (read back from the run's TensorBoard events), as a PNG."""
-
-    def __init__(self, directory, events_dir=None):
-        self.path = os.path.join(directory, "losses.csv")
-        self.plot_path = os.path.join(directory, "loss_curves.png")
-        self.events_dir = events_dir
-
-    def append(self, row):
-        new = not os.path.exists(self.path)
-        try:
-            with open(self.path, "a", newline="") as f:
-                writer = csv.writer(f)
-                if new:
-                    writer.writerow(LOSS_COLUMNS)
-                writer.writerow([row[0]] + [f"{v:.6g}" for v in row[1:]])
-        except OSError as e:  # raised at flush/close it names no file: name it
-            raise OSError(e.errno, e.strerror, self.path) from None
-
-    def fid_history(self):
-        """{tag: (steps, values)} of the FID scalars in the events files (a resumed run's later value wins)."""
-        values = {}
-        if not self.events_dir:
-            return {}
-        for path in sorted(glob.glob(os.path.join(glob.escape(self.events_dir), "events.out.tfevents.*"))):
-            # TensorBoard's own reader: it stops quietly at the record the writer is still writing, and
-            # (unlike tf.compat.v1.train.summary_iterator) prints no deprecation warning into the run's log.
-            for event in LegacyEventFileLoader(path).Load():
-                for value in event.summary.value:
-                    if value.tag.startswith("quality/fid"):
-                        values.setdefault(value.tag, {})[event.step] = value.simple_value
-        return {tag: (sorted(by_step), [by_step[s] for s in sorted(by_step)]) for tag, by_step in values.items()}
-
-    def plot(self):
-        if not os.path.exists(self.path):
-            return
-        with open(self.path, newline="") as f:
-            rows = {int(r["step"]): r for r in csv.DictReader(f)}  # a resumed run overwrites later steps
-        steps = sorted(rows)
-        column = {name: (steps, [float(rows[s][name]) for s in steps]) for name in LOSS_COLUMNS[1:]}
-        panels = {
-            "losses": {"d_loss": column["d_loss"], "g_loss": column["g_loss"]},
-            "discriminator output": {"D(x)": column["d_real"], "D(G(z))": column["d_fake"]},
-        }
-        fid = self.fid_history()
-        if fid:
-            panels["FID (lower is better)"] = {tag.removeprefix("quality/"): series for tag, series in fid.items()}
-        utils.plot_curves(self.plot_path, panels)
-
-
 class Schedule:
     """Steps, epochs and images: one step is `d_steps` D updates, each on a
     fresh real batch, and G's updates read no data, so a step consumes
@@ -230,16 +88,6 @@ def _check_precision(config):
     if config.bfloat16 and not cpu_has_bfloat16():
         raise UserError("--bfloat16: this CPU has neither AVX512_BF16 nor AMX, so oneDNN would emulate bfloat16 "
                         "more slowly than float32; train without --bfloat16")
-
-
-def restore_and_reposition(session, model, checkpoints, batches, before=None):
-    """Restores the newest good checkpoint (saved before step `before`, when given;
-    returns its path, None if there is none) and starts the input stream where that
-    checkpoint left it, so a resumed or rolled-back run reads what the uninterrupted
-    run would have read."""
-    restored = checkpoints.restore(session, before=before)
-    batches.initialize(session, start=int(session.run(model.images_seen)))
-    return restored
 
 
 def train(config):
@@ -290,43 +138,23 @@ def step_plan(config, model):
 
 
 class _Loop:
+    """One run's steps: each runs the step plan, lets the failure policy judge it,
+    then logs, samples, measures and saves on their schedules."""
+
     def __init__(self, config, source, schedule, model, checkpoints, batches):
-        self.config, self.model, self.checkpoints, self.batches = config, model, checkpoints, batches
+        self.config, self.model, self.checkpoints = config, model, checkpoints
         self.session = None
         self.source_description = source.description
         self.schedule = schedule
         self.steps_per_epoch, self.total_steps = schedule.steps_per_epoch, schedule.total_steps
         self.total_epochs = schedule.total_epochs
-        self.watchdog = CollapseWatchdog(probability_loss=config.loss in LOSSES_WITH_TARGETS,
-                                         cross_entropy_loss=LOSSES[config.loss].cross_entropy,
-                                         ) if config.watchdog else None
+        self.policy = FailurePolicy(config, model, checkpoints, batches)
         self.sample_z = fixed_z(config.n_samples, config, config.seed)
         self.sample_labels = sample_labels(config.n_samples, config)
-        self.history = LossHistory(config.sample_path, config.log_path)
+        self.history = summaries.LossHistory(config.sample_path, config.log_path)
         self.last_saved_step = None
-        self.skipped = self.skipped_in_a_row = 0  # steps with a non-finite update (--nan_policy skip)
         self.quality = evaluation.QualityMeter(config) if config.fid_every else None
         self.best = evaluation.BestCheckpoint(config, v1.train.Saver(max_to_keep=1)) if config.keep_best else None
-        self.rollback = read_rollback(config.checkpoint_path)  # --on_collapse rollback's lowered rates, if any
-
-    @property
-    def rate_feed(self):
-        """The feed of every training run: the learning-rate factor of earlier rollbacks (the graph's default is 1)."""
-        scale = self.rollback.learning_rate_scale
-        return {self.model.learning_rate_scale: scale} if scale != 1 else None
-
-    def _rates_description(self):
-        d_rate, g_rate = (rate * self.rollback.learning_rate_scale for rate in self.config.learning_rates())
-        return (f"learning rates now D {d_rate:.3g} / G {g_rate:.3g} after {self.rollback.rollbacks} of at most "
-                f"{ROLLBACK_LIMIT} rollbacks")
-
-    def _saved_description(self):
-        latest = self.checkpoints.latest()
-        return f"{latest} (step {checkpoint_step(latest)})" if latest else "none (nothing was saved yet)"
-
-    def _diverged(self, what):
-        return TrainingDiverged(f"{what}; stopped without saving. Last good checkpoint: {self._saved_description()}. "
-                                "Try a lower --learning_rate")
 
     @contextlib.contextmanager
     def _write_errors(self):
@@ -338,7 +166,7 @@ class _Loop:
         except OSError as e:
             raise UserError(f"cannot write {e.filename or 'output'}: {e.strerror or e}; free some space or make "
                             "the folder writable and run again. "
-                            f"Last good checkpoint: {self._saved_description()}") from None
+                            f"Last good checkpoint: {last_good_checkpoint(self.checkpoints)}") from None
 
     def run(self, session, saved):
         """Trains from the session's step on; `saved`: that step is already in a checkpoint."""
@@ -348,56 +176,41 @@ class _Loop:
         self.last_saved_step = step if saved else None
         log.info("training %s: step %d of %d (%d per epoch), batch %d", config.run_name, step,
                  self.total_steps, self.steps_per_epoch, config.batch_size)
-        if self.rollback.rollbacks:
-            log.warning("%s: %s; delete it to train at the flags' rates",
-                        os.path.join(config.checkpoint_path, ROLLBACK_FILE), self._rates_description())
-        with self._write_errors(), _summary_thread_quiet():
+        self.policy.start(session)
+        with self._write_errors():
             os.makedirs(config.sample_path, exist_ok=True)
-            writer = SummaryWriter(config.log_path, session.graph if step == 0 else None)
-            writer.add_summary(run_hparams.session_start_summary(config), step)  # TensorBoard's HParams tab
             try:
-                with StopRequest() as stop:
+                with (summaries.run_writer(config, session.graph if step == 0 else None, step) as writer,
+                      StopRequest() as stop):
                     step = self._steps(step, writer, stop)
-                writer.close()
             except tf.errors.OutOfRangeError:
                 # The repeated dataset ends only if every file failed to decode (ignore_errors dropped them all).
                 raise UserError(
                     f"{self.source_description}: no image could be decoded; check the files, "
                     "or pass --input_fname_pattern to select the real images"
                 ) from None
-            finally:
-                with contextlib.suppress(OSError):
-                    writer.close()  # leaving on an error: a second failure would only hide the first
             if stop.signal_name:
                 log.info("interrupted by %s at step %d: saving", stop.signal_name, step)
             self._checkpoint(step)
-        log.info("done at step %d; checkpoint %s", step, self._saved_description())
+        log.info("done at step %d; checkpoint %s", step, last_good_checkpoint(self.checkpoints))
         return step
 
     def _steps(self, step, writer, stop):
-        config, model, session = self.config, self.model, self.session
-        plan = step_plan(config, model)
+        config = self.config
+        plan = step_plan(config, self.model)
         window_start, window_step = time.time(), step
         results = None
         while step < self.total_steps and not stop.signal_name:
-            want_summary = (step + 1) % config.summary_freq == 0
-            results, summaries, applied = {}, [], []
-            for fetches, summary in plan:
-                out = session.run({"values": fetches, "summary": summary} if want_summary else {"values": fetches},
-                                  self.rate_feed)
-                applied += [out["values"][k] for k in ("d_applied", "g_applied") if k in out["values"]]
-                results.update(out["values"])
-                summaries += [out["summary"]] if want_summary else []
-            self._count_non_finite(step + 1, all(applied), results["d_loss"], results["g_loss"])
-            session.run(model.advance_step)
+            outcome = self._run_step_plan(plan, want_summary=(step + 1) % config.summary_freq == 0)
+            results = outcome.results
             step += 1
-            for summary in summaries:
-                writer.add_summary(summary, step)
-            if self.watchdog and (continue_from := self._watch(step, results, writer)) != step:
-                step, window_step, window_start = continue_from, continue_from, time.time()
+            if (continue_from := self.policy.after_step(step, outcome, writer)) != step:
+                # rolled back: continue_from is the step of the checkpoint just restored
+                step = window_step = self.last_saved_step = continue_from
+                window_start = time.time()
                 continue
             if step % config.log_freq == 0 or step == self.total_steps:
-                self.history.append((step, *(results[k] for k in LOSS_COLUMNS[1:])))
+                self.history.append((step, *(results[k] for k in summaries.LOSS_COLUMNS[1:])))
                 now = time.time()
                 steps_per_second = max((step - window_step) / max(now - window_start, 1e-9), 1e-9)
                 window_start, window_step = now, step
@@ -412,63 +225,17 @@ class _Loop:
             writer.add_summary(run_hparams.final_metrics_summary(results), step)
         return step
 
-    def _watch(self, step, results, writer):
-        """Reports the watchdog's alarms and acts on the first as --on_collapse says;
-        returns the step training continues from (an earlier one after a rollback)."""
-        alarms = self.watchdog.observe(step, results)
-        for alarm in alarms:
-            log.warning("watchdog: %s", alarm.message)
-            writer.add_summary(v1.Summary(value=[v1.Summary.Value(tag=f"watchdog/{alarm.kind}", simple_value=1.0)]),
-                               step)
-        if alarms and self.config.on_collapse == "stop":
-            raise self._collapsed(alarms[0], "--on_collapse stop")
-        if alarms and self.config.on_collapse == "rollback":
-            return self._roll_back(step, alarms[0])
-        return step
-
-    def _collapsed(self, alarm, why):
-        return CollapseDetected(f"watchdog: {alarm.message}; stopped without saving ({why}). "
-                                f"Last good checkpoint: {self._saved_description()}")
-
-    def _roll_back(self, step, alarm):
-        """--on_collapse rollback: restores the newest checkpoint saved before the
-        streak that raised `alarm` began (checkpoints are saved during a streak
-        too, and those may hold the collapse already), or, with none, keeps the
-        current weights; lowers both learning rates and forgets the watchdog's
-        streaks; returns the step training continues from.  The lowered rates are
-        recorded beside the checkpoints before training on."""
-        if self.rollback.rollbacks >= ROLLBACK_LIMIT:
-            raise self._collapsed(alarm, f"--on_collapse rollback, after {ROLLBACK_LIMIT} rollbacks")
-        restored = restore_and_reposition(self.session, self.model, self.checkpoints, self.batches,
-                                          before=alarm.since)
-        self.rollback = RollbackRecord(self.rollback.learning_rate_scale * ROLLBACK_RATE_FACTOR,
-                                       self.rollback.rollbacks + 1)
-        write_rollback(self.config.checkpoint_path, self.rollback)
-        self.watchdog.reset()
-        if not restored:
-            log.warning("watchdog: no checkpoint to roll back to yet: continuing from step %d; %s", step,
-                        self._rates_description())
-            return step
-        back_to = self.last_saved_step = int(self.session.run(self.model.global_step))
-        log.warning("watchdog: rolled back from step %d to step %d (%s); %s", step, back_to, restored,
-                    self._rates_description())
-        return back_to
-
-    def _count_non_finite(self, step, all_applied, d_loss, g_loss):
-        """Raises TrainingDiverged for a step with a skipped (non-finite) update,
-        unless --nan_policy skip allows it: fewer than NAN_SKIP_LIMIT in a row."""
-        if all_applied:
-            self.skipped_in_a_row = 0
-            return
-        self.skipped += 1
-        self.skipped_in_a_row += 1
-        what = f"step {step}: non-finite loss or gradient (d_loss={d_loss} g_loss={g_loss})"
-        if self.config.nan_policy != "skip":
-            raise self._diverged(what)
-        if self.skipped_in_a_row >= NAN_SKIP_LIMIT:
-            raise self._diverged(f"{what}, {self.skipped_in_a_row} steps in a row")
-        log.warning("%s: update skipped (%d steps skipped so far, %d in a row; stopping at %d in a row)",
-                    what, self.skipped, self.skipped_in_a_row, NAN_SKIP_LIMIT)
+    def _run_step_plan(self, plan, want_summary):
+        """Runs one step (step_plan's runs, at the rates of earlier rollbacks) and advances the step counter."""
+        results, step_summaries, applied = {}, [], []
+        for fetches, summary in plan:
+            out = self.session.run({"values": fetches, "summary": summary} if want_summary else {"values": fetches},
+                                   self.policy.rate_feed)
+            applied += [out["values"][k] for k in ("d_applied", "g_applied") if k in out["values"]]
+            results.update(out["values"])
+            step_summaries += [out["summary"]] if want_summary else []
+        self.session.run(self.model.advance_step)
+        return StepOutcome(results, all(applied), step_summaries)
 
     def _log_progress(self, step, steps_per_second, results):
         epoch, batch = divmod(step - 1, self.steps_per_epoch)
@@ -487,7 +254,7 @@ class _Loop:
         writer.add_summary(evaluation.metric_summary(results), step)
         log.info("step %d quality: %s", step, evaluation.summary_line(results))
         if self.best is not None:
-            self._check_finite(step)
+            self.policy.check_finite(step)
             self.best.offer(self.session, step, results)
 
     def _sample(self, step, writer):
@@ -496,21 +263,13 @@ class _Loop:
         epoch, batch = divmod(step - 1, self.steps_per_epoch)
         path = os.path.join(self.config.sample_path, f"train_{epoch:02d}_{batch + 1:04d}.png")
         grid = utils.save_grid(images, path)
-        writer.add_summary(image_summary("G_z", grid), step)
-
-    def _check_finite(self, step):
-        """No checkpoint, newest or best, may hold a NaN/Inf weight."""
-        finite = self.session.run(self.model.variables_finite)
-        bad = sorted(name for name, ok in finite.items() if not ok)
-        if bad:  # e.g. a BatchNorm moving average that averaged a non-finite batch
-            raise self._diverged(f"step {step}: {len(bad)} variables hold NaN/Inf (first {bad[0]})")
+        writer.add_summary(summaries.image_summary("G_z", grid), step)
 
     def _checkpoint(self, step):
         if step == self.last_saved_step:
             return
-        self._check_finite(step)
-        streak_start = self.watchdog.earliest_streak_start if self.watchdog else None
-        path = self.checkpoints.save(self.session, step, keep_before=streak_start)
+        self.policy.check_finite(step)
+        path = self.checkpoints.save(self.session, step, keep_before=self.policy.earliest_streak_start)
         self.last_saved_step = step
         self.history.plot()
         log.info("saved %s", path)
