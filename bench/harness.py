@@ -16,6 +16,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"  # benchmarks' and tests' data; the project never reads it
+# The benchmark-only virtualenv holding torch (bench/requirements-bench.txt), never the project's.
+TORCH_PYTHON = str(REPO / ".venv-bench" / "bin" / "python")
 
 # The tiny run: conditional MNIST at 16x16, layer widths 4-16, batch 4, two steps, with a sample, a summary and
 # a checkpoint every step.  Its data_dir (tiny_values) does not exist, so MNIST comes from the embedded copy.

@@ -92,15 +92,8 @@ def command_train(args):
             log.append({"step": step + 1, "d_loss": round(d_loss, 4), "g_loss": round(g_loss, 4),
                         "seconds": round(time.time() - start, 1)})
             print(json.dumps(log[-1]), flush=True)
-    z = torch.from_numpy(np.random.RandomState(args.seed + 2).uniform(-1.0, 1.0, (args.samples, Z_DIM))
-                         .astype(np.float32))  # evaluation.fixed_z's draw for the ablation's meter
-    samples = {}
-    with torch.no_grad():
-        for mode in ("eval", "train"):
-            net_g.train(mode == "train")  # train mode: each batch of 64 normalised by its own statistics
-            images = torch.cat([net_g(part) for part in z.split(BATCH_SIZE)])
-            samples[mode] = (images.clamp(-1, 1).add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
-                             .permute(0, 2, 3, 1).numpy())
+    # evaluation.fixed_z's draw for the ablation's meter; train mode: each batch of 64 normalised by its own statistics
+    samples = torch_dcgan.uint8_samples(net_g, torch_dcgan.fixed_z(args.samples, Z_DIM, args.seed + 2), BATCH_SIZE)
     name = f"torch_k{args.kernel_size}_seed{args.seed}_steps{args.steps}"
     np.savez(os.path.join(args.work_dir, name + ".npz"), **samples,
              meta=json.dumps({"kernel_size": args.kernel_size, "seed": args.seed, "steps": args.steps,

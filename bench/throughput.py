@@ -29,7 +29,6 @@ import types
 
 from bench import harness
 
-TORCH_PYTHON = os.path.join(harness.REPO, ".venv-bench", "bin", "python")
 MATMUL_SIZE = 2048
 
 # Published dense peaks for the GPU projection (NVIDIA A100 SXM4 datasheet, TFLOP/s, no sparsity).
@@ -208,11 +207,11 @@ def run_child(spec):
     """Runs one contender in a fresh process; returns its JSON result, or {"error": last stderr line}."""
     env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="1", TF_CPP_MIN_LOG_LEVEL="2", **spec.get("env", {}))
     if spec["kind"] == "torch":
-        if not os.path.exists(TORCH_PYTHON):
+        if not os.path.exists(harness.TORCH_PYTHON):
             return {"error": "no .venv-bench (see the set-up line in bench/throughput.py)"}
         command = harness.module_command("bench.torch_dcgan", "--kernel_size", str(spec["kernel_size"]),
                                          "--steps", str(spec["steps"]), "--warmup", str(spec["warmup"]),
-                                         python=TORCH_PYTHON)
+                                         python=harness.TORCH_PYTHON)
     else:
         command = harness.module_command("bench.throughput", "--worker", json.dumps(spec))
     out, lines = harness.run_child(command, env)

@@ -40,6 +40,8 @@ VARIANTS = {
     "layer_norm": ["--g_norm=layer", "--d_norm=layer"],
     # The default's schedule (fused 1 D + 1 G, 5x5) with one rate of 2e-4 for both networks instead of TTUR's.
     "equal_rates": ["--learning_rate=0.0002"],
+    # Differentiable augmentation (Zhao et al. 2020) of every image D sees, issue 26's data-efficient trick.
+    "diffaugment": ["--diffaugment=color,translation,cutout"],
 }
 # Model settings per table: the flags that pick the data and the model, beside the recipe's.  "epoch": the
 # training images of one epoch and whose (the section titles count the budget in them); MNIST's by default.
@@ -59,7 +61,10 @@ DATASETS = {
     "cifar10": {"dataset": "cifar10", "flags": ["--y_dim=0"], "archive": "cifar10_jpg_YoongiKim.zip",
                 "epoch": (50000, "CIFAR-10")},
 }
-RECIPES = ("default", *RECIPE_FILES, *VARIANTS)
+# Not a recipe of this project: bench/torch_dcgan.py's PyTorch reference DCGAN (pytorch/examples' step and
+# architecture, 4x4 kernels, batch 64) trained on the same preprocessed images, its samples scored the same way.
+REFERENCE = "pytorch_reference"
+RECIPES = ("default", *RECIPE_FILES, *VARIANTS, REFERENCE)
 
 
 def scored_by_diversity(dataset):
@@ -70,7 +75,7 @@ def scored_by_diversity(dataset):
 
 def recipe_flags(recipe):
     """The command-line flags of a recipe by name (before "{half_steps}" is filled in)."""
-    if recipe == "default":
+    if recipe in ("default", REFERENCE):
         return []
     if recipe in RECIPE_FILES:
         return [f"--flagfile={os.path.join(harness.REPO, 'recipes', recipe + '.flags')}"]
@@ -136,6 +141,9 @@ def distinct_recipes(recipes):
     defaults (carpedm20's flags are the project's defaults) would train the very same run again."""
     kept, same_as = [], {}
     for recipe in recipes:
+        if recipe == REFERENCE:  # no project flags, yet not the project's default
+            kept.append(recipe)
+            continue
         twin = next((k for k in kept if settings(k) == settings(recipe)), None)
         if twin is None:
             kept.append(recipe)

@@ -2,12 +2,15 @@
 fills in across sessions), each `main.py --train` in a subprocess timed from its launch, scores each saved
 checkpoint and renders the doc again."""
 
+import dataclasses
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+
+import numpy as np
 
 from bench import harness
 from bench.ablation import score
@@ -16,6 +19,7 @@ from bench.ablation.plan import (
     CHECKPOINTS_PER_RUN,
     DATASETS,
     RECIPES,
+    REFERENCE,
     data_dir_for,
     distinct_recipes,
     recipe_flags,
@@ -30,8 +34,10 @@ from bench.ablation.score import (
     face_floor_record,
     floor_record,
     floor_size,
+    samples_count,
     score_checkpoints,
     score_diversity,
+    score_samples,
 )
 from runtime.errors import UserError
 
@@ -82,12 +88,47 @@ def train_command(dataset, recipe, seed, budget, data_dir, out_dir):
                               f"--max_to_keep={steps // ckpt_freq + 2}", "--log_freq=50")]
 
 
+def exported_images(dataset, args):
+    """A .npy under --work_dir of all the dataset's training images, preprocessed by the project's own pipeline
+    (evaluation.real_images_uint8: training's crop and resize), written once: what the PyTorch reference trains
+    on, so both contenders see the same pixels."""
+    from evaluation import quality as evaluation
+
+    config = score.with_data_channels(run_config(dataset, 0, args.work_dir, args))
+    path = os.path.join(args.work_dir, "data", f"{dataset}_{config.input_height}_{config.output_height}_uint8.npy")
+    if not os.path.exists(path):
+        images = evaluation.real_images_uint8(dataclasses.replace(config, eval_samples=10 ** 9), 10 ** 9)
+        np.save(path + ".partial.npy", images)
+        os.rename(path + ".partial.npy", path)
+    return path
+
+
+def reference_command(dataset, seed, budget, args, out_dir):
+    """(steps, the bench/torch_dcgan.py command line) of the PyTorch reference's run: batch 64, the budget's
+    steps, sample files at the steps a project run of the dataset saves checkpoints (and the last)."""
+    steps = max(1, budget // BATCH_SIZE)
+    every = DATASETS[dataset].get("checkpoint_every") or max(1, steps // CHECKPOINTS_PER_RUN)
+    sample_steps = sorted({*range(every, steps + 1, every), steps})
+    config = run_config(dataset, seed, out_dir, args)
+    if not os.path.exists(harness.TORCH_PYTHON):
+        raise UserError(f"{REFERENCE}: no {harness.TORCH_PYTHON}; see the set-up lines in bench/torch_dcgan.py")
+    return steps, harness.module_command(
+        "bench.torch_dcgan", "--images", exported_images(dataset, args), "--out_dir", out_dir,
+        "--steps", str(steps), "--seed", str(seed), "--kernel_size", "4", "--samples", str(samples_count(config)),
+        "--sample_steps", ",".join(map(str, sample_steps)), python=harness.TORCH_PYTHON)
+
+
 def train_run(dataset, recipe, seed, budget, args):
-    """Trains one run in a subprocess; returns (record without scores, run folder)."""
+    """Trains one run in a subprocess (the PyTorch reference's for REFERENCE); returns (record without scores,
+    run folder, [(saved checkpoint or sample file, seconds since launch)])."""
     settings = DATASETS[dataset]
     flags = run_plan(recipe, budget)[1]
     out_dir = os.path.join(args.work_dir, "runs", dataset, recipe, f"seed{seed}_budget{budget}")
-    steps, command = train_command(dataset, recipe, seed, budget, data_dir_for(dataset, args), out_dir)
+    if recipe == REFERENCE:
+        steps, command = reference_command(dataset, seed, budget, args, out_dir)
+        flags = command[command.index("--steps"):]
+    else:
+        steps, command = train_command(dataset, recipe, seed, budget, data_dir_for(dataset, args), out_dir)
     shutil.rmtree(out_dir, ignore_errors=True)  # a run cut short is redone: its wall times would not add up
     os.makedirs(out_dir)
     print(f"[{time.strftime('%H:%M:%S')}] {dataset} {recipe} seed {seed}: {steps} steps", file=sys.stderr, flush=True)
@@ -108,20 +149,40 @@ def train_run(dataset, recipe, seed, budget, args):
         "error": "" if process.returncode == 0 else tail[-1] if tail else "no output",
         "wall_seconds": time.time() - start, "watchdog_warnings": len(watchdog_lines),
         "watchdog_examples": watchdog_lines[:3], "cpu_seconds_note": "wall clock on a shared 2-core machine",
-        "architecture": run_architecture(out_dir),
+        "architecture": run_architecture(out_dir) if recipe != REFERENCE else {
+            "framework": "PyTorch (bench/torch_dcgan.py, pytorch/examples dcgan)", "kernel_size": 4, "gf_dim": 64,
+            "df_dim": 64, "optimizer": "Adam(2e-4, beta1 0.5) for both", "samples": "BatchNorm running statistics"},
     }
     return record, out_dir, saved
 
 
-def copy_sample_grid(config, dataset, recipe, budget):
+def copy_sample_grid(config, dataset, recipe, budget, saved):
     """The run's last sample grid, as docs/ablation/<dataset>_<recipe>_<budget>.png (the budget in the name:
-    a longer run of the same recipe must not replace the grid shown beside the shorter one's table)."""
-    grids = sorted(f for f in os.listdir(config.sample_path) if f.startswith("train_") and f.endswith(".png"))
-    if not grids:
-        return None
+    a longer run of the same recipe must not replace the grid shown beside the shorter one's table); for the
+    PyTorch reference, drawn from the first 64 images of its last sample file."""
     target = os.path.join(os.path.dirname(RESULTS_PATH), f"{dataset}_{recipe}_{budget}.png")
-    shutil.copyfile(os.path.join(config.sample_path, grids[-1]), target)
+    if recipe == REFERENCE:
+        import utils
+
+        if not saved:
+            return None
+        utils.save_grid(np.load(saved[-1][0])["eval"][:64], target)
+    else:
+        grids = sorted(f for f in os.listdir(config.sample_path) if f.startswith("train_") and f.endswith(".png"))
+        if not grids:
+            return None
+        shutil.copyfile(os.path.join(config.sample_path, grids[-1]), target)
     return os.path.relpath(target, os.path.dirname(DOC_PATH))
+
+
+def score_sample_files(config, saved, args):
+    """score.score_samples of the PyTorch reference's sample files (their "eval" images: G with BatchNorm's
+    running statistics, as this project's checkpoints are sampled), each with its seconds since launch."""
+    sampled = []
+    for path, seconds in saved:
+        with np.load(path) as files:
+            sampled.append((json.loads(str(files["meta"]))["step"], seconds, files["eval"]))
+    return score_samples(config, sampled, args)
 
 
 def ensure_floor(dataset, args, records):
@@ -158,11 +219,14 @@ def command_run(args):
             continue  # another worker finished it meanwhile
         record, out_dir, saved = train_run(dataset, recipe, seed, budget, args)
         config = run_config(dataset, seed, out_dir, args)
-        scoring = score_diversity if scored_by_diversity(dataset) else score_checkpoints
+        if recipe == REFERENCE:
+            scoring = score_sample_files
+        else:
+            scoring = score_diversity if scored_by_diversity(dataset) else score_checkpoints
         record["checkpoints"] = scoring(config, saved, args)
         if not any(run_key(r)[:2] == (dataset, recipe) and r["budget"] == budget and r["seed"] < seed
                    for r in read_results(RESULTS_PATH) if r.get("kind") == "run"):  # the grid of the lowest seed
-            record["sample_grid"] = copy_sample_grid(config, dataset, recipe, budget)
+            record["sample_grid"] = copy_sample_grid(config, dataset, recipe, budget, saved)
         append_record(record)
         final = record["checkpoints"][-1] if record["checkpoints"] else {}
         score = (f"diversity ratio {final['diversity_ratio']:.3f}, near-duplicates {final['near_duplicates']:.3f}"

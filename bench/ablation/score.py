@@ -20,6 +20,9 @@ DIVERSITY_SAMPLES = 256
 # Face scoring (--face_metrics datasets): FD_face and the detection rate of this many samples, FD_face against
 # as many real faces (the first ones in file order): issue 26's protocol, 500 against 500.
 FACE_SAMPLES = 500
+# dlib embeds and detects at about 0.17 s an image here, 85 s per FACE_SAMPLES: faces are scored only at the
+# checkpoint nearest this step (issue 26's "faces after 100 batches" target) and at the last one.
+FACE_TARGET_STEP = 100
 
 
 def diversity_scores(samples, real):
@@ -130,27 +133,48 @@ def face_scores(config, samples, args):
     return faces.scores(samples, evaluation.cached_real_statistics(real, faces.embedder))
 
 
+def face_scored_steps(steps):
+    """The steps among `steps` whose samples are also scored as faces: the one nearest FACE_TARGET_STEP and
+    the last."""
+    return {min(steps, key=lambda step: abs(step - FACE_TARGET_STEP)), max(steps)} if steps else set()
+
+
+def score_samples(config, sampled, args):
+    """Diversity scores of each (step, seconds, uint8 samples) in `sampled` (the first DIVERSITY_SAMPLES samples
+    against as many real images), and with --face_metrics, at face_scored_steps, its face scores (the first
+    FACE_SAMPLES samples): the one scoring path of this project's checkpoints and of the PyTorch reference's
+    sample files."""
+    real = real_images_for_diversity(config, DIVERSITY_SAMPLES)
+    faces_at = face_scored_steps([step for step, _, _ in sampled]) if config.face_metrics else set()
+    scored = []
+    for step, seconds, samples in sampled:
+        entry = {"step": step, "seconds": round(seconds, 1), "n_samples": DIVERSITY_SAMPLES,
+                 "extractor": "pixels", **diversity_scores(samples[:DIVERSITY_SAMPLES], real)}
+        if step in faces_at:
+            entry.update(face_scores(config, samples[:FACE_SAMPLES], args), face_samples=FACE_SAMPLES)
+        scored.append(entry)
+    return scored
+
+
+def samples_count(config):
+    """How many samples a checkpoint is scored on: DIVERSITY_SAMPLES, FACE_SAMPLES with --face_metrics."""
+    return max(DIVERSITY_SAMPLES, FACE_SAMPLES) if config.face_metrics else DIVERSITY_SAMPLES
+
+
 def score_diversity(config, saved, args, average=True):
-    """Each saved checkpoint's diversity scores (DIVERSITY_SAMPLES samples against as many real images),
-    and with --face_metrics its face scores (FACE_SAMPLES samples, the first DIVERSITY_SAMPLES of them the
-    same ones), with its step and wall time (`average` as in score_checkpoints)."""
+    """score_samples of each saved checkpoint's samples (seeded z, seed + 2), with its step and wall time
+    (`average` as in score_checkpoints)."""
     from evaluation import quality as evaluation
     from training.checkpoints import checkpoint_step
     from training.inference import restored_generator
 
-    real = real_images_for_diversity(config, DIVERSITY_SAMPLES)
-    count = max(DIVERSITY_SAMPLES, FACE_SAMPLES) if config.face_metrics else DIVERSITY_SAMPLES
-    scored = []
+    sampled = []
     for path, seconds in saved:
         with restored_generator(config, checkpoint=path, average=average) as restored:
             samples = evaluation.generate_uint8(restored.session, restored.generator, restored.config,
-                                                count, config.seed + 2)
-        entry = {"step": checkpoint_step(path), "seconds": round(seconds, 1), "n_samples": DIVERSITY_SAMPLES,
-                 "extractor": "pixels", **diversity_scores(samples[:DIVERSITY_SAMPLES], real)}
-        if config.face_metrics:
-            entry.update(face_scores(config, samples[:FACE_SAMPLES], args), face_samples=FACE_SAMPLES)
-        scored.append(entry)
-    return scored
+                                                samples_count(config), config.seed + 2)
+        sampled.append((checkpoint_step(path), seconds, samples))
+    return score_samples(config, sampled, args)
 
 
 def ensure_classifier(dataset, args):
