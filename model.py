@@ -346,6 +346,7 @@ class DCGAN:
                              batch_groups=batch_groups)
 
     def _discriminate(self, real_images, real_onehot, fake_images, fake_onehot):
+        """D's outputs in D's update: on the real batch and the shown fakes, each as D is shown it."""
         real_input, fake_input = self._shown_to_d(real_images), self._shown_to_d(fake_images)
         (real_logits, real_features), (fake_logits, fake_features) = self._discriminator_pair(
             real_input, real_onehot, fake_input, fake_onehot)

@@ -1,1 +1,2 @@
-"""Training: the loop, losses, guarded updates and stabilisers, the watchdog, checkpoints, replicas."""
+"""Training: the loop, losses, guarded updates, random streams and stabilisers, the watchdog and its diversity
+measures, checkpoints, replicas, and G as it is sampled (inference.py)."""
