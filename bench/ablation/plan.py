@@ -42,6 +42,8 @@ VARIANTS = {
     "equal_rates": ["--learning_rate=0.0002"],
     # Differentiable augmentation (Zhao et al. 2020) of every image D sees, issue 26's data-efficient trick.
     "diffaugment": ["--diffaugment=color,translation,cutout"],
+    # The default with bfloat16 compute (float32 weights): the precision check of issue 27 on faces.
+    "bf16": ["--bfloat16"],
     # The default with the reference's 4x4 kernels and bfloat16 compute: the fastest step on a CPU with
     # AVX512_BF16 (issue 27), so the faster candidate for the face default at equal wall time.
     "k4_bf16": ["--kernel_size=4", "--bfloat16"],
