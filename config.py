@@ -151,8 +151,10 @@ class RunOptions:
     # Compute
     data_format: str = option("NHWC", "NHWC (CPU) or NCHW (often faster on NVIDIA GPUs)")
     mixed_precision: bool = option(False, "float16 mixed precision with loss scaling (GPU)")
-    bfloat16: bool = option(False, "bfloat16 compute with float32 weights through oneDNN (CPUs with AVX512_BF16 or "
-                                   "AMX)")
+    bfloat16: bool | None = option(None, "bfloat16 compute with float32 weights through oneDNN (CPUs with "
+                                         "AVX512_BF16 or AMX); default: on when training on such a CPU with no GPU "
+                                         "for the models docs/ablation.md found as good in it (training/precision.py); "
+                                         "--nobfloat16 = float32")
     xla: bool = option(False, "compile with XLA")
     # Scale-out (training/replicas.py, docs/scaling.md); several machines are named by TF_CONFIG
     num_replicas: int = option(0, "synchronous data-parallel replicas on this machine, one per GPU (the global "

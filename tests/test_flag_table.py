@@ -32,7 +32,7 @@ def test_readme_check_names_each_disagreement():
         "| `--epoch`, `--max_steps` | 25, 0 (epoch x batches, whichever) | right, with a note |",
         "| `--learning_rat` | 0 | misspelled |",
         "| `--z_dim`, `--z_dist` | 100 | one default for two flags |",
-        "| `--input_fname_pattern`, `--crop` | `*.jpg,*.jpeg,*.png,*.webp`, dataset default | right |",
+        "| `--input_fname_pattern`, `--crop` | `*.jpg,*.jpeg,*.png,*.webp`, auto | right |",
         "",
         "| flag | what |", "|---|---|",
         "| `--d_batchnorm combined` | a value after the flag |",
@@ -50,7 +50,7 @@ def test_readme_check_names_each_disagreement():
 
 
 @pytest.mark.parametrize("value, shown", [
-    (True, "on"), (False, "off"), (None, "dataset default"), ("", "–"), (0.999, "0.999"), (1.0, "1"), (0.0, "0"),
+    (True, "on"), (False, "off"), (None, "auto"), ("", "–"), (0.999, "0.999"), (1.0, "1"), (0.0, "0"),
     (64, "64"), ("celebA", "celebA"), ("127.0.0.1", "127.0.0.1"), ("*.jpg,*.png", "`*.jpg,*.png`"),
 ])
 def test_shown_default(value, shown):

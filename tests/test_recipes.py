@@ -114,10 +114,11 @@ def test_mixed_precision_is_confined_to_the_training_session(tmp_path):
 
 def test_bfloat16_trains_where_the_cpu_has_it_and_is_refused_in_one_line_elsewhere(tmp_path, monkeypatch):
     from runtime import tf_runtime
+    from training import precision
 
     if tf_runtime.cpu_has_bfloat16():
         assert train.train(tiny_config(tmp_path / "bf16", bfloat16=True)) == 2
-    monkeypatch.setattr(train, "cpu_has_bfloat16", lambda: False)
+    monkeypatch.setattr(precision, "cpu_has_bfloat16", lambda: False)
     with pytest.raises(UserError, match="--bfloat16: this CPU has neither AVX512_BF16 nor AMX"):
         train.train(tiny_config(tmp_path / "refused", bfloat16=True))
 

@@ -28,8 +28,8 @@ _FLAG_IN_CELL = re.compile(r"`--(\w+)")
 def shown_default(value):
     """A default as the tables print it: on/off, – for an empty text, numbers in their shortest form,
     names as they are and other texts (globs, lists) as code."""
-    if value is None:  # an on/off flag that config.resolve() sets from the dataset
-        return "dataset default"
+    if value is None:  # an on/off flag decided from the dataset (config.resolve) or the machine (training/precision)
+        return "auto"
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, float):

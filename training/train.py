@@ -23,10 +23,10 @@ from datasets import pipeline as data
 from evaluation import quality as evaluation
 from model import DCGAN
 from runtime.errors import UserError
-from runtime.tf_runtime import cpu_has_bfloat16, session_config, tf
+from runtime.tf_runtime import session_config, tf
 from training import hparams as run_hparams
+from training import precision, summaries
 from training import replicas as replicas_lib
-from training import summaries
 from training.checkpoints import Checkpoints
 from training.failure_policy import FailurePolicy, StepOutcome, last_good_checkpoint, restore_and_reposition
 from training.inference import fixed_z, sample_labels
@@ -84,21 +84,15 @@ class Schedule:
         self.input_epochs = math.ceil(self.total_steps * self.images_per_step / num_examples) + 1
 
 
-def _check_precision(config):
-    if config.bfloat16 and not cpu_has_bfloat16():
-        raise UserError("--bfloat16: this CPU has neither AVX512_BF16 nor AMX, so oneDNN would emulate bfloat16 "
-                        "more slowly than float32; train without --bfloat16")
-
-
 def train(config):
     """Trains until --epoch/--max_steps; returns the final global step."""
-    _check_precision(config)
     replicas = replicas_lib.build(config)
     if replicas.distributed:
         log.info("training on %s", replicas.describe())
     source = data.open_source(config)
     config = dataclasses.replace(config, c_dim=source.c_dim)
     log.info("data: %s", source.description)
+    config = precision.training_precision(config)
     schedule = Schedule(config, source.num_examples)
     with tf.Graph().as_default() as graph, replicas.worker_outputs(config) as outputs:
         v1.set_random_seed(config.seed)
