@@ -21,7 +21,7 @@ import logging
 from runtime.errors import UserError
 from runtime.tf_runtime import cpu_has_bfloat16, tf
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("dcgan")
 
 # The models bfloat16 is the default for on a bfloat16 CPU, by `model_kind`: those docs/ablation.md measured at
 # 3 seeds with bfloat16 inside float32's seed spread.
