@@ -15,7 +15,7 @@ checkpoint comes 5 times less often: the figure slightly overstates the overhead
 The PyTorch reference trains bench/torch_dcgan.py's step on the same faces, preprocessed by the project's
 pipeline into memory (no decoding at all), timed from its step-10 sample file to its last.  Every contender
 runs in its own process, in rounds with the order reversed every other round; peak RSS is the child's own
-(wait4).  The precision the project's runs chose is read from their "precision:" log line.
+(its VmHWM, read while it runs).  The precision the project's runs chose is read from their "precision:" log line.
 """
 
 import argparse
@@ -25,6 +25,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import types
 
@@ -43,18 +44,35 @@ PROJECT = [
 _PROGRESS = re.compile(r" step (\d+) \|")
 
 
-def timed_lines(command, env):
+def peak_rss_mib(pid):
+    """The process's peak resident set so far (VmHWM), in MiB; 0 once it is gone.  Not getrusage's ru_maxrss:
+    a forked child starts from its parent's high-water mark, and that survives exec."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return 0.0
+
+
+def timed_lines(command, env, poll_seconds=0.2):
     """Runs `command` from the repository root; returns ([(seconds since launch, line)] of its merged output,
-    return code, the child's own peak RSS in MiB)."""
+    return code, its peak RSS in MiB, read every `poll_seconds` while it runs)."""
     start = time.monotonic()
-    lines = []
+    lines, peak = [], [0.0]
     with subprocess.Popen(command, cwd=harness.REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True) as process:
+        def watch():
+            while process.poll() is None:
+                peak[0] = max(peak[0], peak_rss_mib(process.pid))
+                time.sleep(poll_seconds)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
         for line in process.stdout:
             lines.append((time.monotonic() - start, line.rstrip()))
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-    return lines, process.returncode, usage.ru_maxrss / 1024
+        process.wait()
+        watcher.join()
+    return lines, process.returncode, peak[0]
 
 
 def window_rate(lines, is_start, is_end, images):
