@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import metadata as hparams_metadata
-from test_evaluation import classifier_root, eval_config  # noqa: F401 (a fixture: an MNIST classifier)
+from test_quality import classifier_root, eval_config  # noqa: F401 (a fixture: an MNIST classifier)
 from test_tensorboard import running_tensorboard
 
 from training import hparams as run_hparams

@@ -16,7 +16,7 @@ import types
 import numpy as np
 import pytest
 from conftest import tiny_config
-from test_evaluation import classifier_root, eval_config  # noqa: F401 (a fixture: an MNIST classifier)
+from test_quality import classifier_root, eval_config  # noqa: F401 (a fixture: an MNIST classifier)
 
 from evaluation import formulas
 from evaluation import quality as evaluation

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import CELEBA_TAR, tiny_config, write_jpegs
 from scipy import ndimage
-from test_metrics import _CountingExtractor
+from test_extractors import _CountingExtractor
 
 import config as config_lib
 import main

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 from PIL import Image
-from test_data import idx_bytes
+from test_pipeline import idx_bytes
 
 from datasets import formats
 from evaluation import classifier as classifier_training

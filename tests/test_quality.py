@@ -217,7 +217,7 @@ def test_real_statistics_follow_the_data_not_the_folder_name(tmp_path, monkeypat
     """Issue 24, bug 8: adding CIFAR-10's binary batches beside JPEG class folders changes what the data
     folder holds (formats.read_cifar10 prefers the batches), so the cached statistics of the JPEGs must not be
     reused; a file rewritten in place must not either.  Nothing changed: a cache hit."""
-    from test_data import cifar_records, write_cifar_class_folders
+    from test_pipeline import cifar_records, write_cifar_class_folders
 
     directory = tmp_path / "data" / "cifar10"
     write_cifar_class_folders(directory / "train", {"cat": 4, "ship": 4}, suffix=".jpg")
