@@ -15,7 +15,8 @@ checkpoint comes 5 times less often: the figure slightly overstates the overhead
 The PyTorch reference trains bench/torch_dcgan.py's step on the same faces, preprocessed by the project's
 pipeline into memory (no decoding at all), timed from its step-10 sample file to its last.  Every contender
 runs in its own process, in rounds with the order reversed every other round; peak RSS is the child's own
-(its VmHWM, read while it runs).  The precision the project's runs chose is read from their "precision:" log line.
+(wait4 from a small
+process in between).  The precision the project's runs chose is read from their "precision:" log line.
 """
 
 import argparse
@@ -25,7 +26,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import types
 
@@ -44,35 +44,33 @@ PROJECT = [
 _PROGRESS = re.compile(r" step (\d+) \|")
 
 
-def peak_rss_mib(pid):
-    """The process's peak resident set so far (VmHWM), in MiB; 0 once it is gone.  Not getrusage's ru_maxrss:
-    a forked child starts from its parent's high-water mark, and that survives exec."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM:"))
-    except (OSError, StopIteration):
-        return 0.0
+# Runs argv[2:] as its child and writes the child's peak RSS (KiB) to argv[1]: a small process in between, as a
+# forked child's ru_maxrss starts from its parent's high-water mark (which survives exec), and the parent here
+# may hold TensorFlow.
+_PEAK_RSS_WRAPPER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as result:
+    result.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
 
 
-def timed_lines(command, env, poll_seconds=0.2):
+def timed_lines(command, env):
     """Runs `command` from the repository root; returns ([(seconds since launch, line)] of its merged output,
-    return code, its peak RSS in MiB, read every `poll_seconds` while it runs)."""
+    return code, its own peak RSS in MiB)."""
     start = time.monotonic()
-    lines, peak = [], [0.0]
-    with subprocess.Popen(command, cwd=harness.REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True) as process:
-        def watch():
-            while process.poll() is None:
-                peak[0] = max(peak[0], peak_rss_mib(process.pid))
-                time.sleep(poll_seconds)
-
-        watcher = threading.Thread(target=watch, daemon=True)
-        watcher.start()
-        for line in process.stdout:
-            lines.append((time.monotonic() - start, line.rstrip()))
-        process.wait()
-        watcher.join()
-    return lines, process.returncode, peak[0]
+    lines = []
+    with tempfile.NamedTemporaryFile("r") as peak:
+        wrapped = [sys.executable, "-c", _PEAK_RSS_WRAPPER, peak.name, *command]
+        with subprocess.Popen(wrapped, cwd=harness.REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) as process:
+            for line in process.stdout:
+                lines.append((time.monotonic() - start, line.rstrip()))
+        return lines, process.returncode, int(peak.read() or 0) / 1024
 
 
 def window_rate(lines, is_start, is_end, images):

@@ -1,12 +1,26 @@
-"""Shared test set-up: graph mode, tiny configs, and real data from ../shared."""
+"""What the tests share: graph mode, tiny configs and runs, data makers, real data from ../shared, and the
+helpers that read a run's outputs or a child process's.  A helper two test files need lives here, once."""
 
+import contextlib
+import csv
+import os
+import struct
+import subprocess
+import sys
 import tarfile
 
+import numpy as np
 import pytest
 from hypothesis import settings
+from PIL import Image
 
+import model
 from bench import harness
-from runtime import tf_runtime  # noqa: F401  (graph mode and TensorFlow's environment, as in main.py)
+from datasets import formats
+from evaluation import classifier as classifier_training
+from runtime.tf_runtime import tf  # first: graph mode and TensorFlow's environment, as in main.py
+from training import train
+from training.inference import restored_generator
 
 # Every property test runs the same examples in every run (derandomize) and has no
 # per-example deadline: on a loaded 2-core machine a slow example is not a failure.
@@ -22,6 +36,20 @@ def tiny_config(tmp_path, **overrides):
     """A resolved Config of the tiny run (bench/harness.py's TINY) writing under tmp_path."""
     values = {"out_dir": str(tmp_path / "out"), "data_dir": str(tmp_path / "no_data"), **overrides}
     return harness.tiny_config(values.pop("out_dir"), **values)
+
+
+def trained_run(directory, **overrides):
+    """tiny_config(directory, **overrides) after training it: a run to sample, visualize or export."""
+    config = tiny_config(directory, **overrides)
+    train.train(config)
+    return config
+
+
+def tiny_gan(tmp_path, **overrides):
+    """The tiny run's training graph (model.DCGAN) on a fixed batch of 4 random images labelled 1-4."""
+    config = tiny_config(tmp_path, **overrides)
+    images = tf.constant(np.random.RandomState(0).uniform(-1, 1, (4, 16, 16, 1)), tf.float32)
+    return model.DCGAN(config, images, tf.constant([1, 2, 3, 4], tf.int64))
 
 
 @pytest.fixture
@@ -47,9 +75,6 @@ def write_jpegs(folder, count=24, width=89, height=109, seed=0):
     Random 6x6 colour fields upsampled bicubically, plus mild noise: like photos, they have both smooth areas
     and detail, so crops, resizes and JPEG decoding differences show up, and no two are alike.
     """
-    import numpy as np
-    from PIL import Image
-
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     for index in range(1, count + 1):
@@ -121,3 +146,122 @@ class StderrLines:
     @property
     def output(self):
         return "".join(self.seen)
+
+
+@contextlib.contextmanager
+def running_tensorboard(logdir):
+    """Yields the base URL of `tensorboard --logdir logdir` on 127.0.0.1, its data already loaded.
+
+    The server binds port 0 (the OS picks a free port, so no other process can take it between choosing and
+    binding) and the port is read back from the line TensorBoard prints once it listens.  Its data is loaded
+    before that line (`--reload_task blocking --reload_interval 0`), so the first request sees the run.
+    """
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", logdir, "--host", "127.0.0.1", "--port", "0",
+         "--load_fast", "false", "--reload_task", "blocking", "--reload_interval", "0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        yield StderrLines(server).wait_for(r"TensorBoard \S+ at (http://127\.0\.0\.1:\d+)/ ").group(1)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def idx_bytes(array):
+    """`array` as an IDX file (uint8), MNIST's format."""
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(">" + "I" * array.ndim, *array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def cifar_records(images_chw, labels):
+    """CIFAR-10 binary records: each a label byte, then the 3x32x32 image channel by channel."""
+    return np.concatenate([np.asarray(labels, np.uint8)[:, None], images_chw.reshape(len(labels), -1)], axis=1)
+
+
+@pytest.fixture
+def cifar_dir(tmp_path):
+    """data_dir with cifar10/cifar-10-batches-bin/: five 2-image training batches and a test batch."""
+    folder = tmp_path / "data" / "cifar10" / "cifar-10-batches-bin"
+    folder.mkdir(parents=True)
+    images = np.random.default_rng(0).integers(0, 256, (12, 3, 32, 32), dtype=np.uint8)
+    labels = np.arange(12) % 10
+    for batch in range(5):
+        (folder / f"data_batch_{batch + 1}.bin").write_bytes(
+            cifar_records(images[2 * batch:2 * batch + 2], labels[2 * batch:2 * batch + 2]).tobytes())
+    (folder / "test_batch.bin").write_bytes(cifar_records(images[10:], labels[10:]).tobytes())
+    return tmp_path / "data", images.transpose(0, 2, 3, 1), labels
+
+
+def write_cifar_class_folders(split_folder, per_class, suffix=".png", seed=0):
+    """`split_folder`/<class>/NNNN<suffix> for each {class name: count}; returns {path: pixels written}."""
+    rng = np.random.default_rng(seed)
+    written = {}
+    for name, count in per_class.items():
+        (split_folder / name).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            path = split_folder / name / f"{i:04d}{suffix}"
+            Image.fromarray(pixels).save(path, quality=95)
+            written[str(path)] = pixels
+    return written
+
+
+@pytest.fixture(scope="module")
+def classifier_root(tmp_path_factory):
+    """An out_dir whose checkpoint/ holds an MNIST classifier trained for 150 steps."""
+    out_dir = tmp_path_factory.mktemp("eval")
+    images, labels = formats.load_mnist_like(str(EMBEDDED_MNIST))
+    test = formats.load_mnist_like(str(EMBEDDED_MNIST), split="test")
+    classifier_training.train_classifier("mnist", (images[:3000], labels[:3000]), (test[0][:500], test[1][:500]),
+                             checkpoint_dir=str(out_dir / "checkpoint"), steps=150, log=lambda *a: None)
+    return out_dir
+
+
+def eval_config(out_dir, **overrides):
+    """The tiny run at MNIST's 28x28, measured on 64 samples, in `out_dir` (classifier_root's, to score with its
+    classifier)."""
+    values = dict(out_dir=str(out_dir), output_height=28, eval_samples=64, max_steps=3, sample_freq=100)
+    values.update(overrides)
+    return tiny_config(out_dir, **values)
+
+
+class CountingExtractor:
+    """Features = flattened pixels; counts calls so the tests can tell a cache hit from a miss."""
+
+    name = "pixels"
+
+    def __init__(self, digest):
+        self.digest = digest
+        self.calls = 0
+
+    def features(self, images):
+        self.calls += 1
+        return images.reshape(len(images), -1).astype(np.float32)
+
+
+def event_tags(log_path):
+    """Every summary tag in the TensorBoard event files of `log_path`."""
+    tags = set()
+    for name in os.listdir(log_path):
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(log_path, name)):
+            tags.update(value.tag for value in event.summary.value)
+    return tags
+
+
+def loss_rows(config):
+    """The rows of a run's losses.csv, as dicts of strings."""
+    with open(os.path.join(config.sample_path, "losses.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+def assert_same_tensors(a, b):
+    """Two {name: array} dicts (checkpoints) hold the same names and, bit for bit, the same values."""
+    assert set(a) == set(b)
+    for name in a:
+        assert np.array_equal(a[name], b[name]), name
+
+
+def reference_images(config, z, labels):
+    """The run's restored generator drawn on z and labels (uint8): what a picture or an export must equal."""
+    with restored_generator(config) as restored:
+        return restored.session.run(restored.generator.images_uint8, restored.generator.feed(z, labels))

@@ -145,3 +145,23 @@ def test_the_face_table_in_multiples_of_the_floor_and_of_real_faces_rate_with_th
     assert ("| default | 1/2 (lowest 0.70× real, step 100) | 1/2 (highest 12.0×, step 156) | "
             "— (no checkpoint at step ≥ 300) | 1/2 | 0/2 |") in section
     assert f"| {plan.REFERENCE} | 2/2 (lowest 0.90× real, step 100) | 1/2 (highest 11.0×, step 156) |" in section
+
+
+def test_the_ablation_scores_celeba_checkpoints_as_faces_beside_pixel_diversity(tmp_path, celeba_dir, monkeypatch):
+    from bench.ablation import run, score
+    from training.checkpoints import checkpoint_paths
+
+    monkeypatch.setattr(score, "DIVERSITY_SAMPLES", 8)
+    monkeypatch.setattr(score, "FACE_SAMPLES", 12)
+    monkeypatch.setattr(run, "RESULTS_PATH", str(tmp_path / "results.jsonl"))
+    config = tiny_config(tmp_path, dataset="celebA", data_dir=str(celeba_dir), input_height=54, c_dim=3,
+                         train_size=0)
+    train.train(config)
+    args = argparse.Namespace(work_dir=str(tmp_path / "work"))
+    [entry] = score.score_diversity(config, [(checkpoint_paths(config.checkpoint_path)[0], 1.0)], args)
+    assert {"diversity_ratio", "near_duplicates", "fd_face", "face_detection_rate"} <= set(entry)
+    assert entry["n_samples"] == 8 and entry["face_samples"] == 12 and entry["face_extractor"] == "dlib ResNet-128"
+    monkeypatch.setattr(score, "run_config", lambda dataset, seed, out_dir, args: config)
+    run.ensure_floor("celebA", args, [])
+    face_floor = [r for r in run.read_results(run.RESULTS_PATH) if r["kind"] == "face_floor"]
+    assert face_floor[0]["n"] == 12 and 0 < face_floor[0]["fd_face"] < entry["fd_face"]

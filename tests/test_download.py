@@ -16,12 +16,11 @@ import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import EMBEDDED_MNIST, REPO, SHARED_DATA
+from conftest import EMBEDDED_MNIST, SHARED_DATA
 from hypothesis import given
 from hypothesis import strategies as st
 
 import download
-import utils
 from runtime.errors import UserError
 
 PAYLOAD = bytes(range(256)) * 40  # 10240 bytes, every byte value, so misplaced offsets show
@@ -458,18 +457,3 @@ def test_known_good_copies_pass_the_catalog_checksums_without_a_download(tmp_pat
     download.fetch_dataset(name, str(tmp_path), progress=False)  # raises before any request on a mismatch
     out = capsys.readouterr().out
     assert out.count("already present") == 4 and "downloading" not in out
-
-
-def test_one_file_hash_for_manifests_extractors_and_downloads(tmp_path):
-    parts = [tmp_path / "a", tmp_path / "b"]
-    parts[0].write_bytes(PAYLOAD)
-    parts[1].write_bytes(b"tail")
-    assert utils.file_digest(parts) == hashlib.sha256(PAYLOAD + b"tail").hexdigest()
-    assert utils.file_digest(str(parts[0]), "md5") == hashlib.md5(PAYLOAD).hexdigest()
-    compressed = tmp_path / "c.gz"
-    compressed.write_bytes(gzip.compress(PAYLOAD))
-    assert utils.file_digest(compressed, gunzip=True) == hashlib.sha256(PAYLOAD).hexdigest()
-    for module in ("training/checkpoints", "download", "evaluation/extractors"):
-        source = (REPO / f"{module}.py").read_text()
-        assert "from utils import file_digest" in source.replace("file_digest, write_atomically", "file_digest")
-        assert "digest.update(" not in source, f"{module}.py hashes files its own way"

@@ -16,11 +16,9 @@ import pytest
 from conftest import REPO
 from hypothesis import HealthCheck, given, settings
 
-import config as config_lib
 from bench.faults import fuzz, nan, runs
 from bench.faults.disk import DISK_FULL, disk_full_cases, read_only_cases, real_disk_full, tmpfs
 from bench.faults.kills import KILL_POINTS, kill_points, random_kills
-from runtime.errors import UserError
 from training import checkpoints, train
 
 # Derandomized, so the default suite is deterministic; `python -m bench.faults` tries more.
@@ -184,8 +182,3 @@ def test_no_reader_can_run_code_from_a_file():
                  if not any(part.startswith(".") for part in path.relative_to(REPO).parts)
                  and unsafe.search(path.read_text(errors="replace"))]
     assert not offenders
-
-
-def test_unknown_nan_policy_is_refused():
-    with pytest.raises(UserError, match=r"^--nan_policy must be stop or skip \(got 'sometimes'\)$"):
-        config_lib.resolve(config_lib.Config(nan_policy="sometimes"))

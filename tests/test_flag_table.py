@@ -1,14 +1,8 @@
-"""Options are declared once: flags, stored field lists and flag tables all come from the declarations."""
-
-import dataclasses
+"""tools/flag_table.py: docs/flags.md and the README's flag tables come from the option declarations and agree
+with them (the declarations themselves: test_config.py, test_runtime_options.py and test_main.py)."""
 
 import pytest
-from absl import flags
 
-import config as config_lib
-import main
-from networks.options import ArchitectureOptions
-from runtime import options
 from tools import flag_table
 
 
@@ -60,39 +54,3 @@ def test_shown_default(value, shown):
 def test_defaults_split_at_commas_outside_notes_and_code():
     assert flag_table._split_defaults("0 (every GPU if several, else one), `a,b`, on") == [
         "0 (every GPU if several, else one)", "`a,b`", "on"]
-
-
-def test_each_option_is_declared_in_one_role_class_and_config_declares_none():
-    by_role = [options.option_names(option_class) for option_class in config_lib.ROLES.values()]
-    everything = [name for names in by_role for name in names]
-    assert len(everything) == len(set(everything))
-    assert tuple(everything) == options.option_names(config_lib.Config)  # architecture's first, as before
-    assert config_lib.ROLES["architecture"] is ArchitectureOptions
-
-
-def test_stored_field_lists_are_the_role_classes():
-    assert config_lib.ARCHITECTURE_FIELDS == options.option_names(ArchitectureOptions)
-    assert config_lib.RECIPE_FIELDS == options.option_names(config_lib.RecipeOptions)
-    # The issue's example: BatchNorm's momentum changes training, not the variables.
-    config = config_lib.resolve(config_lib.Config(dataset="mnist", bn_momentum=0.8))
-    assert config.recipe()["bn_momentum"] == 0.8 and "bn_momentum" not in config.architecture()
-
-
-def test_a_field_without_option_has_no_help():
-    @dataclasses.dataclass
-    class Undeclared:
-        size: int = 3
-
-    with pytest.raises(TypeError, match="'size' is declared without option"):
-        options.help_text(dataclasses.fields(Undeclared)[0])
-
-
-def test_each_flag_has_its_declared_type_default_and_help():
-    values = flags.FlagValues()
-    main.define_flags(values)
-    for field in dataclasses.fields(config_lib.Config):
-        flag = values[field.name]
-        assert (flag.default, flag.help) == (field.default, options.help_text(field)), field.name
-        assert flag.boolean == (field.default is None or isinstance(field.default, bool)), field.name
-    assert values["crop"].default is None and values["face_metrics"].default is None
-    assert (values["epoch"].flag_type(), values["g_ema"].flag_type()) == ("int", "float")

@@ -1,10 +1,10 @@
 """bench/flops.py's per-layer FLOP count against tf.compat.v1.profiler on the project's own step graph."""
 
 import pytest
+from conftest import tiny_config
 
 from bench import flops
 from bench.throughput import build_project_step
-from tests.conftest import tiny_config
 
 
 def test_forward_flops_of_a_layer_by_hand(tmp_path):

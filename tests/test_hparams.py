@@ -12,10 +12,9 @@ import os
 import urllib.request
 
 import pytest
+from conftest import eval_config, running_tensorboard
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import metadata as hparams_metadata
-from test_evaluation import classifier_root, eval_config  # noqa: F401 (a fixture: an MNIST classifier)
-from test_tensorboard import running_tensorboard
 
 from training import hparams as run_hparams
 from training import train
@@ -24,7 +23,7 @@ FID_TAG = "quality/fid [classifier penultimate layer (MNIST classifier features)
 
 
 @pytest.fixture(scope="module")
-def runs(classifier_root):  # noqa: F811
+def runs(classifier_root):
     """Run "default" (batch 4, 3 steps) and run "hinge" (batch 6, hinge loss, FID every 2 of 2 steps)."""
     default = eval_config(classifier_root, max_steps=3)
     hinge = eval_config(classifier_root, batch_size=6, loss="hinge", max_steps=2, fid_every=2, g_steps=2)

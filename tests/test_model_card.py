@@ -15,8 +15,7 @@ import types
 
 import numpy as np
 import pytest
-from conftest import tiny_config
-from test_evaluation import classifier_root, eval_config  # noqa: F401 (a fixture: an MNIST classifier)
+from conftest import eval_config, tiny_config
 
 from evaluation import formulas
 from evaluation import quality as evaluation
@@ -154,7 +153,7 @@ def test_face_metrics_hook_adds_its_rows(exported, monkeypatch, tmp_path):
     assert "| identity diversity | 0.625 | a test network, n=64 |" in read_card(directory)
 
 
-def test_quality_measured_at_export_is_what_eval_measures(classifier_root, tmp_path):  # noqa: F811
+def test_quality_measured_at_export_is_what_eval_measures(classifier_root, tmp_path):
     config = eval_config(classifier_root, max_steps=2, batch_size=6)  # a run of its own beside the classifier
     train.train(config)
     export.export_saved_model(config, str(tmp_path / "generator"))

@@ -50,3 +50,13 @@ def test_the_run_logs_its_precision_and_why_before_training(tmp_path, monkeypatc
     first = next(i for i, m in enumerate(messages) if m.startswith("precision:"))
     assert messages[first] == "precision: float32 compute, float32 weights (this CPU has neither AVX512_BF16 nor AMX)"
     assert first < next(i for i, m in enumerate(messages) if m.startswith("training "))
+
+
+def test_bfloat16_trains_where_the_cpu_has_it_and_is_refused_in_one_line_elsewhere(tmp_path, monkeypatch):
+    from runtime import tf_runtime
+
+    if tf_runtime.cpu_has_bfloat16():
+        assert train.train(tiny_config(tmp_path / "bf16", bfloat16=True)) == 2
+    monkeypatch.setattr(precision, "cpu_has_bfloat16", lambda: False)
+    with pytest.raises(UserError, match="--bfloat16: this CPU has neither AVX512_BF16 nor AMX"):
+        train.train(tiny_config(tmp_path / "refused", bfloat16=True))

@@ -13,12 +13,11 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO, StderrLines, tiny_config
+from conftest import REPO, StderrLines, tiny_config, trained_run
 
 import utils
 from runtime.errors import UserError
 from tools import export, serve, visualize
-from training import train
 from training.inference import InferenceGenerator, fixed_z, restored_generator
 
 v1 = tf.compat.v1
@@ -27,9 +26,7 @@ v1 = tf.compat.v1
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny conditional (mnist, 10 classes) generator trained 2 steps."""
-    config = tiny_config(tmp_path_factory.mktemp("serve"), max_steps=2, z_dim=4)
-    train.train(config)
-    return config
+    return trained_run(tmp_path_factory.mktemp("serve"), max_steps=2, z_dim=4)
 
 
 @pytest.fixture(scope="module")

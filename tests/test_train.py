@@ -1,30 +1,24 @@
+"""training/train.py, the loop: what a run writes, resume bit for bit, seeds, the step schedule's epochs, NaN
+losses, and the recipes and CPU switches that must train."""
+
 import csv
+import dataclasses
 import os
 
 import imageio.v2 as imageio
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_config
+from conftest import assert_same_tensors, event_tags, loss_rows, tiny_config
 
+from bench.faults.runs import checkpoint_values
+from datasets import pipeline as data
+from model import DCGAN
 from runtime.errors import TrainingDiverged
 from training import losses, train
 from training.checkpoints import checkpoint_paths
 
 v1 = tf.compat.v1
-
-
-def event_tags(log_path):
-    tags = set()
-    for name in os.listdir(log_path):
-        for event in tf.compat.v1.train.summary_iterator(os.path.join(log_path, name)):
-            tags.update(value.tag for value in event.summary.value)
-    return tags
-
-
-def checkpoint_values(path):
-    reader = tf.train.load_checkpoint(path)
-    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
 
 
 def test_training_writes_samples_checkpoints_summaries_and_curves(tmp_path):
@@ -84,21 +78,6 @@ def test_resume_continues_from_saved_step_with_identical_state(tmp_path):
     with open(os.path.join(config.sample_path, "losses.csv")) as f:
         steps = [int(r["step"]) for r in csv.DictReader(f)]
     assert steps == [1, 2, 3, 4]
-
-
-def all_checkpoint_values(config):
-    return {os.path.basename(path): checkpoint_values(path) for path in checkpoint_paths(config.checkpoint_path)}
-
-
-def loss_rows(config):
-    with open(os.path.join(config.sample_path, "losses.csv")) as f:
-        return list(csv.DictReader(f))
-
-
-def assert_same_tensors(a, b):
-    assert set(a) == set(b)
-    for name in a:
-        assert np.array_equal(a[name], b[name]), name
 
 
 @pytest.mark.parametrize("recipe", [{}, {"fused_update": True, "d_steps": 2, "label_flip": 0.1,
@@ -165,3 +144,60 @@ def test_gpu_oriented_switches_train_on_cpu_too(tmp_path, switch):
     assert train.train(config) == 2
     values = checkpoint_values(checkpoint_paths(config.checkpoint_path)[0])
     assert all(np.all(np.isfinite(v)) for v in values.values() if np.issubdtype(np.asarray(v).dtype, np.floating))
+
+
+@pytest.mark.parametrize("recipe", [
+    {"d_steps": 1, "g_steps": 2},
+    {"d_steps": 2, "g_steps": 1, "feature_matching": True},
+    {"d_steps": 1, "g_steps": 2, "fused_update": True, "d_batchnorm": "combined"},
+])
+def test_one_epoch_of_steps_reads_each_example_exactly_once(tmp_path, recipe):
+    config = tiny_config(tmp_path, train_size=16, **recipe)  # conditional MNIST, batch 4
+    source = data.open_source(config)
+    config = dataclasses.replace(config, c_dim=source.c_dim)
+    schedule = train.Schedule(config, source.num_examples)
+    assert schedule.steps_per_epoch * schedule.images_per_step == 16
+    with tf.Graph().as_default():
+        batches = data.input_batches(source, config, epochs=1)  # a stream of exactly one epoch
+        gan = DCGAN(config, batches.images, batches.labels)
+        # D's real batches, as D's update saw them, gathered from every run of the step plan.
+        seen = []
+        with v1.Session() as session:
+            session.run(gan.initializer)
+            batches.initialize(session)
+            for _ in range(schedule.steps_per_epoch):
+                for fetches, _summary in train.step_plan(config, gan):
+                    if "d_applied" in fetches:
+                        session.run(fetches)
+                        seen.append(session.run(gan.last_real_images))
+                    else:
+                        session.run(fetches)
+            with pytest.raises(tf.errors.OutOfRangeError):  # nothing was left: no update read an extra batch
+                session.run(batches.images)
+    with tf.Graph().as_default():  # the epoch as the pipeline alone gives it, batch after batch
+        batches = data.input_batches(source, config, epochs=1)
+        with v1.Session() as session:
+            batches.initialize(session)
+            epoch = [session.run(batches.images) for _ in range(16 // config.batch_size)]
+
+    def rows(images):
+        return sorted(np.concatenate(images).reshape(16, -1).tolist())
+
+    assert len({tuple(r) for r in rows(epoch)}) == 16  # 16 distinct examples
+    assert rows(seen) == rows(epoch)  # D saw each of them once, none twice
+
+
+@pytest.mark.parametrize("recipe", [
+    {"loss": "least_squares"}, {"loss": "hinge", "r1_gamma": 1.0}, {"loss": "minimax"},
+    {"loss": "wasserstein", "gp_lambda": 10.0, "beta1": 0.0, "beta2": 0.9, "d_steps": 2},
+    {"kernel_size": 4, "fused_update": True, "g_steps": 1}, {"minibatch_stddev": True, "d_batchnorm": "combined"},
+    {"y_dim": 0},
+])
+def test_each_recipe_trains_with_finite_weights(tmp_path, recipe):
+    config = tiny_config(tmp_path, **recipe)
+    assert train.train(config) == 2
+    from training.checkpoints import checkpoint_paths
+
+    reader = tf.train.load_checkpoint(checkpoint_paths(config.checkpoint_path)[0])
+    values = [reader.get_tensor(n) for n in reader.get_variable_to_shape_map()]
+    assert all(np.all(np.isfinite(v)) for v in values if np.issubdtype(np.asarray(v).dtype, np.floating))

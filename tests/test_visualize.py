@@ -1,29 +1,26 @@
+"""tools/visualize.py: every --visualize_option, class labels in each layout, and sample counts independent of
+the batch size.  The paper's analyses: test_visualize_analyses.py; style visualizations: test_style.py."""
+
 import dataclasses
 import os
 
 import imageio.v2 as imageio
 import numpy as np
 import pytest
-import tensorflow as tf
-from conftest import tiny_config
+from conftest import reference_images, tiny_config, trained_run
 from PIL import Image, ImageSequence
 
 import utils
 from runtime.errors import UserError
-from tools import export, visualize
-from training import train
-from training.inference import InferenceGenerator, fixed_z, restored_generator, sample_labels
-
-v1 = tf.compat.v1
+from tools import visualize
+from training.inference import InferenceGenerator
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     # G itself: after 2 steps the merged sweep's first and last frames are 1 grey level apart, and the
-    # averaged G (--g_ema, on by default; its visualisation is tested in test_architectures) rounds them equal.
-    config = tiny_config(tmp_path_factory.mktemp("run"), max_steps=2, z_dim=4, n_samples=5, g_ema=0.0)
-    train.train(config)
-    return config
+    # averaged G (--g_ema, on by default; its visualisation is tested in test_networks.py) rounds them equal.
+    return trained_run(tmp_path_factory.mktemp("run"), max_steps=2, z_dim=4, n_samples=5, g_ema=0.0)
 
 
 def test_visualize_writes_every_option(trained):
@@ -107,38 +104,3 @@ def test_visualize_single_option_and_sample_count_independent_of_batch_size(trai
 def test_without_checkpoint_visualize_says_so(tmp_path):
     with pytest.raises(UserError, match="no checkpoint in .*train first"):
         visualize.visualize(tiny_config(tmp_path))
-
-
-def reference_images(config, z, labels):
-    with restored_generator(config) as restored:
-        return restored.session.run(restored.generator.images_uint8, restored.generator.feed(z, labels))
-
-
-def test_saved_model_and_frozen_graph_reproduce_the_generator(trained, tmp_path):
-    z = fixed_z(3, trained, seed=5)  # 3 != batch_size: the batch dimension is free
-    labels = sample_labels(3, trained)
-    expected = reference_images(trained, z, labels)
-
-    saved_model_dir = str(tmp_path / "saved")
-    export.export_saved_model(trained, saved_model_dir)
-    with tf.Graph().as_default(), v1.Session() as session:
-        meta = v1.saved_model.loader.load(session, ["serve"], saved_model_dir)
-        signature = meta.signature_def["serving_default"]
-        images = session.run(signature.outputs["images"].name, {
-            signature.inputs["z"].name: z, signature.inputs["labels"].name: labels})
-    assert images.dtype == np.uint8 and np.array_equal(images, expected)
-
-    frozen_path = str(tmp_path / "generator.pb")
-    export.freeze_graph(trained, frozen_path)
-    graph_def = v1.GraphDef()
-    with open(frozen_path, "rb") as f:
-        graph_def.ParseFromString(f.read())
-    assert not any(node.op in ("VarHandleOp", "VariableV2") for node in graph_def.node)
-    with tf.Graph().as_default() as graph:
-        tf.import_graph_def(graph_def, name="")
-        with v1.Session(graph=graph) as session:
-            images = session.run("images_uint8:0", {"z:0": z, "labels:0": labels})
-    assert np.array_equal(images, expected)
-
-    with pytest.raises(UserError, match="already exists"):
-        export.export_saved_model(trained, saved_model_dir)

@@ -1,7 +1,7 @@
-"""--on_collapse rollback: back to the newest good checkpoint, both learning rates halved, kept across restarts."""
+"""training/failure_policy.py: --on_collapse rollback (back to the newest good checkpoint, both learning rates
+halved, kept across restarts) and --nan_policy.  NaN skipping under injected faults: test_faults.py."""
 
 import dataclasses
-import json
 import logging
 import os
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import tiny_config
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
+import config as config_lib
+from bench.faults.runs import checkpoint_values
 from runtime.errors import CollapseDetected, UserError
 from training import failure_policy, train
 from training.checkpoints import (
@@ -20,7 +20,6 @@ from training.checkpoints import (
     checkpoint_paths,
     checkpoint_step,
     read_rollback,
-    write_rollback,
 )
 from training.watchdog import Alarm, CollapseWatchdog
 
@@ -54,11 +53,6 @@ def forced_alarms(monkeypatch, step, times=1):
     dog = AlarmAt(step, times)
     monkeypatch.setattr(failure_policy, "CollapseWatchdog", lambda **kwargs: dog)
     return dog
-
-
-def checkpoint_values(path):
-    reader = tf.train.load_checkpoint(path)
-    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
 
 
 def rollback_lines(caplog):
@@ -199,38 +193,6 @@ def test_the_checkpoint_before_a_running_streak_outlives_max_to_keep(tmp_path, m
     assert [checkpoint_step(p) for p in checkpoint_paths(config.checkpoint_path)] == [8, 7]
 
 
-@pytest.mark.parametrize("content", ["not json", "[]", json.dumps({"learning_rate_scale": 0.5}),
-                                     json.dumps({"learning_rate_scale": 0, "rollbacks": 1}),
-                                     json.dumps({"learning_rate_scale": 0.5, "rollbacks": -1})])
-def test_a_damaged_rollback_record_is_one_line_naming_the_file(tmp_path, content):
-    (tmp_path / ROLLBACK_FILE).write_text(content)
-    with pytest.raises(UserError, match=f"{ROLLBACK_FILE}: damaged .*delete it"):
-        read_rollback(str(tmp_path))
-
-
-def test_rollback_record_round_trips_and_defaults_to_the_flags_rates(tmp_path):
-    assert read_rollback(str(tmp_path / "none")) == RollbackRecord(1.0, 0)
-    write_rollback(str(tmp_path / "run"), RollbackRecord(0.25, 2))
-    assert read_rollback(str(tmp_path / "run")) == RollbackRecord(0.25, 2)
-    assert os.listdir(tmp_path / "run") == [ROLLBACK_FILE]  # no temporary left
-
-
-JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
-                                                                                      max_size=3), max_leaves=8)
-RECORD_LIKE = st.fixed_dictionaries({"learning_rate_scale": JSON_VALUES | st.floats(0, 2),
-                                     "rollbacks": JSON_VALUES | st.integers(-2, 5)})
-
-
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(value=JSON_VALUES | RECORD_LIKE)
-def test_fuzzed_rollback_records_are_read_or_refused_in_one_line(tmp_path, value):
-    (tmp_path / ROLLBACK_FILE).write_text(json.dumps(value))
-    try:
-        record = read_rollback(str(tmp_path))
-    except UserError as e:
-        assert ROLLBACK_FILE in str(e) and "\n" not in str(e)
-    else:
-        assert type(record.learning_rate_scale) is float and 0 < record.learning_rate_scale <= 1
-        assert type(record.rollbacks) is int and record.rollbacks >= 0
-        assert record == RollbackRecord(value["learning_rate_scale"], value["rollbacks"])
+def test_unknown_nan_policy_is_refused():
+    with pytest.raises(UserError, match=r"^--nan_policy must be stop or skip \(got 'sometimes'\)$"):
+        config_lib.resolve(config_lib.Config(nan_policy="sometimes"))

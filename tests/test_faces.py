@@ -1,7 +1,6 @@
 """Face metrics (evaluation/faces.py): FD_face and the detection rate on real CelebA faces and degraded copies,
 their cache, the missing-package line, and --eval / --fid_every / --keep_best on a face folder."""
 
-import argparse
 import dataclasses
 import json
 import os
@@ -11,9 +10,8 @@ import tarfile
 
 import numpy as np
 import pytest
-from conftest import CELEBA_TAR, tiny_config, write_jpegs
+from conftest import CELEBA_TAR, CountingExtractor, event_tags, tiny_config, write_jpegs
 from scipy import ndimage
-from test_metrics import _CountingExtractor
 
 import config as config_lib
 import main
@@ -97,35 +95,9 @@ def test_scores_name_their_networks(reference_and_floor):
     assert "FD_face" in line and "[dlib ResNet-128]" in line and "[dlib CNN face detector (MMOD)]" in line
 
 
-def test_degradations_of_the_sanity_bench():
-    images = np.random.default_rng(1).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
-    blocky = pixelated(images, 8)
-    assert np.array_equal(blocky, np.repeat(np.repeat(blocky[:, ::8, ::8], 8, axis=1), 8, axis=2))
-    assert abs(blocky[0, :8, :8].astype(float).mean() - images[0, :8, :8].astype(float).mean()) < 1
-    shuffled = patch_shuffled(images)
-    assert not np.array_equal(shuffled, images)
-    for original, moved in zip(images, shuffled, strict=True):  # the same 16 patches, in another order
-        patches = {original[r:r + 16, c:c + 16].tobytes() for r in range(0, 64, 16) for c in range(0, 64, 16)}
-        assert patches == {moved[r:r + 16, c:c + 16].tobytes() for r in range(0, 64, 16) for c in range(0, 64, 16)}
-
-
 # ---------------------------------------------------------------------------
 # The cache of real statistics, and a missing package.
 # ---------------------------------------------------------------------------
-
-
-def test_real_statistics_cache_follows_the_content_of_the_files(tmp_path):
-    folder = write_jpegs(tmp_path / "data" / "faces", count=8)
-    config = tiny_config(tmp_path, dataset="faces", data_dir=str(tmp_path / "data"), c_dim=3, eval_samples=8,
-                         train_size=0)
-    extractor = _CountingExtractor("a" * 64)
-    first = evaluation.cached_real_statistics(config, extractor)
-    evaluation.cached_real_statistics(config, extractor)
-    assert extractor.calls == 1  # unchanged data: a cache hit
-    write_jpegs(folder, count=1, seed=5)  # 000001.jpg rewritten in place: same path, new pixels
-    changed = evaluation.cached_real_statistics(config, extractor)
-    assert extractor.calls == 2 and not np.array_equal(first["mu"], changed["mu"])
-    assert len(os.listdir(os.path.join(config.out_dir, config.checkpoint_dir, "real_statistics"))) == 2
 
 
 def test_face_statistics_are_cached_apart_from_other_networks_and_preprocessings(tmp_path, faces):
@@ -139,7 +111,7 @@ def test_face_statistics_are_cached_apart_from_other_networks_and_preprocessings
 
     assert OtherInput().digest != faces.embedder.digest
     evaluation.cached_real_statistics(config, faces.embedder)
-    evaluation.cached_real_statistics(config, _CountingExtractor(faces.embedder.digest[::-1]))
+    evaluation.cached_real_statistics(config, CountingExtractor(faces.embedder.digest[::-1]))
     cached = os.listdir(os.path.join(config.out_dir, config.checkpoint_dir, "real_statistics"))
     assert len(cached) == 2 and any(faces.embedder.digest[:16] in name for name in cached)
 
@@ -194,8 +166,6 @@ def test_eval_on_a_face_folder_reports_fd_face_and_detection_rate(tmp_path, face
 
 
 def test_fid_every_and_keep_best_on_a_face_folder_use_fd_face(tmp_path, face_folder):
-    from test_train import event_tags
-
     config = face_run_config(tmp_path, face_folder, fid_every=2, keep_best=True)
     train.train(config)
     tags = event_tags(config.log_path)
@@ -205,23 +175,3 @@ def test_fid_every_and_keep_best_on_a_face_folder_use_fd_face(tmp_path, face_fol
         best = json.load(f)
     assert best["fd_face"] > 0 and os.path.exists(best["checkpoint"] + ".index")
     assert evaluation.BestCheckpoint(config, None).best == best["fd_face"]  # read back on resume
-
-
-def test_the_ablation_scores_celeba_checkpoints_as_faces_beside_pixel_diversity(tmp_path, celeba_dir, monkeypatch):
-    from bench.ablation import run, score
-    from training.checkpoints import checkpoint_paths
-
-    monkeypatch.setattr(score, "DIVERSITY_SAMPLES", 8)
-    monkeypatch.setattr(score, "FACE_SAMPLES", 12)
-    monkeypatch.setattr(run, "RESULTS_PATH", str(tmp_path / "results.jsonl"))
-    config = tiny_config(tmp_path, dataset="celebA", data_dir=str(celeba_dir), input_height=54, c_dim=3,
-                         train_size=0)
-    train.train(config)
-    args = argparse.Namespace(work_dir=str(tmp_path / "work"))
-    [entry] = score.score_diversity(config, [(checkpoint_paths(config.checkpoint_path)[0], 1.0)], args)
-    assert {"diversity_ratio", "near_duplicates", "fd_face", "face_detection_rate"} <= set(entry)
-    assert entry["n_samples"] == 8 and entry["face_samples"] == 12 and entry["face_extractor"] == "dlib ResNet-128"
-    monkeypatch.setattr(score, "run_config", lambda dataset, seed, out_dir, args: config)
-    run.ensure_floor("celebA", args, [])
-    face_floor = [r for r in run.read_results(run.RESULTS_PATH) if r["kind"] == "face_floor"]
-    assert face_floor[0]["n"] == 12 and 0 < face_floor[0]["fd_face"] < entry["fd_face"]

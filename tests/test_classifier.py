@@ -1,56 +1,19 @@
-"""Class statistics of generated samples (formulas.class_statistics) against hand-computed values, and the
-Fashion-MNIST and CIFAR-10 domain classifiers' command line."""
+"""evaluation/classifier.py: the domain classifiers' command line for Fashion-MNIST and CIFAR-10, and an MNIST
+classifier trained for a few seconds on a slice of MNIST serving its penultimate features."""
 
 import json
-import math
 
 import numpy as np
 import pytest
+from conftest import EMBEDDED_MNIST, SHARED_DATA, idx_bytes
 from PIL import Image
-from test_data import idx_bytes
 
 from datasets import formats
 from evaluation import classifier as classifier_training
 from evaluation import extractors, formulas
 from runtime.errors import UserError
 
-
-def test_kl_to_uniform_of_hand_made_histograms():
-    assert formulas.kl_to_uniform([5] * 10) == 0.0
-    assert formulas.kl_to_uniform([7, 0, 0, 0, 0, 0, 0, 0, 0, 0]) == pytest.approx(math.log(10), abs=1e-12)
-    assert formulas.kl_to_uniform([4, 4, 0, 0]) == pytest.approx(math.log(2), abs=1e-12)
-    # p = (3/4, 1/4) against (1/2, 1/2): 3/4 ln(3/2) + 1/4 ln(1/2)
-    assert formulas.kl_to_uniform([3, 1]) == pytest.approx(0.75 * math.log(1.5) + 0.25 * math.log(0.5), abs=1e-12)
-    for bad in ([0, 0], [-1, 2], [[1, 2]]):
-        with pytest.raises(ValueError, match="histogram"):
-            formulas.kl_to_uniform(bad)
-
-
-def one_hot_probabilities(predicted, classes):
-    """Softmax-like rows whose argmax is `predicted`."""
-    probabilities = np.full((len(predicted), classes), 0.5 / (classes - 1))
-    probabilities[np.arange(len(predicted)), predicted] = 0.5
-    return probabilities
-
-
-def test_class_statistics_count_classes_and_requested_accuracy():
-    probabilities = one_hot_probabilities([0, 0, 1, 3], classes=5)  # histogram (2, 1, 0, 1, 0)
-    unconditional = formulas.class_statistics(probabilities)
-    assert unconditional["classes_present"] == 3 and "class_accuracy" not in unconditional
-    # p = (1/2, 1/4, 0, 1/4, 0) against 1/5 each
-    expected_kl = 0.5 * math.log(0.5 * 5) + 2 * 0.25 * math.log(0.25 * 5)
-    assert unconditional["class_kl_uniform"] == pytest.approx(expected_kl, abs=1e-12)
-    conditional = formulas.class_statistics(probabilities, requested_labels=[0, 1, 1, 3])
-    assert conditional["class_accuracy"] == 0.75
-    assert conditional["classes_present"] == 3 and conditional["class_kl_uniform"] == unconditional["class_kl_uniform"]
-
-
-def test_format_class_statistics_names_the_classifier():
-    results = {"class_accuracy": 0.5, "classes_present": 7, "class_kl_uniform": 0.25, "n_samples": 64,
-               "class_classifier": "MNIST classifier"}
-    assert formulas.format_class_statistics(results) == (
-        "requested-class accuracy 0.5000, classes present 7, KL(class histogram || uniform) 0.2500 nats "
-        "[MNIST classifier, n=64]")
+MNIST_DIRS = (SHARED_DATA / "mnist", EMBEDDED_MNIST)
 
 
 def test_train_classifier_fashion_reads_the_fashion_mnist_layout_and_reports_test_accuracy(tmp_path, capsys):
@@ -106,3 +69,44 @@ def test_train_classifier_cifar10_learns_class_folders_and_names_its_training_da
         json.dumps({**info, "digest": "0" * 64}))
     assert extractors.domain_classifier("cifar10", checkpoint_dir).name == (
         "classifier penultimate layer (CIFAR-10 classifier features)")
+
+
+@pytest.fixture(scope="module")
+def mnist_slice():
+    directory = next((d for d in MNIST_DIRS if d.is_dir()), None)
+    if directory is None:
+        pytest.skip("no MNIST IDX files in ../shared/data/mnist or embedded_data/mnist")
+    images, labels = formats.load_mnist_like(str(directory), "test")
+    return (images[:2000], labels[:2000]), (images[2000:2500], labels[2000:2500])
+
+
+@pytest.fixture(scope="module")
+def trained_classifier(mnist_slice, tmp_path_factory):
+    checkpoint_dir = tmp_path_factory.mktemp("checkpoint")
+    train, test = mnist_slice
+    accuracy = classifier_training.train_classifier("mnist", train, test, checkpoint_dir=str(checkpoint_dir), steps=150,
+                                        log=lambda message: None)
+    return checkpoint_dir, accuracy
+
+
+def test_classifier_trains_and_serves_penultimate_features(trained_classifier, mnist_slice):
+    checkpoint_dir, accuracy = trained_classifier
+    assert accuracy > 0.8  # 150 steps on 2000 digits; a broken net or label mix-up stays near 0.1
+    info = json.loads((checkpoint_dir / "classifier_mnist" / "classifier.json").read_text())
+    assert info["test_accuracy"] == accuracy
+    extractor = extractors.load_extractor("mnist", checkpoint_dir=str(checkpoint_dir))
+    assert isinstance(extractor, extractors.ClassifierExtractor)
+    assert "(MNIST classifier features)" in extractor.name
+    assert extractor.digest == info["digest"]
+    images = mnist_slice[1][0][:7]
+    features, probs = extractor.features_and_probabilities(images)
+    assert features.shape == (7, extractors.CLASSIFIER_FEATURES)
+    assert probs.shape == (7, 10)
+    np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-5)
+    with pytest.raises(UserError, match="28x28x1"):
+        extractor.features(np.zeros((2, 32, 32, 1), np.uint8))
+
+
+def test_a_classifier_for_one_dataset_is_never_used_for_another(trained_classifier):
+    with pytest.raises(UserError, match="no feature extractor for dataset 'fashion'"):
+        extractors.load_extractor("fashion", checkpoint_dir=str(trained_classifier[0]))

@@ -1,4 +1,5 @@
-"""The DCGAN paper's analyses: vector arithmetic, D's filters by guided backpropagation, latent walks."""
+"""tools/visualize.py, the DCGAN paper's analyses: vector arithmetic, D's filters by guided backpropagation, latent
+walks."""
 
 import json
 import os
@@ -7,7 +8,7 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_config
+from conftest import tiny_config, trained_run
 
 import utils
 from tools import visualize
@@ -20,10 +21,8 @@ v1 = tf.compat.v1
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny unconditional MNIST generator trained 2 steps."""
-    config = tiny_config(tmp_path_factory.mktemp("analyses"), max_steps=2, z_dim=4, n_samples=9, y_dim=0,
-                         visualize_option="arithmetic,d_filters,walk", arithmetic_groups="0,1;2;3,4,5")
-    train.train(config)
-    return config
+    return trained_run(tmp_path_factory.mktemp("analyses"), max_steps=2, z_dim=4, n_samples=9, y_dim=0,
+                       visualize_option="arithmetic,d_filters,walk", arithmetic_groups="0,1;2;3,4,5")
 
 
 def test_visualize_writes_the_three_analyses(trained):

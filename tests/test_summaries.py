@@ -1,17 +1,20 @@
-"""The matplotlib plots: loss curves, D outputs, and FID read back from TensorBoard events."""
+"""training/summaries.py: the loss history and its plot (loss curves, D outputs, and FID read back from
+TensorBoard events), and what a real `tensorboard --logdir logs`, queried over HTTP on localhost, shows of a run."""
 
 import csv
+import json
 import os
 import subprocess
 import sys
+import urllib.request
 
 import imageio.v2 as imageio
 import numpy as np
+import pytest
 import tensorflow as tf
-from conftest import REPO
+from conftest import REPO, running_tensorboard, tiny_config
 
-import utils
-from training import summaries
+from training import summaries, train
 
 v1 = tf.compat.v1
 PANEL_HEIGHT_PX = 280  # utils.plot_curves: 2.8 inches per panel at 100 dpi
@@ -70,15 +73,6 @@ def test_plot_has_a_fid_panel_only_when_fid_was_measured(tmp_path):
     assert np.array_equal(with_fid.shape[1:], without_fid.shape[1:])
 
 
-def test_plot_curves_draws_each_series_in_its_own_colour(tmp_path):
-    path = tmp_path / "plot.png"
-    utils.plot_curves(str(path), {"one panel": {"a": ([0, 1, 2], [0.0, 1.0, 0.5]), "b": ([0, 2], [1.0, 0.0])}})
-    image = imageio.imread(path)[..., :3].reshape(-1, 3).astype(int)
-    # matplotlib's first two default colours (tab:blue, tab:orange) are both present: two lines, a legend
-    for colour in ((31, 119, 180), (255, 127, 14)):
-        assert (np.abs(image - colour).sum(axis=1) == 0).sum() > 20
-
-
 def test_fid_history_stops_at_a_record_still_being_written(tmp_path):
     """A running job's writer may have written half a record: the complete ones are read, nothing raised."""
     write_fid_events(tmp_path / "logs", [(10, 80.5), (20, 60.25)])
@@ -88,3 +82,33 @@ def test_fid_history_stops_at_a_record_still_being_written(tmp_path):
     growing.write_bytes(growing.read_bytes()[:-7])
     history = summaries.LossHistory(str(tmp_path), str(tmp_path / "logs")).fid_history()
     assert history == {"quality/fid [inception]": ([10, 20, 30], [80.5, 60.25, 40.0])}
+
+
+# --- A real TensorBoard shows the run --------------------------------------------------------------------
+
+
+def get_json(url):
+    with urllib.request.urlopen(url, timeout=60) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture
+def tensorboard(tmp_path):
+    config = tiny_config(tmp_path, max_steps=3)
+    train.train(config)
+    with running_tensorboard(os.path.join(config.out_dir, config.summary_dir)) as base:
+        yield base, config
+
+
+def test_tensorboard_serves_losses_discriminator_outputs_and_samples(tensorboard):
+    base, config = tensorboard
+    run = config.run_name
+    scalar_tags = get_json(f"{base}/data/plugin/scalars/tags")[run]
+    assert {"d_loss", "d_loss_real", "d_loss_fake", "g_loss", "D_x", "D_G_z"} <= set(scalar_tags)
+    points = get_json(f"{base}/data/plugin/scalars/scalars?run={run}&tag=d_loss")
+    assert [p[1] for p in points] == [1, 2, 3]  # [wall_time, step, value]
+    assert all(0 < p[2] < 10 for p in points)
+    histogram_tags = get_json(f"{base}/data/plugin/histograms/tags")[run]
+    assert {"D_x_histogram", "D_G_z_histogram"} <= set(histogram_tags)
+    image_tags = get_json(f"{base}/data/plugin/images/tags")[run]
+    assert "G_z" in image_tags

@@ -1,4 +1,5 @@
-"""The self-describing SavedModel: the `sample` signature, dcgan.json, and the README's TF2 client."""
+"""tools/export.py: the SavedModel and the frozen graph draw what the generator draws, and the SavedModel
+describes itself: the `sample` signature, dcgan.json, and the README's TF2 client."""
 
 import json
 import os
@@ -9,12 +10,11 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO, tiny_config
+from conftest import REPO, reference_images, tiny_config, trained_run
 
 from runtime.errors import UserError
 from tools import export
-from training import train
-from training.inference import InferenceGenerator, restored_generator
+from training.inference import InferenceGenerator, fixed_z, restored_generator, sample_labels
 
 v1 = tf.compat.v1
 
@@ -23,11 +23,16 @@ v1 = tf.compat.v1
 def exported(tmp_path_factory):
     """A tiny conditional (mnist) generator trained 2 steps and exported."""
     root = tmp_path_factory.mktemp("export")
-    config = tiny_config(root, max_steps=2, z_dim=4)
-    train.train(config)
+    config = trained_run(root, max_steps=2, z_dim=4)
     directory = str(root / "saved")
     export.export_saved_model(config, directory)
     return config, directory
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny conditional generator trained 2 steps, without the weight average (--g_ema 0): G itself."""
+    return trained_run(tmp_path_factory.mktemp("run"), max_steps=2, z_dim=4, n_samples=5, g_ema=0.0)
 
 
 def run_signature(directory, name, feeds):
@@ -114,3 +119,33 @@ def test_description_names_the_generator_family_and_whether_it_truncates(tmp_pat
     description = export.describe(tiny_config(tmp_path, arch=arch, w_dim=8, mapping_layers=2))
     assert (description["generator"], description["truncation"]) == (arch, truncation)
     assert ("truncation" in description["signatures"]) == truncation
+
+
+def test_saved_model_and_frozen_graph_reproduce_the_generator(trained, tmp_path):
+    z = fixed_z(3, trained, seed=5)  # 3 != batch_size: the batch dimension is free
+    labels = sample_labels(3, trained)
+    expected = reference_images(trained, z, labels)
+
+    saved_model_dir = str(tmp_path / "saved")
+    export.export_saved_model(trained, saved_model_dir)
+    with tf.Graph().as_default(), v1.Session() as session:
+        meta = v1.saved_model.loader.load(session, ["serve"], saved_model_dir)
+        signature = meta.signature_def["serving_default"]
+        images = session.run(signature.outputs["images"].name, {
+            signature.inputs["z"].name: z, signature.inputs["labels"].name: labels})
+    assert images.dtype == np.uint8 and np.array_equal(images, expected)
+
+    frozen_path = str(tmp_path / "generator.pb")
+    export.freeze_graph(trained, frozen_path)
+    graph_def = v1.GraphDef()
+    with open(frozen_path, "rb") as f:
+        graph_def.ParseFromString(f.read())
+    assert not any(node.op in ("VarHandleOp", "VariableV2") for node in graph_def.node)
+    with tf.Graph().as_default() as graph:
+        tf.import_graph_def(graph_def, name="")
+        with v1.Session(graph=graph) as session:
+            images = session.run("images_uint8:0", {"z:0": z, "labels:0": labels})
+    assert np.array_equal(images, expected)
+
+    with pytest.raises(UserError, match="already exists"):
+        export.export_saved_model(trained, saved_model_dir)

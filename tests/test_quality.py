@@ -1,4 +1,5 @@
-"""--eval, --fid_every and --keep_best on a tiny MNIST GAN with a briefly trained classifier."""
+"""evaluation/quality.py: --eval, --fid_every and --keep_best on a tiny MNIST GAN with a briefly trained
+classifier, the real images as training preprocesses them, and the real-statistics cache's key."""
 
 import dataclasses
 import json
@@ -8,42 +9,31 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import EMBEDDED_MNIST, tiny_config
+from conftest import (
+    EMBEDDED_MNIST,
+    CountingExtractor,
+    cifar_records,
+    eval_config,
+    event_tags,
+    tiny_config,
+    write_cifar_class_folders,
+    write_jpegs,
+)
 
 import main
 import utils
 from datasets import formats
 from datasets import pipeline as data
-from evaluation import classifier as classifier_training
 from evaluation import extractors, formulas
 from evaluation import quality as evaluation
 from runtime.errors import UserError
-from training import inference, train
+from training import train
 from training.inference import restored_generator
 
 v1 = tf.compat.v1
 
 
-@pytest.fixture(scope="module")
-def classifier_root(tmp_path_factory):
-    """An out_dir whose checkpoint/ holds an MNIST classifier trained for 150 steps."""
-    out_dir = tmp_path_factory.mktemp("eval")
-    images, labels = formats.load_mnist_like(str(EMBEDDED_MNIST))
-    test = formats.load_mnist_like(str(EMBEDDED_MNIST), split="test")
-    classifier_training.train_classifier("mnist", (images[:3000], labels[:3000]), (test[0][:500], test[1][:500]),
-                             checkpoint_dir=str(out_dir / "checkpoint"), steps=150, log=lambda *a: None)
-    return out_dir
-
-
-def eval_config(out_dir, **overrides):
-    values = dict(out_dir=str(out_dir), output_height=28, eval_samples=64, max_steps=3, sample_freq=100)
-    values.update(overrides)
-    return tiny_config(out_dir, **values)
-
-
 def test_fid_during_training_goes_to_tensorboard_and_keeps_best(classifier_root):
-    from test_train import event_tags
-
     config = eval_config(classifier_root, fid_every=1, keep_best=True)
     train.train(config)
     tags = event_tags(config.log_path)
@@ -198,26 +188,10 @@ def test_real_statistics_are_recomputed_when_anything_that_changes_them_changes(
     assert len(os.listdir(os.path.join(config.out_dir, config.checkpoint_dir, "real_statistics"))) == 2
 
 
-def test_acgan_samples_have_the_class_they_were_asked_for(classifier_root):
-    # AC-GAN's G is trained to make D's classifier read the requested class (Odena et al. 2017); after a
-    # short run an independent MNIST classifier reads it too (1.0 here at 150 steps; chance is 0.1).
-    config = eval_config(classifier_root, conditioning="acgan", gf_dim=8, df_dim=8, gfc_dim=64, dfc_dim=64,
-                         batch_size=32, max_steps=150, train_size=0, learning_rate=1e-3, sample_freq=1000,
-                         ckpt_freq=1000, summary_freq=1000, log_freq=1000)
-    train.train(config)
-    classifier = extractors.domain_classifier("mnist", os.path.join(classifier_root, "checkpoint"))
-    requested = np.arange(200) % 10
-    with restored_generator(config) as restored:
-        images = restored.generator.generate(restored.session, inference.fixed_z(200, restored.config, 5), requested)
-    statistics = formulas.class_statistics(classifier.class_probabilities(images), requested)
-    assert statistics["class_accuracy"] > 0.5 and statistics["classes_present"] == 10, statistics
-
-
 def test_real_statistics_follow_the_data_not_the_folder_name(tmp_path, monkeypatch):
     """Issue 24, bug 8: adding CIFAR-10's binary batches beside JPEG class folders changes what the data
     folder holds (formats.read_cifar10 prefers the batches), so the cached statistics of the JPEGs must not be
     reused; a file rewritten in place must not either.  Nothing changed: a cache hit."""
-    from test_data import cifar_records, write_cifar_class_folders
 
     directory = tmp_path / "data" / "cifar10"
     write_cifar_class_folders(directory / "train", {"cat": 4, "ship": 4}, suffix=".jpg")
@@ -242,3 +216,17 @@ def test_real_statistics_follow_the_data_not_the_folder_name(tmp_path, monkeypat
     (batches / "data_batch_1.bin").write_bytes(cifar_records(pixels[:3] // 2, [0, 5, 9]).tobytes())  # replaced
     evaluation.cached_real_statistics(config, RowMeans("a" * 64))
     assert len(reads) == 3
+
+
+def test_real_statistics_cache_follows_the_content_of_the_files(tmp_path):
+    folder = write_jpegs(tmp_path / "data" / "faces", count=8)
+    config = tiny_config(tmp_path, dataset="faces", data_dir=str(tmp_path / "data"), c_dim=3, eval_samples=8,
+                         train_size=0)
+    extractor = CountingExtractor("a" * 64)
+    first = evaluation.cached_real_statistics(config, extractor)
+    evaluation.cached_real_statistics(config, extractor)
+    assert extractor.calls == 1  # unchanged data: a cache hit
+    write_jpegs(folder, count=1, seed=5)  # 000001.jpg rewritten in place: same path, new pixels
+    changed = evaluation.cached_real_statistics(config, extractor)
+    assert extractor.calls == 2 and not np.array_equal(first["mu"], changed["mu"])
+    assert len(os.listdir(os.path.join(config.out_dir, config.checkpoint_dir, "real_statistics"))) == 2
