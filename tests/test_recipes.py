@@ -9,7 +9,7 @@ import tensorflow as tf
 from conftest import tiny_config
 
 import model
-from networks import GENERATOR_AVERAGE_SCOPE
+from networks import GENERATOR_AVERAGE_SCOPE, network_spec
 from networks import dcgan as networks_dcgan
 from networks.dcgan import discriminator, generator
 from runtime.errors import UserError
@@ -23,10 +23,10 @@ def _networks_output(config, values=None):
     rng = np.random.RandomState(0)
     z = rng.uniform(-1, 1, (3, config.z_dim)).astype(np.float32)
     onehot = np.eye(config.y_dim, dtype=np.float32)[[0, 3, 7]] if config.conditional else None
+    spec = network_spec(config)
     with tf.Graph().as_default():
-        images = generator(tf.constant(z), None if onehot is None else tf.constant(onehot), config,
-                           is_training=False)
-        logits, _ = discriminator(images, None if onehot is None else tf.constant(onehot), config)
+        images = generator(tf.constant(z), None if onehot is None else tf.constant(onehot), spec, is_training=False)
+        logits, _ = discriminator(images, None if onehot is None else tf.constant(onehot), spec)
         with v1.Session() as session:
             session.run(v1.global_variables_initializer())
             if values is not None:
@@ -302,7 +302,7 @@ def test_historical_averages_weigh_every_update_equally_when_a_network_updates_t
 def test_feature_matching_is_zero_for_a_generator_that_outputs_the_real_batch(tmp_path, monkeypatch, schedule):
     pixels = np.random.RandomState(0).uniform(-1, 1, (4, 16, 16, 1)).astype(np.float32)
 
-    def copies_the_data(z, labels_onehot, config, is_training, update_moving_stats=True):
+    def copies_the_data(z, labels_onehot, spec, is_training, update_moving_stats=True):
         with v1.variable_scope(model.GENERATOR_SCOPE, reuse=v1.AUTO_REUSE):
             return tf.constant(pixels) * v1.get_variable("scale", [], initializer=v1.ones_initializer())
 
@@ -314,7 +314,7 @@ def test_feature_matching_is_zero_for_a_generator_that_outputs_the_real_batch(tm
 
     feature_matching_loss = model.losses.feature_matching_loss
     monkeypatch.setattr(model.losses, "feature_matching_loss", recorded)
-    monkeypatch.setattr(model, "generator_for", lambda config, random=None, truncation_psi=None: copies_the_data)
+    monkeypatch.setattr(model, "generator_for", lambda spec, random=None, truncation_psi=None: copies_the_data)
     with tf.Graph().as_default():
         config = tiny_config(tmp_path, y_dim=0, feature_matching=True, d_learning_rate=0.01, g_learning_rate=0.0,
                              **schedule)  # G stays a copy of the data; D moves fast
