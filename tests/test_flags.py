@@ -107,3 +107,15 @@ def test_main_refuses_an_unknown_flag_from_a_flagfile_in_export_mode(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "main.py: error: unknown flag --ngf; did you mean --gf_dim? (python main.py --helpfull lists every flag)"]
     assert os.listdir(tmp_path) == ["run.flags"]
+
+
+def test_reading_the_options_does_not_import_tensorflow(tmp_path):
+    """config.py (with the loss table it reads) and the option declarations load without TensorFlow, so
+    whatever only reads options does not pay for it; main.py, which builds graphs, still loads it first."""
+    imports = ("import config, networks, networks.options, runtime.options, sys; "
+               "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'; "
+               "assert config.LOSSES_WITH_TARGETS == ('non_saturating', 'minimax', 'least_squares')")
+    result = subprocess.run([sys.executable, "-c", imports], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    result = run_main("--help", cwd=tmp_path)  # exits 1, as absl's --help always does
+    assert "--dataset" in result.stdout and "--loss" in result.stdout and result.stderr == ""
