@@ -16,7 +16,7 @@ one step consumes exactly `d_steps` batches and epochs count true passes.
 import functools
 from typing import NamedTuple
 
-from networks import DISCRIMINATOR_SCOPE, GENERATOR_SCOPE, discriminator, generator_for
+from networks import DISCRIMINATOR_SCOPE, GENERATOR_SCOPE, discriminator, generator_for, network_spec
 from networks.acgan import class_logits, class_loss
 from runtime.tf_runtime import tf
 from training import diffaugment, losses
@@ -135,6 +135,7 @@ class DCGAN:
         `noise_per_replica` False every replica draws the z a single device
         would (the equivalence test of k replicas against one)."""
         self.config = config
+        self.spec = network_spec(config)  # what G and D are built from
         self.replicas = replicas = replicas or Replicas()
         # Step counters and the noise counter are ordinary variables outside the
         # strategy: every worker advances its own copy identically.
@@ -232,8 +233,8 @@ class DCGAN:
                                      else None)
 
             def fake_batch(onehot, update_moving_stats):
-                images = generator_for(config, self.random)(self.random.z(batch, config), onehot, config, True,
-                                                            update_moving_stats)
+                images = generator_for(self.spec, self.random)(self.random.z(batch, config), onehot, self.spec, True,
+                                                               update_moving_stats)
                 return images, onehot
 
             # D's update: real batch and a fake batch of the same classes (carpedm20).
@@ -342,7 +343,7 @@ class DCGAN:
 
     def _discriminator(self, images, onehot, batch_groups=1):
         """D's (logits, features); with --conditioning acgan D is not shown the labels: it predicts them."""
-        return discriminator(images, None if self.config.conditioning == "acgan" else onehot, self.config,
+        return discriminator(images, None if self.config.conditioning == "acgan" else onehot, self.spec,
                              batch_groups=batch_groups)
 
     def _discriminate(self, real_images, real_onehot, fake_images, fake_onehot):

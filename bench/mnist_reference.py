@@ -126,14 +126,15 @@ def project_samples(restored, count, seed):
     """{"eval", "train"}: `count` uint8 images of a restored project G from `fixed_z(seed + 2)`, with BatchNorm's
     moving averages (the project's meter) and with each batch of 64's own statistics (a second G on the same
     variables, in training mode, updating nothing)."""
-    from networks import generator_for
+    from networks import generator_for, network_spec
     from runtime.tf_runtime import tf
     from training import inference
 
     config, session = restored.config, restored.session
     z = inference.fixed_z(count, config, seed + 2)
     z_batch = tf.compat.v1.placeholder(tf.float32, [None, config.z_dim])
-    batch_statistics = inference.to_uint8(generator_for(config)(z_batch, None, config, True, update_moving_stats=False))
+    spec = network_spec(config)
+    batch_statistics = inference.to_uint8(generator_for(spec)(z_batch, None, spec, True, update_moving_stats=False))
     return {"eval": restored.generator.generate(session, z),
             "train": np.concatenate([session.run(batch_statistics, {z_batch: z[start:start + BATCH_SIZE]})
                                      for start in range(0, count, BATCH_SIZE)])}

@@ -22,7 +22,7 @@ import config as config_lib
 from bench import harness
 from datasets import pipeline as data
 from evaluation import quality as evaluation
-from networks import generator_for
+from networks import generator_for, network_spec
 from runtime.errors import UserError, run_command
 from runtime.tf_runtime import tf
 from training import watchdog
@@ -63,7 +63,8 @@ def fake_batches(restored, batches, training_mode):
     config = restored.config
     z = v1.placeholder(tf.float32, [None, config.z_dim])
     onehot = v1.placeholder(tf.float32, [None, config.y_dim]) if config.conditional else None
-    images = generator_for(config)(z, onehot, config, is_training=training_mode, update_moving_stats=False)
+    spec = network_spec(config)
+    images = generator_for(spec)(z, onehot, spec, is_training=training_mode, update_moving_stats=False)
     out = []
     for seed in range(batches):
         feed = {z: fixed_z(BATCH, config, seed)}

@@ -27,7 +27,7 @@ import numpy as np
 import utils
 from datasets import formats
 from datasets import pipeline as data
-from networks import DISCRIMINATOR_SCOPE, discriminator
+from networks import DISCRIMINATOR_SCOPE, discriminator, network_spec
 from runtime.errors import UserError
 from runtime.tf_runtime import tf
 from training.checkpoints import Checkpoints, read_architecture
@@ -76,7 +76,7 @@ class FeatureExtractor:
         resized = tf.map_fn(lambda image: data._crop_and_resize(data._match_channels(image, config.c_dim), config),
                             self.images, fn_output_signature=tf.uint8)
         layers = []
-        discriminator(tf.cast(resized, tf.float32) / 127.5 - 1.0, None, config, layers)
+        discriminator(tf.cast(resized, tf.float32) / 127.5 - 1.0, None, network_spec(config), layers)
         channels_last = [tf.transpose(a, [0, 2, 3, 1]) if a.shape.ndims == 4 and config.data_format == "NCHW"
                          else a for a in layers]
         self.features = tf.concat([pooled(a) for a in channels_last], axis=1)

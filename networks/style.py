@@ -47,18 +47,18 @@ CONSTANT_SIZE = 4
 RELU_GAIN = math.sqrt(2.0)
 
 
-def resolutions(config):
+def resolutions(spec):
     """4, 8, ..., output size (config.resolve() allows only powers of two from 16)."""
-    return [CONSTANT_SIZE * 2 ** i for i in range(int(math.log2(config.output_height // CONSTANT_SIZE)) + 1)]
+    return [CONSTANT_SIZE * 2 ** i for i in range(int(math.log2(spec.output_height // CONSTANT_SIZE)) + 1)]
 
 
-def num_layers(config):
+def num_layers(spec):
     """Layers that take a style: two per resolution."""
-    return 2 * len(resolutions(config))
+    return 2 * len(resolutions(spec))
 
 
-def channels_at(resolution, config):
-    return config.gf_dim * min(8, config.output_height // resolution)
+def channels_at(resolution, spec):
+    return spec.gf_dim * min(8, spec.output_height // resolution)
 
 
 def he_constant(fan_in, gain=RELU_GAIN):
@@ -102,21 +102,21 @@ def adain(x, style, epsilon=1e-8):
     return normalized * (1.0 + scale[:, None, None, :]) + bias[:, None, None, :]
 
 
-def mapping(z, labels_onehot, config):
+def mapping(z, labels_onehot, spec):
     """w [batch, w_dim] for z (and the one-hot labels of a conditional model)."""
     with v1.variable_scope(GENERATOR_SCOPE, reuse=v1.AUTO_REUSE), v1.variable_scope("mapping"):
         x = pixel_norm(z)
         if labels_onehot is not None:
             x = tf.concat([x, labels_onehot], axis=1)
-        for i in range(config.mapping_layers):
-            x = ops.lrelu(dense(x, config.w_dim, f"dense{i}", lr_multiplier=config.mapping_lr_multiplier), LEAK)
+        for i in range(spec.mapping_layers):
+            x = ops.lrelu(dense(x, spec.w_dim, f"dense{i}", lr_multiplier=spec.mapping_lr_multiplier), LEAK)
         return x
 
 
-def average_w(config):
+def average_w(spec):
     """The average w (`generator/w_avg`): not trained, moved by G's updates, saved in checkpoints."""
     with v1.variable_scope(GENERATOR_SCOPE, reuse=v1.AUTO_REUSE):
-        return ops.moving_average_variable(AVERAGE_W_NAME, [config.w_dim], v1.zeros_initializer())
+        return ops.moving_average_variable(AVERAGE_W_NAME, [spec.w_dim], v1.zeros_initializer())
 
 
 def truncate(w, w_average, psi):
@@ -142,23 +142,23 @@ class TrainingStyles(NamedTuple):
     crossover: tf.Tensor  # first layer fed mixing_w (= layers: none)
 
 
-def training_styles(z, labels_onehot, config, random, update_average):
+def training_styles(z, labels_onehot, spec, random, update_average):
     """The styles of a training forward pass, with style mixing regularisation:
     with probability --style_mixing, a second z (same labels) and a crossover
     layer uniform in [1, layers), both drawn from `random` (random_streams.RandomStreams).
 
     `update_average` registers the batch's mean w as a moving-average update of
     w_avg (applied with G's train op, as BatchNorm's averages are)."""
-    w = mapping(z, labels_onehot, config)
+    w = mapping(z, labels_onehot, spec)
     if update_average:
         v1.add_to_collection(ops.MOVING_AVERAGE_UPDATES,
-                             (average_w(config), tf.reduce_mean(w, axis=0), 1.0 - W_AVERAGE_BETA))
-    layers = num_layers(config)
-    if not config.style_mixing:
+                             (average_w(spec), tf.reduce_mean(w, axis=0), 1.0 - W_AVERAGE_BETA))
+    layers = num_layers(spec)
+    if not spec.style_mixing:
         return TrainingStyles(same_style(w, layers), w, w, tf.constant(layers))
-    mixing_w = mapping(random.z(tf.shape(z)[0], config), labels_onehot, config)
+    mixing_w = mapping(random.z(tf.shape(z)[0], spec), labels_onehot, spec)
     layer = 1 + tf.cast(tf.floor(random.uniform([]) * (layers - 1)), tf.int32)
-    crossover = tf.where(random.uniform([]) < config.style_mixing, layer, layers)
+    crossover = tf.where(random.uniform([]) < spec.style_mixing, layer, layers)
     return TrainingStyles(mix_styles(w, mixing_w, crossover, layers), w, mixing_w, crossover)
 
 
@@ -174,12 +174,12 @@ def noise_seeds(z):
     return tf.strings.to_hash_bucket_fast(tf.strings.reduce_join(bits, axis=1, separator=","), 2 ** 63 - 1)
 
 
-def inference_noise(seeds, config):
+def inference_noise(seeds, spec):
     """`noise_for_layer` for sampling: every layer's per-pixel noise of sample i drawn from its seed
     `seeds[i]` (`noise_seeds` of its z, or any int64 seeds: the `noise` visualisation feeds one w with
     many).  One stateless draw per sample covers all layers, so the batch costs one loop over samples
     (stateless ops take one seed per call and do not vectorise)."""
-    sizes = [resolution for resolution in resolutions(config) for _ in range(2)]  # each layer's, two per resolution
+    sizes = [resolution for resolution in resolutions(spec) for _ in range(2)]  # each layer's, two per resolution
     pixels = [size * size for size in sizes]
     per_sample = tf.map_fn(
         lambda seed: tf.random.stateless_normal([sum(pixels)], tf.stack([seed, tf.constant(0, tf.int64)])),
@@ -195,7 +195,7 @@ def upsample(x, method):
     return tf.ensure_shape(resized, [None, x.shape[1] * 2, x.shape[2] * 2, x.shape[3]])
 
 
-def synthesis(styles, config, noise_for_layer):
+def synthesis(styles, spec, noise_for_layer):
     """Images [batch, H, W, c_dim] in [-1, 1] from per-layer styles [batch, layers, w_dim].
 
     `noise_for_layer(layer)` gives a function of a shape [batch, H, W, 1] that
@@ -219,35 +219,35 @@ def synthesis(styles, config, noise_for_layer):
         return adain(x, style)
 
     with v1.variable_scope(GENERATOR_SCOPE, reuse=v1.AUTO_REUSE), v1.variable_scope("synthesis"):
-        for resolution in resolutions(config):
-            channels = channels_at(resolution, config)
+        for resolution in resolutions(spec):
+            channels = channels_at(resolution, spec)
             with v1.variable_scope(f"{resolution}x{resolution}"):
                 if resolution == CONSTANT_SIZE:
                     constant = v1.get_variable("constant", [1, resolution, resolution, channels], tf.float32,
                                                v1.ones_initializer())
                     x = tf.tile(constant, tf.stack([batch, 1, 1, 1]))
                 else:
-                    x = conv(upsample(x, config.style_upsample), channels, 3, "conv_up")
+                    x = conv(upsample(x, spec.style_upsample), channels, 3, "conv_up")
                 x = epilogue(x, "layer0")
                 x = epilogue(conv(x, channels, 3, "conv"), "layer1")
         with v1.variable_scope("to_rgb"):
-            bias = v1.get_variable("b", [config.c_dim], tf.float32, v1.zeros_initializer())
-            return tf.tanh(conv(x, config.c_dim, 1, "conv", gain=1.0) + bias)
+            bias = v1.get_variable("b", [spec.c_dim], tf.float32, v1.zeros_initializer())
+            return tf.tanh(conv(x, spec.c_dim, 1, "conv", gain=1.0) + bias)
 
 
-def generator(z, labels_onehot, config, is_training, update_moving_stats=True, random=None, truncation_psi=None):
+def generator(z, labels_onehot, spec, is_training, update_moving_stats=True, random=None, truncation_psi=None):
     """G: z (and one-hot labels) -> images in [-1, 1], NHWC (networks/__init__.py's contract).
 
     Training draws the noise and the style mixing from `random`
     (random_streams.RandomStreams); inference truncates w with the `truncation_psi`
-    tensor (None: config.truncation_psi) and draws each sample's noise from
+    tensor (None: spec.truncation_psi) and draws each sample's noise from
     its own z (inference_noise of noise_seeds).
     """
     if is_training:
         if random is None:
             raise ValueError("the style generator's training graph needs random streams for its noise")
-        styles = training_styles(z, labels_onehot, config, random, update_moving_stats).per_layer
-        return synthesis(styles, config, lambda layer: random.normal)
-    psi = config.truncation_psi if truncation_psi is None else truncation_psi
-    w = truncate(mapping(z, labels_onehot, config), average_w(config), psi)
-    return synthesis(same_style(w, num_layers(config)), config, inference_noise(noise_seeds(z), config))
+        styles = training_styles(z, labels_onehot, spec, random, update_moving_stats).per_layer
+        return synthesis(styles, spec, lambda layer: random.normal)
+    psi = spec.truncation_psi if truncation_psi is None else truncation_psi
+    w = truncate(mapping(z, labels_onehot, spec), average_w(spec), psi)
+    return synthesis(same_style(w, num_layers(spec)), spec, inference_noise(noise_seeds(z), spec))

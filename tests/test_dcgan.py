@@ -9,6 +9,7 @@ from conftest import tiny_config
 
 import model
 from networks import dcgan as networks_dcgan
+from networks import network_spec
 from networks.dcgan import discriminator, generator
 
 v1 = tf.compat.v1
@@ -19,10 +20,10 @@ def _networks_output(config, values=None):
     rng = np.random.RandomState(0)
     z = rng.uniform(-1, 1, (3, config.z_dim)).astype(np.float32)
     onehot = np.eye(config.y_dim, dtype=np.float32)[[0, 3, 7]] if config.conditional else None
+    spec = network_spec(config)
     with tf.Graph().as_default():
-        images = generator(tf.constant(z), None if onehot is None else tf.constant(onehot), config,
-                           is_training=False)
-        logits, _ = discriminator(images, None if onehot is None else tf.constant(onehot), config)
+        images = generator(tf.constant(z), None if onehot is None else tf.constant(onehot), spec, is_training=False)
+        logits, _ = discriminator(images, None if onehot is None else tf.constant(onehot), spec)
         with v1.Session() as session:
             session.run(v1.global_variables_initializer())
             if values is not None:

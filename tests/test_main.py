@@ -197,3 +197,15 @@ def test_each_flag_has_its_declared_type_default_and_help():
         assert flag.boolean == (field.default is None or isinstance(field.default, bool)), field.name
     assert values["crop"].default is None and values["face_metrics"].default is None
     assert (values["epoch"].flag_type(), values["g_ema"].flag_type()) == ("int", "float")
+
+
+def test_reading_the_options_does_not_import_tensorflow(tmp_path):
+    """config.py (with the loss table it reads) and the option declarations load without TensorFlow, so
+    whatever only reads options does not pay for it; main.py, which builds graphs, still loads it first."""
+    imports = ("import config, networks, networks.options, runtime.options, sys; "
+               "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'; "
+               "assert config.LOSSES_WITH_TARGETS == ('non_saturating', 'minimax', 'least_squares')")
+    result = subprocess.run([sys.executable, "-c", imports], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    result = run_main("--help", cwd=tmp_path)  # exits 1, as absl's --help always does
+    assert "--dataset" in result.stdout and "--loss" in result.stdout and result.stderr == ""

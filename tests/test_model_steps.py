@@ -39,7 +39,7 @@ def test_fused_step_updates_both_networks_in_one_run_drawing_noise_once(tmp_path
 def test_feature_matching_is_zero_for_a_generator_that_outputs_the_real_batch(tmp_path, monkeypatch, schedule):
     pixels = np.random.RandomState(0).uniform(-1, 1, (4, 16, 16, 1)).astype(np.float32)
 
-    def copies_the_data(z, labels_onehot, config, is_training, update_moving_stats=True):
+    def copies_the_data(z, labels_onehot, spec, is_training, update_moving_stats=True):
         with v1.variable_scope(model.GENERATOR_SCOPE, reuse=v1.AUTO_REUSE):
             return tf.constant(pixels) * v1.get_variable("scale", [], initializer=v1.ones_initializer())
 
@@ -51,7 +51,7 @@ def test_feature_matching_is_zero_for_a_generator_that_outputs_the_real_batch(tm
 
     feature_matching_loss = model.losses.feature_matching_loss
     monkeypatch.setattr(model.losses, "feature_matching_loss", recorded)
-    monkeypatch.setattr(model, "generator_for", lambda config, random=None, truncation_psi=None: copies_the_data)
+    monkeypatch.setattr(model, "generator_for", lambda spec, random=None, truncation_psi=None: copies_the_data)
     with tf.Graph().as_default():
         config = tiny_config(tmp_path, y_dim=0, feature_matching=True, d_learning_rate=0.01, g_learning_rate=0.0,
                              **schedule)  # G stays a copy of the data; D moves fast

@@ -39,8 +39,9 @@ def _networks(config, batch, rng):
     z = tf.constant(rng.uniform(-1, 1, (batch, config.z_dim)).astype(np.float32))
     onehot = tf.constant(np.eye(config.y_dim, dtype=np.float32)[rng.randint(0, config.y_dim, batch)]
                          ) if config.conditional else None
-    images = networks.generator(z, onehot, config, is_training=True)
-    return (images, *networks.discriminator(images, onehot, config))
+    spec = networks.network_spec(config)
+    images = networks.generator(z, onehot, spec, is_training=True)
+    return (images, *networks.discriminator(images, onehot, spec))
 
 
 def _network_outputs(config, values=None, batch=3):
@@ -102,9 +103,10 @@ def test_kernel_4_gives_the_pytorch_reference_shapes_at_64(tmp_path):
     config = tiny_config(tmp_path, dataset="celebA", c_dim=3, output_height=64, kernel_size=4)
     gf, df = config.gf_dim, config.df_dim
     with tf.Graph().as_default() as graph:
-        images = networks.generator(tf.zeros([2, config.z_dim]), None, config, is_training=True)
+        spec = networks.network_spec(config)
+        images = networks.generator(tf.zeros([2, config.z_dim]), None, spec, is_training=True)
         layers = []
-        networks.discriminator(images, None, config, layers)
+        networks.discriminator(images, None, spec, layers)
         g_maps = [graph.get_tensor_by_name(f"generator/{name}:0").shape.as_list()[1:]
                   for name in ("Reshape", "g_h1/BiasAdd", "g_h2/BiasAdd", "g_h3/BiasAdd", "g_h4/BiasAdd")]
         kernels = [v.shape.as_list() for v in v1.global_variables() if v.shape.ndims == 4]

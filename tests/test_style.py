@@ -13,7 +13,7 @@ from conftest import tiny_config
 from test_train import assert_same_tensors, checkpoint_values, loss_rows
 
 import model
-from networks import style
+from networks import network_spec, style
 from runtime.errors import UserError
 from tools import export, serve, visualize
 from training import inference, random_streams, train
@@ -79,12 +79,13 @@ def test_mix_styles_feeds_w1_below_the_crossover_and_w2_from_it():
 @pytest.mark.parametrize("mixing", [1.0, 0.0])
 def test_training_styles_fed_to_each_layer_follow_the_drawn_crossover(tmp_path, mixing):
     config = style_config(tmp_path, style_mixing=mixing)
-    layers = style.num_layers(config)
+    spec = network_spec(config)
+    layers = style.num_layers(spec)
     assert layers == 6  # 4x4, 8x8, 16x16: two each
     with tf.Graph().as_default(), v1.Session() as session:
         random = random_streams.RandomStreams(config.seed)
-        z = random.z(4, config)
-        styles = style.training_styles(z, None, config, random, update_average=True)
+        z = random.z(4, spec)
+        styles = style.training_styles(z, None, spec, random, update_average=True)
         session.run(v1.global_variables_initializer())
         crossovers = set()
         for _ in range(20):  # each run draws new z, a new coin and a new crossover
@@ -105,10 +106,10 @@ def test_zero_noise_strength_makes_the_training_generator_deterministic_in_z(tmp
     z = np.random.RandomState(0).uniform(-1, 1, (4, config.z_dim)).astype(np.float32)
     with tf.Graph().as_default(), v1.Session() as session:
         z_input = v1.placeholder(tf.float32, [None, config.z_dim])
-        images = style.generator(z_input, None, config, is_training=True,
+        images = style.generator(z_input, None, network_spec(config), is_training=True,
                                  random=random_streams.RandomStreams(config.seed))
         session.run(v1.global_variables_initializer())
-        assert len(noise_strengths()) == style.num_layers(config)
+        assert len(noise_strengths()) == style.num_layers(network_spec(config))
         set_noise_strengths(session, 0.5)
         first, second = (session.run(images, {z_input: z}) for _ in range(2))
         assert not np.array_equal(first, second)  # fresh noise each run
@@ -124,7 +125,7 @@ def test_psi_zero_gives_every_z_the_same_image(tmp_path):
         generator = inference.InferenceGenerator(config)
         session.run(v1.global_variables_initializer())
         set_noise_strengths(session, 0.0)  # each z has noise of its own; without it only w tells them apart
-        style.average_w(config).load(np.linspace(-1, 1, config.w_dim, dtype=np.float32), session)
+        style.average_w(generator.spec).load(np.linspace(-1, 1, config.w_dim, dtype=np.float32), session)
         at_zero, at_one = (session.run(generator.images_uint8, {generator.z: z, generator.truncation_psi: psi})
                            for psi in (0.0, 1.0))
     assert all(np.array_equal(image, at_zero[0]) for image in at_zero)
@@ -142,7 +143,7 @@ def test_style_generator_trains_with_every_loss_and_regulariser(tmp_path):
             images = tf.constant(np.random.RandomState(0).uniform(-1, 1, (4, 16, 16, 1)), tf.float32)
             gan = model.DCGAN(config, images, tf.constant([0, 1, 2, 3], tf.int64))
             session.run(gan.initializer)
-            w_average = style.average_w(config)
+            w_average = style.average_w(gan.spec)
             before = session.run(w_average)
             op = gan.fused_train_op if config.fused_update else [gan.d_train_op, gan.g_train_op]
             assert np.all(session.run(op)), recipe  # every update applied: finite losses and gradients
@@ -277,7 +278,7 @@ def style_sampler(tmp_path, session):
     generator = inference.InferenceGenerator(config)
     session.run(v1.global_variables_initializer())
     set_noise_strengths(session, 0.5)
-    style.average_w(config).load(np.linspace(-1, 1, config.w_dim, dtype=np.float32), session)
+    style.average_w(generator.spec).load(np.linspace(-1, 1, config.w_dim, dtype=np.float32), session)
     return config, generator
 
 

@@ -33,7 +33,7 @@ from tensorflow.core.protobuf import rewriter_config_pb2
 
 import utils
 from config import STYLE_VISUALIZE_OPTIONS, Config
-from networks import DISCRIMINATOR_SCOPE, discriminator, style
+from networks import DISCRIMINATOR_SCOPE, discriminator, network_spec, style
 from runtime.errors import UserError
 from runtime.tf_runtime import tf
 from training.inference import fixed_z, restored_generator, to_uint8
@@ -267,7 +267,7 @@ def d_filter_maps(config, checkpoint, images_uint8, labels):
         shown_labels = config.conditional and config.conditioning == "concat"
         onehot = tf.one_hot(labels, config.y_dim) if shown_labels else None
         with graph.gradient_override_map({"LeakyRelu": "GuidedLeakyRelu"}):
-            discriminator(images, onehot, config)
+            discriminator(images, onehot, network_spec(config))
         responses = _last_conv_output(graph)
         shown = min(D_FILTERS_SHOWN, responses.shape[-1])
         peaks = tf.reduce_max(responses[..., :shown], axis=[1, 2])  # [images, filters]
@@ -348,15 +348,15 @@ class StyleTools:
 
     def __init__(self, session, generator, config):
         self.session, self.generator, self.config = session, generator, config
-        self.layers = style.num_layers(config)
+        spec = generator.spec
+        self.layers = style.num_layers(spec)
         self.styles = tf.compat.v1.placeholder(tf.float32, [None, self.layers, config.w_dim], name="layer_styles")
         self.noise_seeds = tf.compat.v1.placeholder(tf.int64, [None], name="layer_noise_seeds")
         with generator.variables():
-            self.w = style.truncate(style.mapping(generator.z, generator.labels_onehot, config),
-                                    style.average_w(config), generator.truncation_psi)
+            self.w = style.truncate(style.mapping(generator.z, generator.labels_onehot, spec),
+                                    style.average_w(spec), generator.truncation_psi)
             self.seeds = style.noise_seeds(generator.z)
-            self.images = to_uint8(style.synthesis(self.styles, config,
-                                                   style.inference_noise(self.noise_seeds, config)))
+            self.images = to_uint8(style.synthesis(self.styles, spec, style.inference_noise(self.noise_seeds, spec)))
 
     def w_of(self, count, seed, extra_feed=None):
         """(w [count, w_dim], noise seeds [count]) of `count` z drawn with `seed`."""
@@ -379,7 +379,7 @@ class StyleTools:
                                np.concatenate([coarse_seeds, fine_seeds]))
         blank = np.zeros_like(pure[:1])
         grids = []
-        for index, resolution in enumerate(style.resolutions(self.config)[:-1]):
+        for index, resolution in enumerate(style.resolutions(self.generator.spec)[:-1]):
             crossover = 2 * (index + 1)  # two layers per resolution
             first = np.arange(self.layers)[None, None, :, None] < crossover
             mixed = np.where(first, coarse[:, None, None], fine[None, :, None]).reshape(-1, self.layers,

@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 import config as config_lib
-from networks import GENERATOR_AVERAGE_SCOPE, GENERATOR_SCOPE, generator_for
+from networks import GENERATOR_AVERAGE_SCOPE, GENERATOR_SCOPE, generator_for, network_spec
 from runtime.errors import UserError
 from runtime.tf_runtime import tf
 from training.checkpoints import ARCHITECTURE_FILE, Checkpoints, checkpoint_paths, read_architecture
@@ -45,6 +45,7 @@ class InferenceGenerator:
         if config.g_ema:
             log.info("generator: sampling with the moving average of G's weights (--g_ema %g)", config.g_ema)
         self.config = config
+        self.spec = network_spec(config)  # what G is built from (visualize.StyleTools builds parts of it too)
         self.images = self.build(self.z, self.labels_onehot)
         self.images_uint8 = to_uint8(self.images, name="images_uint8")
 
@@ -57,8 +58,8 @@ class InferenceGenerator:
         """G's images for other z/label tensors, on this generator's variables and settings
         (the averaged G with --g_ema; the truncation input of a style generator)."""
         with self.variables():
-            return generator_for(self.config, truncation_psi=self.truncation_psi)(
-                z, labels_onehot, self.config, is_training=False)
+            return generator_for(self.spec, truncation_psi=self.truncation_psi)(
+                z, labels_onehot, self.spec, is_training=False)
 
     def feed(self, z, labels=None):
         feed = {self.z: z}

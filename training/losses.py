@@ -6,12 +6,33 @@ so it can be tested on constants and swapped without touching the model.
 the project must know of it, so adding a loss touches this file (and its
 tests) only; `discriminator_loss(kind, ...)` and `generator_loss(kind, ...)`
 look it up, and the penalties are added on top of any of them.
+
+Importing this module does not import TensorFlow (see `_TensorFlowOnFirstUse`):
+config.py reads the table for --loss's choices.
 """
 
 from collections.abc import Callable
 from typing import NamedTuple
 
-from runtime.tf_runtime import tf
+
+class _TensorFlowOnFirstUse:
+    """This module's `tf`: TensorFlow, imported (through runtime/tf_runtime.py, which sets up its
+    environment first) when a loss first builds an op, not when the module is imported.
+
+    config.py declares --loss's choices and checks --real_label/--label_flip from `LOSSES`, and whatever
+    only reads options (`python -m tools.flag_table`, a test of a Config) imports config.py; an import of
+    TensorFlow there cost seconds and loaded TensorFlow in processes that never build a graph.  The
+    alternatives declare a loss twice (a TensorFlow-free list of names and flags beside the table of
+    functions) or look functions up by name (a typo found only when that loss runs); with this the table
+    keeps each loss's functions and flags in one entry and only their TensorFlow calls wait."""
+
+    def __getattr__(self, name):
+        from runtime.tf_runtime import tf as tensorflow
+
+        return getattr(tensorflow, name)
+
+
+tf = _TensorFlowOnFirstUse()
 
 
 def _sigmoid_cross_entropy(logits, targets):

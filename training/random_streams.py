@@ -56,6 +56,7 @@ class RandomStreams:
         return tf.nn.experimental.stateless_dropout(x, rate, self._next_seed())
 
     def z(self, batch, config):
+        """`batch` z vectors as --z_dist and --z_dim say (`config`: a Config, or the networks' NetworkSpec)."""
         if config.z_dist == "gaussian":
             return self.normal([batch, config.z_dim])
         return self.uniform([batch, config.z_dim], -1.0, 1.0)
