@@ -38,8 +38,7 @@ FIRST_TIMED_STEP = 10
 # switches that change speed.
 PROJECT = [
     ("main.py --train, defaults", []),
-    ("main.py --train --nobfloat16 (float32)", ["--nobfloat16"]),
-    ("main.py --train --kernel_size 4", ["--kernel_size=4"]),
+    ("main.py --train --kernel_size 4 --bfloat16", ["--kernel_size=4", "--bfloat16"]),
 ]
 _PROGRESS = re.compile(r" step (\d+) \|")
 
@@ -129,8 +128,8 @@ def bare_step(flags, bfloat16):
     fields = {"dataset": "celebA", "c_dim": 3, "bfloat16": bfloat16}
     for flag in flags:
         name, _, value = flag.lstrip("-").partition("=")
-        if name == "nobfloat16":
-            fields["bfloat16"] = False
+        if name in ("bfloat16", "nobfloat16"):
+            fields["bfloat16"] = name == "bfloat16"
         else:
             fields[name] = int(value)
     return throughput.run_child(dict(kind="project", steps=8, warmup=3, config=fields))
@@ -142,6 +141,8 @@ def contenders(args, data_dir, images_path):
     for label, flags in PROJECT:
         runs[label] = lambda flags=flags: project_run(flags, args, data_dir)
         runs[f"bare step of '{label}'"] = lambda flags=flags: bare_step(flags, bfloat16)
+    runs["PyTorch reference, bare step (constant batch, as bench.throughput)"] = lambda: throughput.run_child(
+        dict(kind="torch", kernel_size=4, steps=8, warmup=3))
     runs["PyTorch reference (bench/torch_dcgan.py, 4x4, fp32), training on the faces in memory"] = (
         lambda: reference_run(args, images_path))
     return runs
