@@ -32,7 +32,7 @@ def changed(before, after):
 
 @pytest.mark.parametrize("dataset", ["mnist", "celebA"])
 def test_each_train_op_touches_only_its_own_network(tmp_path, dataset):
-    # The separate D and G runs (carpedm20's schedule); the fused run is tested in test_recipes.py.
+    # The separate D and G runs (carpedm20's schedule); the fused run is tested in test_model_steps.py.
     overrides = dict(fused_update=False, g_steps=2, **({} if dataset == "mnist" else {"c_dim": 3}))
     with tf.Graph().as_default():
         _, gan = build(tmp_path, dataset=dataset, **overrides)

@@ -9,10 +9,10 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_config
-from test_train import assert_same_tensors, checkpoint_values, loss_rows
+from conftest import assert_same_tensors, loss_rows, tiny_config
 
 import model
+from bench.faults.runs import checkpoint_values
 from networks import network_spec, style
 from runtime.errors import UserError
 from tools import export, serve, visualize
