@@ -9,8 +9,8 @@ convolutions in bfloat16), `--mixed_precision` the float16 rewrite with loss sca
    numbers enough that it stays the user's choice (`--mixed_precision`);
 3. a CPU without AVX512_BF16 or AMX trains in float32: oneDNN would emulate bfloat16, slower than float32;
 4. otherwise bfloat16, for the models whose quality in bfloat16 docs/ablation.md measured as level with
-   float32's (BFLOAT16_MODELS: the face ablation's `bf16` row against `default`, and conditional MNIST at
-   one epoch), float32 for the others.
+   float32's at 3 seeds (BFLOAT16_MODELS), float32 for the others.  The list is empty until those checks
+   are in: faces (`k4_bf16` / `bf16` against `default`) and conditional MNIST at one epoch (`bf16`).
 
 A resumed run decides again, on the same machine the same way, so resuming stays bit-exact there.
 """
